@@ -1,0 +1,2 @@
+#include <stdio.h>
+int main(void) { fprintf(stderr, "shoeboxd: not yet\n"); return 1; }
