@@ -1,2 +1,300 @@
+/* shoebox: the command line. `init` works on the data dir directly; every
+ * other command asks the running daemon over its control socket. */
+#include "shoebox/datadir.h"
+#include "shoebox/engine.h"
+#include "shoebox/err.h"
+#include "shoebox/identity.h"
+#include "shoebox/limits.h"
+#include "shoebox/log.h"
+#include "shoebox/store.h"
+#include "shoebox/util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdbool.h>
 #include <stdio.h>
-int main(void) { fprintf(stderr, "shoebox: not yet\n"); return 1; }
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+struct cli {
+    const char *data_dir;
+    bool json;
+    int argc;     /* the command's own arguments, options removed */
+    char **argv;
+};
+
+static _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static _Noreturn void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("shoebox: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+/* Takes "--name VALUE" (or --name=VALUE) out of the command's arguments. */
+static const char *take_opt(struct cli *c, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 0; i < c->argc; i++) {
+        const char *a = c->argv[i];
+        const char *v = NULL;
+        int used = 0;
+        if (strcmp(a, name) == 0) {
+            if (i + 1 >= c->argc) die("%s needs a value", name);
+            v = c->argv[i + 1];
+            used = 2;
+        } else if (strncmp(a, name, n) == 0 && a[n] == '=') {
+            v = a + n + 1;
+            used = 1;
+        } else {
+            continue;
+        }
+        memmove(c->argv + i, c->argv + i + used, (size_t)(c->argc - i - used) * sizeof *c->argv);
+        c->argc -= used;
+        return v;
+    }
+    return NULL;
+}
+
+static bool take_flag(struct cli *c, const char *name)
+{
+    for (int i = 0; i < c->argc; i++) {
+        if (strcmp(c->argv[i], name) != 0) continue;
+        memmove(c->argv + i, c->argv + i + 1, (size_t)(c->argc - i - 1) * sizeof *c->argv);
+        c->argc--;
+        return true;
+    }
+    return false;
+}
+
+static void no_more_args(struct cli *c, int allowed)
+{
+    for (int i = 0; i < c->argc; i++)
+        if (c->argv[i][0] == '-' && c->argv[i][1] == '-') die("unknown option %s", c->argv[i]);
+    if (c->argc > allowed) die("unexpected argument '%s'", c->argv[allowed]);
+}
+
+/* Sends one request to the daemon and returns its "result" (or exits with
+ * the daemon's error). */
+static json_t *call(struct cli *c, const char *cmd, json_t *args)
+{
+    char path[4096];
+    if (sbx_datadir_path(path, sizeof path, c->data_dir, SBX_FILE_CONTROL) != 0 ||
+        strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        die("data dir path is too long");
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) die("socket: %s", strerror(errno));
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        struct stat st;
+        char key[4096];
+        sbx_datadir_path(key, sizeof key, c->data_dir, SBX_FILE_KEY);
+        if (stat(key, &st) != 0)
+            die("no library in %s; run 'shoebox --data %s init' first", c->data_dir, c->data_dir);
+        die("the daemon is not running for %s; start it with 'shoeboxd --data %s'", c->data_dir,
+            c->data_dir);
+    }
+    json_t *req = json_pack("{s:s, s:o}", "cmd", cmd, "args", args ? args : json_object());
+    char *text = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    size_t len = strlen(text);
+    text[len] = '\n';
+    for (size_t off = 0; off <= len;) {
+        ssize_t w = write(fd, text + off, len + 1 - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) die("cannot talk to the daemon: %s", strerror(errno));
+        off += (size_t)w;
+    }
+    free(text);
+    json_error_t jerr;
+    FILE *f = fdopen(fd, "r");
+    json_t *resp = json_loadf(f, JSON_DISABLE_EOF_CHECK, &jerr);
+    fclose(f);
+    if (!resp) die("the daemon closed the connection without an answer");
+    if (!json_is_true(json_object_get(resp, "ok"))) {
+        const char *e = json_string_value(json_object_get(resp, "error"));
+        fprintf(stderr, "shoebox: %s\n", e ? e : "the daemon refused the request");
+        json_decref(resp);
+        exit(1);
+    }
+    json_t *result = json_incref(json_object_get(resp, "result"));
+    json_decref(resp);
+    return result;
+}
+
+static void print_json(json_t *v)
+{
+    char *s = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY);
+    puts(s);
+    free(s);
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+static json_int_t jint(json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
+
+/* ---- init ---- */
+
+static int cmd_init(struct cli *c)
+{
+    const char *name = take_opt(c, "--name");
+    const char *role_s = take_opt(c, "--role");
+    const char *libname = take_opt(c, "--library-name");
+    no_more_args(c, 0);
+    enum sbx_role role = SBX_ROLE_CACHE;
+    if (role_s && strcmp(role_s, "full") == 0) role = SBX_ROLE_FULL;
+    else if (role_s && strcmp(role_s, "cache") != 0) die("--role is full or cache, not '%s'", role_s);
+    char host[SBX_MAX_NAME + 1] = "device";
+    if (!name) {
+        gethostname(host, sizeof host - 1);
+        name = host;
+    }
+    if (!*name || strlen(name) > SBX_MAX_NAME) die("--name must be 1 to %u bytes", SBX_MAX_NAME);
+    char libdefault[128];
+    if (!libname) {
+        snprintf(libdefault, sizeof libdefault, "Photos");
+        libname = libdefault;
+    }
+
+    int rc = sbx_mkdir_p(c->data_dir, 0700);
+    if (rc != 0) die("cannot create data dir %s: %s", c->data_dir, sbx_strerror(rc));
+    if (access(c->data_dir, W_OK | X_OK) != 0)
+        die("no permission to write to data dir %s", c->data_dir);
+    char keypath[4096], dbpath[4096];
+    sbx_datadir_path(keypath, sizeof keypath, c->data_dir, SBX_FILE_KEY);
+    sbx_datadir_path(dbpath, sizeof dbpath, c->data_dir, SBX_FILE_DB);
+    struct stat st;
+    if (stat(keypath, &st) == 0 || stat(dbpath, &st) == 0)
+        die("%s already holds a library; nothing changed", c->data_dir);
+
+    struct sbx_identity id;
+    rc = sbx_identity_create(keypath, &id);
+    if (rc != 0) die("cannot create the device key %s: %s", keypath, sbx_strerror(rc));
+    sbx_store *store = NULL;
+    char err[512] = "";
+    rc = sbx_store_open(&store, dbpath, SBX_STORE_CREATE, err, sizeof err);
+    if (rc == 0)
+        rc = sbx_engine_create_library(store, &id, libname, name, role, sbx_now_ms());
+    sbx_store_close(store);
+    if (rc != 0) {
+        /* Leave nothing half made: a later init must start from scratch. */
+        unlink(keypath);
+        unlink(dbpath);
+        char side[4200];
+        snprintf(side, sizeof side, "%s-wal", dbpath);
+        unlink(side);
+        snprintf(side, sizeof side, "%s-shm", dbpath);
+        unlink(side);
+        sbx_identity_wipe(&id);
+        die("cannot create the library: %s", err[0] ? err : sbx_strerror(rc));
+    }
+    sbx_identity_wipe(&id);
+    if (c->json) {
+        json_t *o = json_pack("{s:s, s:s, s:s}", "data_dir", c->data_dir, "name", name, "role",
+                              role == SBX_ROLE_FULL ? "full" : "cache");
+        print_json(o);
+        json_decref(o);
+    } else {
+        printf("initialised a new library in %s (device \"%s\", role %s)\n", c->data_dir, name,
+               role == SBX_ROLE_FULL ? "full" : "cache");
+        printf("start the daemon with: shoeboxd --data %s\n", c->data_dir);
+    }
+    return 0;
+}
+
+/* ---- status ---- */
+
+static int cmd_status(struct cli *c)
+{
+    no_more_args(c, 0);
+    json_t *r = call(c, "status", NULL);
+    if (c->json) {
+        print_json(r);
+    } else {
+        printf("device   %s  \"%s\" (%s)\n", jstr(r, "device_id"), jstr(r, "device_name"), jstr(r, "role"));
+        printf("library  %s  \"%s\"\n", jstr(r, "library_id"), jstr(r, "library_name"));
+        printf("members  %lld   photos %lld   albums %lld   tags %lld\n", (long long)jint(r, "devices"),
+               (long long)jint(r, "photos"), (long long)jint(r, "albums"), (long long)jint(r, "tags"));
+        printf("log      %lld entries   digest %s\n", (long long)jint(r, "entries"), jstr(r, "state_digest"));
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(r, "forks"), i, v)
+            printf("FORK     device %s signed two entries with seq %lld: it is cloned or compromised\n",
+                   jstr(v, "device_id"), (long long)jint(v, "seq"));
+        json_array_foreach(json_object_get(r, "refused"), i, v)
+            printf("refused  entry %lld of %s: %s\n", (long long)jint(v, "seq"), jstr(v, "device_id"),
+                   jstr(v, "reason"));
+    }
+    json_decref(r);
+    return 0;
+}
+
+static const struct {
+    const char *name;
+    int (*fn)(struct cli *c);
+    const char *help;
+} commands[] = {
+    {"init", cmd_init, "init [--name NAME] [--role full|cache]   create a device and a new library"},
+    {"status", cmd_status, "status [--json]                          this device, its library and peers"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: shoebox [--data DIR] [--json] COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < SBX_ARRAY_LEN(commands); i++) fprintf(f, "  %s\n", commands[i].help);
+    fprintf(f, "\nDIR defaults to $XDG_DATA_HOME/shoebox. Every command but init needs shoeboxd running.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (sodium_init() < 0) die("libsodium failed to initialise");
+    sbx_log_set_level(SBX_LOG_WARN);
+    struct cli c = {0};
+    char default_dir[4096];
+    int i = 1;
+    /* Global options come before the command; --data and --json are also
+     * taken after it, where people tend to type them. */
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp(argv[i], "--data") == 0 && i + 1 < argc) c.data_dir = argv[++i];
+        else if (strncmp(argv[i], "--data=", 7) == 0) c.data_dir = argv[i] + 7;
+        else if (strcmp(argv[i], "--json") == 0) c.json = true;
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) { usage(stdout); return 0; }
+        else if (strcmp(argv[i], "--version") == 0) { printf("shoebox %s\n", SBX_VERSION); return 0; }
+        else { fprintf(stderr, "shoebox: unknown option %s\n", argv[i]); usage(stderr); return 2; }
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return 2;
+    }
+    const char *name = argv[i];
+    c.argc = argc - i - 1;
+    c.argv = argv + i + 1;
+    const char *d = take_opt(&c, "--data");
+    if (d) c.data_dir = d;
+    if (take_flag(&c, "--json")) c.json = true;
+    if (!c.data_dir) {
+        if (sbx_datadir_default(default_dir, sizeof default_dir) != 0)
+            die("no --data and no $XDG_DATA_HOME or $HOME");
+        c.data_dir = default_dir;
+    }
+    for (size_t k = 0; k < SBX_ARRAY_LEN(commands); k++)
+        if (strcmp(commands[k].name, name) == 0) return commands[k].fn(&c);
+    fprintf(stderr, "shoebox: unknown command '%s'\n", name);
+    usage(stderr);
+    return 2;
+}

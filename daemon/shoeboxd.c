@@ -1,2 +1,90 @@
+/* shoeboxd: the shoebox daemon. One per data dir; runs in the foreground. */
+#include "daemon.h"
+
+#include "shoebox/datadir.h"
+#include "shoebox/err.h"
+#include "shoebox/log.h"
+
+#include <getopt.h>
+#include <sodium.h>
 #include <stdio.h>
-int main(void) { fprintf(stderr, "shoeboxd: not yet\n"); return 1; }
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: shoeboxd [--data DIR] [--listen HOST:PORT] [--log-level LEVEL]\n"
+            "\n"
+            "Runs the shoebox daemon for the library in DIR (default $XDG_DATA_HOME/shoebox)\n"
+            "in the foreground. SIGINT or SIGTERM stops it cleanly.\n"
+            "  --data DIR           data directory made by 'shoebox init'\n"
+            "  --listen HOST:PORT   address peers connect to\n"
+            "  --log-level LEVEL    debug, info, warn or error (default info)\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"data", required_argument, NULL, 'd'},
+        {"listen", required_argument, NULL, 'l'},
+        {"log-level", required_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    struct sbx_daemon_options opt = {0};
+    char default_dir[4096];
+    int c;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'd': opt.data_dir = optarg; break;
+        case 'l': opt.listen = optarg; break;
+        case 'v':
+            if (sbx_log_level_parse(optarg) < 0) {
+                fprintf(stderr, "shoeboxd: unknown log level '%s'\n", optarg);
+                return 2;
+            }
+            sbx_log_set_level((enum sbx_log_level)sbx_log_level_parse(optarg));
+            break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf("shoeboxd %s\n", SBX_VERSION); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (!opt.data_dir) {
+        if (sbx_datadir_default(default_dir, sizeof default_dir) != 0) {
+            fprintf(stderr, "shoeboxd: no --data and no $XDG_DATA_HOME or $HOME\n");
+            return 2;
+        }
+        opt.data_dir = default_dir;
+    }
+    if (sodium_init() < 0) {
+        fprintf(stderr, "shoeboxd: libsodium failed to initialise\n");
+        return 1;
+    }
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    static struct sbx_daemon d;
+    char err[1024] = "";
+    int rc = sbx_daemon_open(&d, &loop, &opt, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "shoeboxd: %s\n", err[0] ? err : sbx_strerror(rc));
+        sbx_daemon_stop(&d);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        sbx_daemon_close(&d);
+        uv_loop_close(&loop);
+        return 1;
+    }
+    sbx_info("shoeboxd %s serving %s", SBX_VERSION, d.data_dir);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    sbx_daemon_close(&d);
+    uv_loop_close(&loop);
+    sbx_info("stopped");
+    return 0;
+}

@@ -1,0 +1,413 @@
+/* Control commands: one handler per command name, each running inside the
+ * daemon's loop thread and answering with a JSON result. */
+#include "daemon.h"
+
+#include "shoebox/devid.h"
+#include "shoebox/err.h"
+#include "shoebox/limits.h"
+#include "shoebox/util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct cmd_ctx {
+    struct sbx_daemon *d;
+    json_t *args;
+    char err[512];
+};
+
+typedef json_t *(*cmd_fn)(struct cmd_ctx *c);
+
+static json_t *fail(struct cmd_ctx *c, const char *fmt, const char *detail)
+{
+    snprintf(c->err, sizeof c->err, fmt, detail ? detail : "");
+    return NULL;
+}
+
+static void hex_of(char *out, const uint8_t *b, size_t n) { sbx_hex_encode(out, b, n); }
+
+json_t *sbx_json_time(int64_t ms)
+{
+    char buf[32];
+    sbx_rfc3339(buf, ms);
+    return json_string(buf);
+}
+
+static json_t *cmd_status(struct cmd_ctx *c)
+{
+    struct sbx_daemon *d = c->d;
+    sbx_store *s = d->store;
+    char devid[SBX_DEVID_STRLEN + 1], lib[SBX_UUID_STRLEN + 1], name[256] = "", libname[256] = "",
+         role[16] = "cache";
+    sbx_devid_format(devid, d->id.pk);
+    sbx_uuid_format(lib, sbx_engine_library(d->engine));
+    sbx_store_meta_get_text(s, "device_name", name, sizeof name);
+    sbx_store_meta_get_text(s, "library_name", libname, sizeof libname);
+    sbx_store_meta_get_text(s, "role", role, sizeof role);
+    uint8_t digest[32];
+    char digest_hex[65];
+    int rc = sbx_engine_digest(d->engine, digest);
+    if (rc != 0) return fail(c, "cannot compute the state digest: %s", sbx_strerror(rc));
+    hex_of(digest_hex, digest, 32);
+
+    json_t *forks = json_array();
+    sqlite3_stmt *st = sbx_store_stmt(
+        s, "SELECT a.key, f.seq FROM forks f JOIN authors a ON a.ix = f.author_ix ORDER BY f.detected_at");
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        char fid[SBX_DEVID_STRLEN + 1];
+        if (sqlite3_column_bytes(st, 0) != 32) continue;
+        sbx_devid_format(fid, sqlite3_column_blob(st, 0));
+        json_array_append_new(forks, json_pack("{s:s, s:I}", "device_id", fid, "seq",
+                                               (json_int_t)sqlite3_column_int64(st, 1)));
+    }
+    if (st) sqlite3_reset(st);
+    json_t *refused = json_array();
+    st = sbx_store_stmt(s, "SELECT a.key, r.seq, r.reason, r.refused_at FROM refused_entries r "
+                           "LEFT JOIN authors a ON a.ix = r.author_ix ORDER BY r.refused_at DESC LIMIT 20");
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        char fid[SBX_DEVID_STRLEN + 1] = "";
+        if (sqlite3_column_bytes(st, 0) == 32) sbx_devid_format(fid, sqlite3_column_blob(st, 0));
+        json_array_append_new(refused,
+                              json_pack("{s:s, s:I, s:s, s:o}", "device_id", fid, "seq",
+                                        (json_int_t)sqlite3_column_int64(st, 1), "reason",
+                                        (const char *)sqlite3_column_text(st, 2), "refused_at",
+                                        sbx_json_time(sqlite3_column_int64(st, 3))));
+    }
+    if (st) sqlite3_reset(st);
+
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:s, s:o, s:o, s:b, s:i, s:s, s:o}",
+        "device_id", devid, "device_name", name, "role", role, "library_id", lib, "library_name",
+        libname, "photos",
+        (json_int_t)sbx_store_query_int(
+            s, "SELECT count(*) FROM photos WHERE put_hlc IS NOT NULL AND is_deleted = 0"),
+        "albums",
+        (json_int_t)sbx_store_query_int(
+            s, "SELECT count(*) FROM albums WHERE create_hlc IS NOT NULL AND is_deleted = 0"),
+        "tags", (json_int_t)sbx_store_query_int(s, "SELECT count(*) FROM tags WHERE label IS NOT NULL"),
+        "devices", (json_int_t)sbx_store_query_int(s, "SELECT count(*) FROM devices WHERE removed = 0"),
+        "entries", (json_int_t)sbx_store_query_int(s, "SELECT count(*) FROM entries"),
+        "state_digest", digest_hex, "forks", forks, "refused", refused, "encrypted", 0,
+        "schema_version", sbx_store_schema_version(s), "version", SBX_VERSION, "started_at",
+        sbx_json_time(d->started_at_ms));
+}
+
+/* ---- ids ---- */
+
+static void uuid_json(json_t *o, const char *key, const void *blob, int len)
+{
+    if (len != 16) {
+        json_object_set_new(o, key, json_null());
+        return;
+    }
+    char s[SBX_UUID_STRLEN + 1];
+    sbx_uuid_format(s, blob);
+    json_object_set_new(o, key, json_string(s));
+}
+
+static void hex_json(json_t *o, const char *key, const void *blob, int len)
+{
+    if (len <= 0) {
+        json_object_set_new(o, key, json_null());
+        return;
+    }
+    char s[2 * 64 + 1];
+    sbx_hex_encode(s, blob, (size_t)len > 64 ? 64 : (size_t)len);
+    json_object_set_new(o, key, json_string(s));
+}
+
+/* Resolves a full id or a unique prefix (dashes optional) of a row id. */
+static int resolve_id(struct cmd_ctx *c, const char *what, const char *table, const char *prefix, uint8_t out[16])
+{
+    char hex[33];
+    size_t n = 0;
+    for (const char *p = prefix ? prefix : ""; *p; p++) {
+        if (*p == '-') continue;
+        char ch = *p >= 'a' && *p <= 'f' ? (char)(*p - 32) : *p;
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'F')) || n == 32) {
+            snprintf(c->err, sizeof c->err, "'%s' is not a %s id", prefix, what);
+            return SBX_EINVAL;
+        }
+        hex[n++] = ch;
+    }
+    hex[n] = '\0';
+    if (n < 4) {
+        snprintf(c->err, sizeof c->err, "%s id '%s' is too short (give at least 4 characters)", what,
+                 prefix ? prefix : "");
+        return SBX_EINVAL;
+    }
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT id FROM %s WHERE hex(id) LIKE ?1 || '%%' LIMIT 2", table);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(sbx_store_db(c->d->store), sql, -1, &st, NULL) != SQLITE_OK) return SBX_EDB;
+    sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
+    int found = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (found++ == 0) memcpy(out, sqlite3_column_blob(st, 0), 16);
+    }
+    sqlite3_finalize(st);
+    if (found == 1) return 0;
+    snprintf(c->err, sizeof c->err, found ? "%s id '%s' is ambiguous: give more characters" : "no %s with id '%s'",
+             what, prefix);
+    return found ? SBX_EAMBIGUOUS : SBX_ENOENT;
+}
+
+static const char *arg_str(struct cmd_ctx *c, const char *key)
+{
+    return c->args ? json_string_value(json_object_get(c->args, key)) : NULL;
+}
+
+static json_t *write_ops(struct cmd_ctx *c, const struct sbx_op *ops, size_t n, json_t *result)
+{
+    int rc = sbx_engine_write(c->d->engine, ops, n, sbx_now_ms());
+    if (rc != 0) {
+        json_decref(result);
+        return fail(c, "cannot write to the library: %s", sbx_strerror(rc));
+    }
+    return result ? result : json_object();
+}
+
+/* ---- photos ---- */
+
+static json_t *photo_json(sqlite3_stmt *st)
+{
+    json_t *o = json_object();
+    uuid_json(o, "id", sqlite3_column_blob(st, 0), sqlite3_column_bytes(st, 0));
+    hex_json(o, "hash", sqlite3_column_blob(st, 1), sqlite3_column_bytes(st, 1));
+    json_object_set_new(o, "file_name", json_string((const char *)sqlite3_column_text(st, 2)));
+    json_object_set_new(o, "size_bytes", json_integer(sqlite3_column_int64(st, 3)));
+    json_object_set_new(o, "captured_at", sqlite3_column_type(st, 4) == SQLITE_NULL ? json_null()
+                                                                                     : sbx_json_time(sqlite3_column_int64(st, 4)));
+    json_object_set_new(o, "uploaded_at", sbx_json_time(sqlite3_column_int64(st, 5)));
+    json_object_set_new(o, "width", json_integer(sqlite3_column_int64(st, 6)));
+    json_object_set_new(o, "height", json_integer(sqlite3_column_int64(st, 7)));
+    json_object_set_new(o, "mime_type", json_string((const char *)sqlite3_column_text(st, 8)));
+    json_object_set_new(o, "location_lat", sqlite3_column_type(st, 9) == SQLITE_NULL ? json_null()
+                                                                                      : json_real(sqlite3_column_double(st, 9)));
+    json_object_set_new(o, "location_lon", sqlite3_column_type(st, 10) == SQLITE_NULL ? json_null()
+                                                                                       : json_real(sqlite3_column_double(st, 10)));
+    json_object_set_new(o, "camera_make", json_string((const char *)sqlite3_column_text(st, 11)));
+    json_object_set_new(o, "camera_model", json_string((const char *)sqlite3_column_text(st, 12)));
+    json_object_set_new(o, "orientation", json_integer(sqlite3_column_int64(st, 13)));
+    json_object_set_new(o, "is_deleted", json_boolean(sqlite3_column_int(st, 14)));
+    json_object_set_new(o, "deleted_at", sqlite3_column_type(st, 15) == SQLITE_NULL ? json_null()
+                                                                                     : sbx_json_time(sqlite3_column_int64(st, 15)));
+    json_object_set_new(o, "updated_at", sbx_json_time(sqlite3_column_int64(st, 16)));
+    json_object_set_new(o, "favorite", json_boolean(sqlite3_column_int(st, 17)));
+    json_object_set_new(o, "archived", json_boolean(sqlite3_column_int(st, 18)));
+    if (sqlite3_column_bytes(st, 19) == 32) {
+        char devid[SBX_DEVID_STRLEN + 1];
+        sbx_devid_format(devid, sqlite3_column_blob(st, 19));
+        json_object_set_new(o, "device_id", json_string(devid));
+    }
+    const char *tags = (const char *)sqlite3_column_text(st, 20);
+    json_t *arr = json_array();
+    while (tags && *tags) {
+        const char *sep = strchr(tags, '\x1f');
+        size_t len = sep ? (size_t)(sep - tags) : strlen(tags);
+        json_array_append_new(arr, json_stringn(tags, len));
+        tags += len + (sep ? 1 : 0);
+    }
+    json_object_set_new(o, "tags", arr);
+    return o;
+}
+
+#define PHOTO_COLUMNS                                                                                         \
+    "p.id, p.hash, p.file_name, p.size_bytes, p.captured_at, p.uploaded_at, p.width, p.height, p.mime_type, " \
+    "p.location_lat, p.location_lon, p.camera_make, p.camera_model, p.orientation, p.is_deleted, "           \
+    "p.deleted_at, p.updated_at, p.favorite, p.archived, p.device_id, "                                      \
+    "(SELECT group_concat(label, char(31)) FROM (SELECT t.label FROM photo_tags pt JOIN tags t "             \
+    "ON t.id = pt.tag_id WHERE pt.photo_id = p.id AND pt.present = 1 ORDER BY t.label))"
+
+static json_t *cmd_photos(struct cmd_ctx *c)
+{
+    bool deleted = c->args && json_is_true(json_object_get(c->args, "deleted"));
+    sqlite3_stmt *st = NULL;
+    const char *sql = deleted ? "SELECT " PHOTO_COLUMNS " FROM photos p WHERE p.put_hlc IS NOT NULL AND p.is_deleted = 1 "
+                                "ORDER BY p.captured_at DESC, p.id"
+                              : "SELECT " PHOTO_COLUMNS " FROM photos p WHERE p.put_hlc IS NOT NULL AND p.is_deleted = 0 "
+                                "ORDER BY p.captured_at DESC, p.id";
+    if (sqlite3_prepare_v2(sbx_store_db(c->d->store), sql, -1, &st, NULL) != SQLITE_OK)
+        return fail(c, "cannot list photos: %s", sqlite3_errmsg(sbx_store_db(c->d->store)));
+    json_t *arr = json_array();
+    while (sqlite3_step(st) == SQLITE_ROW) json_array_append_new(arr, photo_json(st));
+    sqlite3_finalize(st);
+    return arr;
+}
+
+static json_t *photo_deleted(struct cmd_ctx *c, enum sbx_op_type type)
+{
+    struct sbx_op op = {.type = type};
+    if (resolve_id(c, "photo", "photos", arg_str(c, "id"), op.id) != 0) return NULL;
+    char id[SBX_UUID_STRLEN + 1];
+    sbx_uuid_format(id, op.id);
+    return write_ops(c, &op, 1, json_pack("{s:s}", "id", id));
+}
+
+static json_t *cmd_photo_delete(struct cmd_ctx *c) { return photo_deleted(c, SBX_OP_PHOTO_DELETE); }
+static json_t *cmd_photo_restore(struct cmd_ctx *c) { return photo_deleted(c, SBX_OP_PHOTO_RESTORE); }
+
+/* ---- albums ---- */
+
+static int name_arg(struct cmd_ctx *c, const char *key, struct sbx_str *out)
+{
+    const char *name = arg_str(c, key);
+    if (!name || !*name || strlen(name) > SBX_MAX_NAME) {
+        snprintf(c->err, sizeof c->err, "a name of 1 to %u bytes is needed", SBX_MAX_NAME);
+        return SBX_EINVAL;
+    }
+    *out = (struct sbx_str){name, (uint32_t)strlen(name)};
+    return 0;
+}
+
+static json_t *cmd_album_create(struct cmd_ctx *c)
+{
+    struct sbx_op op = {.type = SBX_OP_ALBUM_CREATE};
+    if (name_arg(c, "name", &op.name) != 0) return NULL;
+    sbx_uuid_random(op.id);
+    char id[SBX_UUID_STRLEN + 1];
+    sbx_uuid_format(id, op.id);
+    return write_ops(c, &op, 1, json_pack("{s:s}", "id", id));
+}
+
+static json_t *cmd_album_rename(struct cmd_ctx *c)
+{
+    struct sbx_op op = {.type = SBX_OP_ALBUM_RENAME};
+    if (resolve_id(c, "album", "albums", arg_str(c, "album"), op.id) != 0) return NULL;
+    if (name_arg(c, "name", &op.name) != 0) return NULL;
+    return write_ops(c, &op, 1, NULL);
+}
+
+static json_t *cmd_album_delete(struct cmd_ctx *c)
+{
+    struct sbx_op op = {.type = SBX_OP_ALBUM_DELETE};
+    if (resolve_id(c, "album", "albums", arg_str(c, "album"), op.id) != 0) return NULL;
+    return write_ops(c, &op, 1, NULL);
+}
+
+static json_t *album_items(struct cmd_ctx *c, enum sbx_op_type type)
+{
+    uint8_t album[16];
+    if (resolve_id(c, "album", "albums", arg_str(c, "album"), album) != 0) return NULL;
+    json_t *photos = c->args ? json_object_get(c->args, "photos") : NULL;
+    size_t n = json_array_size(photos);
+    if (n == 0) return fail(c, "give at least one photo id%s", "");
+    if (n > 100000) return fail(c, "too many photos in one request%s", "");
+    struct sbx_op *ops = calloc(n, sizeof *ops);
+    if (!ops) return fail(c, "out of memory%s", "");
+    for (size_t i = 0; i < n; i++) {
+        ops[i].type = type;
+        memcpy(ops[i].id, album, 16);
+        if (resolve_id(c, "photo", "photos", json_string_value(json_array_get(photos, i)), ops[i].ref) != 0) {
+            free(ops);
+            return NULL;
+        }
+    }
+    json_t *r = write_ops(c, ops, n, NULL);
+    free(ops);
+    return r;
+}
+
+static json_t *cmd_album_add(struct cmd_ctx *c) { return album_items(c, SBX_OP_ALBUM_ADD); }
+static json_t *cmd_album_remove(struct cmd_ctx *c) { return album_items(c, SBX_OP_ALBUM_REMOVE); }
+
+static json_t *cmd_albums(struct cmd_ctx *c)
+{
+    sqlite3 *db = sbx_store_db(c->d->store);
+    sqlite3_stmt *st = NULL, *items = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT id, name, cover_photo_id, created_at, updated_at FROM albums "
+                               "WHERE create_hlc IS NOT NULL AND is_deleted = 0 ORDER BY name, id", -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT i.photo_id FROM album_items i JOIN photos p ON p.id = i.photo_id "
+                               "WHERE i.album_id = ?1 AND i.present = 1 AND p.put_hlc IS NOT NULL AND p.is_deleted = 0 "
+                               "ORDER BY i.position, i.photo_id", -1, &items, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return fail(c, "cannot list albums: %s", sqlite3_errmsg(db));
+    }
+    json_t *arr = json_array();
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        json_t *o = json_object();
+        uuid_json(o, "id", sqlite3_column_blob(st, 0), sqlite3_column_bytes(st, 0));
+        json_object_set_new(o, "name", json_string((const char *)sqlite3_column_text(st, 1)));
+        uuid_json(o, "cover_photo_id", sqlite3_column_blob(st, 2), sqlite3_column_bytes(st, 2));
+        json_object_set_new(o, "created_at", sbx_json_time(sqlite3_column_int64(st, 3)));
+        json_object_set_new(o, "updated_at", sbx_json_time(sqlite3_column_int64(st, 4)));
+        json_t *ids = json_array();
+        sqlite3_bind_blob(items, 1, sqlite3_column_blob(st, 0), sqlite3_column_bytes(st, 0), SQLITE_TRANSIENT);
+        while (sqlite3_step(items) == SQLITE_ROW) {
+            char s[SBX_UUID_STRLEN + 1];
+            sbx_uuid_format(s, sqlite3_column_blob(items, 0));
+            json_array_append_new(ids, json_string(s));
+        }
+        sqlite3_reset(items);
+        json_object_set_new(o, "photo_ids", ids);
+        json_array_append_new(arr, o);
+    }
+    sqlite3_finalize(st);
+    sqlite3_finalize(items);
+    return arr;
+}
+
+/* ---- tags ---- */
+
+static json_t *tag_op(struct cmd_ctx *c, bool add)
+{
+    struct sbx_op ops[2];
+    memset(ops, 0, sizeof ops);
+    uint8_t photo[16];
+    if (resolve_id(c, "photo", "photos", arg_str(c, "photo"), photo) != 0) return NULL;
+    struct sbx_str label;
+    if (name_arg(c, "label", &label) != 0) return NULL;
+    uint8_t tag[16];
+    sbx_tag_id_for_label(sbx_engine_library(c->d->engine), label.ptr, label.len, tag);
+    size_t n = 0;
+    if (add) {
+        ops[n].type = SBX_OP_TAG_CREATE;
+        memcpy(ops[n].id, tag, 16);
+        ops[n].name = label;
+        n++;
+    }
+    ops[n].type = add ? SBX_OP_PHOTO_TAG_ADD : SBX_OP_PHOTO_TAG_REMOVE;
+    memcpy(ops[n].id, photo, 16);
+    memcpy(ops[n].ref, tag, 16);
+    n++;
+    return write_ops(c, ops, n, NULL);
+}
+
+static json_t *cmd_tag(struct cmd_ctx *c) { return tag_op(c, true); }
+static json_t *cmd_untag(struct cmd_ctx *c) { return tag_op(c, false); }
+
+static const struct {
+    const char *name;
+    cmd_fn fn;
+} commands[] = {
+    {"status", cmd_status},
+    {"photos", cmd_photos},
+    {"photo.delete", cmd_photo_delete},
+    {"photo.restore", cmd_photo_restore},
+    {"albums", cmd_albums},
+    {"album.create", cmd_album_create},
+    {"album.rename", cmd_album_rename},
+    {"album.delete", cmd_album_delete},
+    {"album.add", cmd_album_add},
+    {"album.remove", cmd_album_remove},
+    {"tag", cmd_tag},
+    {"untag", cmd_untag},
+};
+
+json_t *sbx_control_dispatch(struct sbx_daemon *d, json_t *request)
+{
+    const char *name = json_string_value(json_object_get(request, "cmd"));
+    if (!name) return json_pack("{s:b, s:s}", "ok", 0, "error", "request has no \"cmd\"");
+    json_t *args = json_object_get(request, "args");
+    struct cmd_ctx c = {.d = d, .args = json_is_object(args) ? args : NULL};
+    for (size_t i = 0; i < SBX_ARRAY_LEN(commands); i++) {
+        if (strcmp(commands[i].name, name) != 0) continue;
+        json_t *result = commands[i].fn(&c);
+        if (!result)
+            return json_pack("{s:b, s:s}", "ok", 0, "error", c.err[0] ? c.err : "command failed");
+        return json_pack("{s:b, s:o}", "ok", 1, "result", result);
+    }
+    char msg[128];
+    snprintf(msg, sizeof msg, "unknown command \"%.64s\"", name);
+    return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+}

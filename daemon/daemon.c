@@ -1,0 +1,111 @@
+#include "daemon.h"
+
+#include "shoebox/datadir.h"
+#include "shoebox/err.h"
+#include "shoebox/log.h"
+#include "shoebox/util.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct sbx_daemon *d = h->data;
+    sbx_info("received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    sbx_daemon_stop(d);
+}
+
+int sbx_daemon_open(struct sbx_daemon *d, uv_loop_t *loop, const struct sbx_daemon_options *opt,
+                    char *errmsg, size_t size)
+{
+    int rc;
+    memset(d, 0, sizeof *d);
+    d->loop = loop;
+    d->lock_fd = -1;
+    d->started_at_ms = sbx_now_ms();
+    snprintf(d->data_dir, sizeof d->data_dir, "%s", opt->data_dir);
+    if (opt->listen) snprintf(d->listen, sizeof d->listen, "%s", opt->listen);
+
+    struct stat st;
+    if (stat(d->data_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(errmsg, size, "data dir %s does not exist; run 'shoebox --data %s init' first",
+                 d->data_dir, d->data_dir);
+        return SBX_ENOENT;
+    }
+    if (access(d->data_dir, R_OK | W_OK | X_OK) != 0) {
+        snprintf(errmsg, size, "no permission to use data dir %s: %s", d->data_dir, strerror(errno));
+        return SBX_EPERM;
+    }
+    long other = 0;
+    rc = sbx_datadir_lock(d->data_dir, &d->lock_fd, &other);
+    if (rc == SBX_EBUSY) {
+        snprintf(errmsg, size, "another shoeboxd (pid %ld) is already using %s", other, d->data_dir);
+        return rc;
+    }
+    if (rc != 0) {
+        snprintf(errmsg, size, "cannot lock data dir %s: %s", d->data_dir, sbx_strerror(rc));
+        return rc;
+    }
+
+    char path[4096];
+    sbx_datadir_path(path, sizeof path, d->data_dir, SBX_FILE_KEY);
+    rc = sbx_identity_load(path, &d->id);
+    if (rc != 0) {
+        const char *why = rc == SBX_ENOENT   ? "missing; run 'shoebox init'"
+                          : rc == SBX_EPERM  ? "unreadable, or readable by others (chmod 600 it)"
+                          : rc == SBX_ECORRUPT ? "damaged"
+                                               : sbx_strerror(rc);
+        snprintf(errmsg, size, "device key %s is %s", path, why);
+        return rc;
+    }
+    sbx_datadir_path(path, sizeof path, d->data_dir, SBX_FILE_DB);
+    char dberr[512] = "";
+    rc = sbx_store_open(&d->store, path, 0, dberr, sizeof dberr);
+    if (rc != 0) {
+        snprintf(errmsg, size, "%s: %s", path, dberr);
+        return rc;
+    }
+    rc = sbx_engine_open(&d->engine, d->store, &d->id, NULL);
+    if (rc != 0) {
+        snprintf(errmsg, size, "cannot open the library in %s: %s", d->data_dir, sbx_strerror(rc));
+        return rc;
+    }
+    sbx_engine_set_data(d->engine, d);
+
+    uv_signal_init(loop, &d->sig_int);
+    uv_signal_init(loop, &d->sig_term);
+    d->sig_int.data = d->sig_term.data = d;
+    uv_signal_start(&d->sig_int, on_signal, SIGINT);
+    uv_signal_start(&d->sig_term, on_signal, SIGTERM);
+    d->signals_on = true;
+    signal(SIGPIPE, SIG_IGN);
+
+    return sbx_control_start(d, errmsg, size);
+}
+
+void sbx_daemon_stop(struct sbx_daemon *d)
+{
+    if (d->stopping) return;
+    d->stopping = true;
+    sbx_control_stop(d);
+    if (d->signals_on) {
+        uv_close((uv_handle_t *)&d->sig_int, NULL);
+        uv_close((uv_handle_t *)&d->sig_term, NULL);
+        d->signals_on = false;
+    }
+}
+
+void sbx_daemon_close(struct sbx_daemon *d)
+{
+    sbx_engine_close(d->engine);
+    d->engine = NULL;
+    sbx_store_close(d->store);
+    d->store = NULL;
+    sbx_identity_wipe(&d->id);
+    if (d->lock_fd >= 0) close(d->lock_fd);
+    d->lock_fd = -1;
+}

@@ -1,0 +1,57 @@
+/* The daemon's process-wide state: the libuv glue around the sans-I/O cores.
+ * Private to daemon/: the cores never see it. */
+#ifndef SHOEBOX_DAEMON_H
+#define SHOEBOX_DAEMON_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "shoebox/engine.h"
+#include "shoebox/identity.h"
+#include "shoebox/store.h"
+
+struct sbx_daemon_options {
+    const char *data_dir;
+    const char *listen;     /* HOST:PORT, may be NULL */
+    const char *log_level;  /* may be NULL */
+};
+
+struct sbx_daemon {
+    uv_loop_t *loop;
+    char data_dir[4096];
+    char listen[256];
+    struct sbx_identity id;
+    sbx_store *store;
+    sbx_engine *engine;
+    int lock_fd;
+    int64_t started_at_ms;
+    uv_pipe_t control;
+    bool control_open;
+    uv_signal_t sig_int, sig_term;
+    bool signals_on;
+    bool stopping;
+};
+
+/* Opens everything (lock, key, database, engine) and starts the control
+ * socket. On failure prints nothing; `errmsg` says what went wrong. */
+int sbx_daemon_open(struct sbx_daemon *d, uv_loop_t *loop, const struct sbx_daemon_options *opt,
+                    char *errmsg, size_t errmsg_size);
+/* Closes every handle, then lets the loop end. */
+void sbx_daemon_stop(struct sbx_daemon *d);
+/* Frees what is left after the loop ended. */
+void sbx_daemon_close(struct sbx_daemon *d);
+
+/* The control socket (DIR/control.sock): one JSON request line in, one JSON
+ * response line out, for the CLI and scripts on this device. */
+int sbx_control_start(struct sbx_daemon *d, char *errmsg, size_t errmsg_size);
+void sbx_control_stop(struct sbx_daemon *d);
+
+/* Runs one control command; returns the response object (owned by caller):
+ * {"ok": true, "result": ...} or {"ok": false, "error": "..."}. */
+json_t *sbx_control_dispatch(struct sbx_daemon *d, json_t *request);
+
+/* An RFC 3339 UTC string for ms since the epoch. */
+json_t *sbx_json_time(int64_t ms);
+
+#endif
