@@ -10,7 +10,7 @@ PACKAGES=(
   # libraries (docs/dependencies.md says why each one is here)
   libuv1-dev libsodium-dev libsqlite3-dev libmsgpack-dev libexif-dev
   libminiupnpc-dev libssl-dev libqrencode-dev libturbojpeg0-dev libheif-dev
-  libjansson-dev libarchive-dev libh2o-dev
+  libjansson-dev libarchive-dev libh2o-dev libpng-dev
   # tests, demo and benchmarks
   jq curl zip unzip sqlite3 zbar-tools iperf3 iproute2 procps psmisc
 )

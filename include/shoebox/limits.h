@@ -35,4 +35,18 @@
  * that arrived before the device.add that admits it). */
 #define SBX_MAX_PENDING_ENTRIES 100000u
 
+/* Pairing invitations (net/pair.c). A pairing URI is shown as a QR code, so
+ * the longest URI accepted is the most a QR code holds at error correction
+ * level M in 8-bit mode (version 40): whatever parses could have been
+ * scanned. A fully loaded invitation (8 addresses of 255 characters, every
+ * field at its longest) formats to 2287 characters and fits. */
+#define SBX_MAX_PAIR_URI 2331u
+/* Addresses an invitation carries (LAN, public, DNS names, IPv6, ...). */
+#define SBX_MAX_PAIR_ADDRS 8u
+/* One address as "host:port", "[v6]:port" or "name:port", decoded. */
+#define SBX_MAX_PAIR_ADDR 255u
+/* Pixels per QR module in a PNG: 32 gives a 5920-pixel square at version
+ * 40, already more than any screen shows. */
+#define SBX_MAX_QR_SCALE 32
+
 #endif
