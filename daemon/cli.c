@@ -244,6 +244,126 @@ static int cmd_status(struct cli *c)
     return 0;
 }
 
+/* ---- photos, albums, tags ---- */
+
+static const char *need_arg(struct cli *c, int i, const char *what)
+{
+    if (i >= c->argc) die("missing %s", what);
+    return c->argv[i];
+}
+
+static void print_photo_line(json_t *p)
+{
+    const char *when = json_is_string(json_object_get(p, "captured_at")) ? jstr(p, "captured_at") : "-";
+    printf("%s  %-20s  %-24s %5lldx%-5lld %s\n", jstr(p, "id"), when, jstr(p, "file_name"),
+           (long long)jint(p, "width"), (long long)jint(p, "height"), jstr(p, "mime_type"));
+}
+
+static int cmd_photos(struct cli *c)
+{
+    bool deleted = take_flag(c, "--deleted");
+    no_more_args(c, 0);
+    json_t *r = call(c, "photos", json_pack("{s:b}", "deleted", deleted));
+    if (c->json) {
+        print_json(r);
+    } else {
+        size_t i;
+        json_t *p;
+        json_array_foreach(r, i, p) print_photo_line(p);
+        printf("%zu photo%s\n", json_array_size(r), json_array_size(r) == 1 ? "" : "s");
+    }
+    json_decref(r);
+    return 0;
+}
+
+static int simple(struct cli *c, const char *cmd, json_t *args, const char *done_fmt)
+{
+    json_t *r = call(c, cmd, args);
+    if (c->json) print_json(r);
+    else if (done_fmt) printf(done_fmt, jstr(r, "id"));
+    json_decref(r);
+    return 0;
+}
+
+static int cmd_rm(struct cli *c)
+{
+    no_more_args(c, 1);
+    return simple(c, "photo.delete", json_pack("{s:s}", "id", need_arg(c, 0, "PHOTO_ID")), "deleted %s\n");
+}
+
+static int cmd_restore(struct cli *c)
+{
+    no_more_args(c, 1);
+    return simple(c, "photo.restore", json_pack("{s:s}", "id", need_arg(c, 0, "PHOTO_ID")), "restored %s\n");
+}
+
+static json_t *photo_list(struct cli *c, int from)
+{
+    json_t *arr = json_array();
+    for (int i = from; i < c->argc; i++) json_array_append_new(arr, json_string(c->argv[i]));
+    if (json_array_size(arr) == 0) die("give at least one PHOTO_ID");
+    return arr;
+}
+
+static int cmd_album(struct cli *c)
+{
+    const char *sub = need_arg(c, 0, "album subcommand (create, add, remove, rename, delete)");
+    if (strcmp(sub, "create") == 0) {
+        no_more_args(c, 2);
+        json_t *r = call(c, "album.create", json_pack("{s:s}", "name", need_arg(c, 1, "NAME")));
+        if (c->json) print_json(r);
+        else puts(jstr(r, "id"));
+        json_decref(r);
+        return 0;
+    }
+    if (strcmp(sub, "add") == 0 || strcmp(sub, "remove") == 0) {
+        no_more_args(c, c->argc);
+        const char *album = need_arg(c, 1, "ALBUM_ID");
+        return simple(c, sub[0] == 'a' ? "album.add" : "album.remove",
+                      json_pack("{s:s, s:o}", "album", album, "photos", photo_list(c, 2)), NULL);
+    }
+    if (strcmp(sub, "rename") == 0) {
+        no_more_args(c, 3);
+        return simple(c, "album.rename",
+                      json_pack("{s:s, s:s}", "album", need_arg(c, 1, "ALBUM_ID"), "name", need_arg(c, 2, "NAME")), NULL);
+    }
+    if (strcmp(sub, "delete") == 0) {
+        no_more_args(c, 2);
+        return simple(c, "album.delete", json_pack("{s:s}", "album", need_arg(c, 1, "ALBUM_ID")), NULL);
+    }
+    die("unknown album subcommand '%s' (create, add, remove, rename, delete)", sub);
+}
+
+static int cmd_albums(struct cli *c)
+{
+    no_more_args(c, 0);
+    json_t *r = call(c, "albums", NULL);
+    if (c->json) {
+        print_json(r);
+    } else {
+        size_t i;
+        json_t *a;
+        json_array_foreach(r, i, a)
+            printf("%s  %-30s %zu photos\n", jstr(a, "id"), jstr(a, "name"), json_array_size(json_object_get(a, "photo_ids")));
+    }
+    json_decref(r);
+    return 0;
+}
+
+static int cmd_tag(struct cli *c)
+{
+    no_more_args(c, 2);
+    return simple(c, "tag", json_pack("{s:s, s:s}", "photo", need_arg(c, 0, "PHOTO_ID"), "label", need_arg(c, 1, "LABEL")),
+                  NULL);
+}
+
+static int cmd_untag(struct cli *c)
+{
+    no_more_args(c, 2);
+    return simple(c, "untag",
+                  json_pack("{s:s, s:s}", "photo", need_arg(c, 0, "PHOTO_ID"), "label", need_arg(c, 1, "LABEL")), NULL);
+}
+
 static const struct {
     const char *name;
     int (*fn)(struct cli *c);
@@ -251,13 +371,21 @@ static const struct {
 } commands[] = {
     {"init", cmd_init, "init [--name NAME] [--role full|cache]   create a device and a new library"},
     {"status", cmd_status, "status [--json]                          this device, its library and peers"},
+    {"photos", cmd_photos, "photos [--deleted] [--json]              list photos (newest first)"},
+    {"rm", cmd_rm, "rm PHOTO_ID                              delete a photo (soft: restore brings it back)"},
+    {"restore", cmd_restore, "restore PHOTO_ID                         restore a deleted photo"},
+    {"album", cmd_album, "album create NAME | add ALBUM PHOTO... | remove ALBUM PHOTO... | rename ALBUM NAME | delete ALBUM"},
+    {"albums", cmd_albums, "albums [--json]                          albums with their photo ids in order"},
+    {"tag", cmd_tag, "tag PHOTO_ID LABEL                       tag a photo"},
+    {"untag", cmd_untag, "untag PHOTO_ID LABEL                     remove a tag from a photo"},
 };
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: shoebox [--data DIR] [--json] COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < SBX_ARRAY_LEN(commands); i++) fprintf(f, "  %s\n", commands[i].help);
-    fprintf(f, "\nDIR defaults to $XDG_DATA_HOME/shoebox. Every command but init needs shoeboxd running.\n");
+    fprintf(f, "\nIds print in full; a unique prefix (4 characters or more) is accepted.\n"
+               "DIR defaults to $XDG_DATA_HOME/shoebox. Every command but init needs shoeboxd running.\n");
 }
 
 int main(int argc, char **argv)

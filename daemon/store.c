@@ -19,7 +19,7 @@ static const char *const migrations[] = {
 _Static_assert(sizeof migrations / sizeof migrations[0] == SBX_SCHEMA_VERSION,
                "one migration per schema version");
 
-#define STMT_CACHE 64
+#define STMT_CACHE 256
 
 struct sbx_store {
     sqlite3 *db;

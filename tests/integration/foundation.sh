@@ -51,9 +51,9 @@ check "garbage database left as it was" '[ "$(sha256sum "$C/shoebox.db")" = "$su
 
 D=$T_TMP/d
 cp -a "$A" "$D"
-# Damage a page in the middle of a real database.
-size=$(stat -c %s "$D/shoebox.db")
-printf 'garbage-garbage-garbage-garbage!' | dd of="$D/shoebox.db" bs=1 seek=$((size / 2)) conv=notrunc status=none
+# Damage the header of a b-tree page of a real database (page 3; pages are
+# 4096 bytes): the kind of damage a bad sector or a torn copy leaves.
+printf 'garbage-garbage-garbage-garbage!' | dd of="$D/shoebox.db" bs=1 seek=$((4096 * 2)) conv=notrunc status=none
 sum=$(sha256sum "$D/shoebox.db")
 check "damaged page refused" '! timeout 10 "$SBD" --data "$D" 2>"$T_TMP/err" && grep -qi "damaged" "$T_TMP/err"'
 check "damaged database left as it was" '[ "$(sha256sum "$D/shoebox.db")" = "$sum" ]'

@@ -83,11 +83,15 @@ static void raws_free(struct rawlist *l)
     memset(l, 0, sizeof *l);
 }
 
-static void raws_of(struct replica *r, struct rawlist *l)
+/* Entries of one author only when `author` is given. */
+static void raws_by(struct replica *r, const uint8_t *author, struct rawlist *l)
 {
     memset(l, 0, sizeof *l);
     sqlite3_stmt *st = NULL;
-    sqlite3_prepare_v2(sbx_store_db(r->store), "SELECT raw FROM entries ORDER BY author_ix, seq", -1, &st, NULL);
+    sqlite3_prepare_v2(sbx_store_db(r->store),
+                       "SELECT e.raw FROM entries e JOIN authors a ON a.ix = e.author_ix "
+                       "WHERE ?1 IS NULL OR a.key = ?1 ORDER BY e.author_ix, e.seq", -1, &st, NULL);
+    if (author) sqlite3_bind_blob(st, 1, author, 32, SQLITE_STATIC);
     while (sqlite3_step(st) == SQLITE_ROW) {
         l->p = realloc(l->p, (l->count + 1) * sizeof *l->p);
         l->n = realloc(l->n, (l->count + 1) * sizeof *l->n);
@@ -99,6 +103,8 @@ static void raws_of(struct replica *r, struct rawlist *l)
     }
     sqlite3_finalize(st);
 }
+
+static void raws_of(struct replica *r, struct rawlist *l) { raws_by(r, NULL, l); }
 
 /* Delivers everything `from` holds to `to`, in one batch. */
 static int sync_one(struct replica *from, struct replica *to, int64_t now)
@@ -189,14 +195,23 @@ static bool album_has(struct replica *r, const uint8_t album[16], const uint8_t 
 }
 
 /* Two replicas, A founding and B joined and synced. */
-static int pair_setup(struct replica *a, struct replica *b)
+static int pair_setup_keys(struct replica *a, struct replica *b, int b_key_order)
 {
     int rc = founder(a, T0);
     if (rc == 0) rc = joiner(b, a);
+    /* When asked, give B a key below (-1) or above (1) A's, so tie-breaks
+     * are checked against a known answer and not a coin toss. */
+    while (rc == 0 && b_key_order != 0 && (memcmp(b->id.pk, a->id.pk, 32) > 0) != (b_key_order > 0)) {
+        crypto_sign_keypair(b->id.pk, b->id.sk);
+        sbx_engine_close(b->engine);
+        rc = sbx_engine_open(&b->engine, b->store, &b->id, NULL);
+    }
     if (rc == 0) rc = write1(a, op_add_device(b), T0 + 1);
     if (rc == 0) rc = sync_one(a, b, T0 + 2);
     return rc;
 }
+
+static int pair_setup(struct replica *a, struct replica *b) { return pair_setup_keys(a, b, 0); }
 
 SBX_TEST(genesis_makes_founder_member)
 {
@@ -262,10 +277,10 @@ SBX_TEST(add_wins_against_concurrent_remove)
     replica_close(&b);
 }
 
-SBX_TEST(lww_tie_breaks_on_author_bytes)
+static void lww_tie(int b_key_order)
 {
     struct replica a, b;
-    REQUIRE(pair_setup(&a, &b) == 0);
+    REQUIRE(pair_setup_keys(&a, &b, b_key_order) == 0);
     uint8_t album[16];
     sbx_uuid_random(album);
     struct sbx_op create = op_id(SBX_OP_ALBUM_CREATE, album);
@@ -290,6 +305,49 @@ SBX_TEST(lww_tie_breaks_on_author_bytes)
     CHECK_EQ_STR(nb, expect);
     replica_close(&a);
     replica_close(&b);
+}
+
+/* Both orders of keys: the founder (first known author everywhere) loses
+ * the tie in one and wins it in the other, so no local numbering can pass. */
+SBX_TEST(lww_tie_breaks_on_author_bytes)
+{
+    lww_tie(-1);
+    lww_tie(1);
+}
+
+SBX_TEST(remove_arriving_before_its_add)
+{
+    struct replica a, b, c;
+    REQUIRE(pair_setup(&a, &b) == 0);
+    REQUIRE(joiner(&c, &a) == 0);
+    REQUIRE(write1(&a, op_add_device(&c), T0 + 3) == 0);
+    REQUIRE(sync_one(&a, &c, T0 + 4) == 0); /* C knows the members, nothing more */
+    uint8_t album[16], photo[16];
+    sbx_uuid_random(album);
+    struct sbx_op ops[3] = {op_put(&a, 1, photo), op_id(SBX_OP_ALBUM_CREATE, album)};
+    ops[1].name = (struct sbx_str){"Trip", 4};
+    ops[2] = op_pair(SBX_OP_ALBUM_ADD, album, photo);
+    REQUIRE(sbx_engine_write(a.engine, ops, 3, T0 + 10) == 0);
+    REQUIRE(sync_one(&a, &b, T0 + 11) == 0);
+    REQUIRE(write1(&b, op_pair(SBX_OP_ALBUM_REMOVE, album, photo), T0 + 20) == 0);
+    /* C hears B's remove first, then A's add: the dot stays removed. */
+    struct rawlist l;
+    raws_by(&b, b.id.pk, &l);
+    REQUIRE(sbx_engine_receive(c.engine, (const uint8_t *const *)l.p, l.n, l.count, T0 + 21, NULL) == 0);
+    raws_free(&l);
+    CHECK(!album_has(&c, album, photo));
+    CHECK(q(&c, "SELECT count(*) FROM album_item_dots WHERE removed = 1") == 1);
+    REQUIRE(sync_one(&a, &c, T0 + 22) == 0);
+    REQUIRE(sync_one(&b, &a, T0 + 22) == 0);
+    CHECK(!album_has(&c, album, photo));
+    CHECK(!album_has(&a, album, photo));
+    char da[65], dc[65];
+    digest_hex(&a, da);
+    digest_hex(&c, dc);
+    CHECK_EQ_STR(da, dc);
+    replica_close(&a);
+    replica_close(&b);
+    replica_close(&c);
 }
 
 SBX_TEST(delete_beats_concurrent_edit_and_restore_undoes)
@@ -587,6 +645,7 @@ int main(void)
         SBX_CASE(joiner_syncs_and_converges),
         SBX_CASE(add_wins_against_concurrent_remove),
         SBX_CASE(lww_tie_breaks_on_author_bytes),
+        SBX_CASE(remove_arriving_before_its_add),
         SBX_CASE(delete_beats_concurrent_edit_and_restore_undoes),
         SBX_CASE(removed_device_late_entry_refused_everywhere),
         SBX_CASE(fork_is_detected_and_names_the_device),

@@ -6,6 +6,7 @@
 #include "shoebox/util.h"
 
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <unistd.h>
 
 static char tmpdir[64];
