@@ -146,7 +146,13 @@ void sbx_entry_free(struct sbx_entry *e);
 /* Builds and signs entries. The builder grows until it holds
  * SBX_MAX_OPS_PER_ENTRY ops or SBX_MAX_ENTRY_BYTES; sbx_entry_builder_add
  * returns SBX_ETOOBIG when the op does not fit, and the caller then finishes
- * this entry and starts the next one. */
+ * this entry and starts the next one: every valid op fits in an empty entry.
+ * An op the decoder would refuse (a bad string, a name over its limit, a
+ * role out of range, ...) gets SBX_EINVAL, so that loop cannot spin.
+ *
+ * sbx_entry_builder_new returns SBX_EINVAL for seq 0, or seq 1 with a
+ * non-zero prev (`prev` may be NULL: all zero). The builder packs each op as
+ * it is added, so the op's strings and dots need not outlive the call. */
 typedef struct sbx_entry_builder sbx_entry_builder;
 
 int sbx_entry_builder_new(sbx_entry_builder **out, const uint8_t library[SBX_ID_BYTES],
@@ -154,13 +160,19 @@ int sbx_entry_builder_new(sbx_entry_builder **out, const uint8_t library[SBX_ID_
                           const uint8_t prev[SBX_HASH_BYTES], uint64_t hlc);
 int sbx_entry_builder_add(sbx_entry_builder *b, const struct sbx_op *op);
 uint32_t sbx_entry_builder_count(const sbx_entry_builder *b);
+/* Bytes the entry would take if finished now, signature included. */
+size_t sbx_entry_builder_size(const sbx_entry_builder *b);
 /* Signs with the author's 64-byte libsodium Ed25519 secret key and returns
- * the decoded entry (as sbx_entry_decode would) in *out. */
+ * the decoded entry (as sbx_entry_decode would) in *out. SBX_ESTATE when the
+ * builder holds no op or was already finished; SBX_ECRYPTO when `sk` is not
+ * the author's key. After a success the builder only accepts _free. */
 int sbx_entry_builder_finish(sbx_entry_builder *b, const uint8_t sk[64],
                              struct sbx_entry **out);
 void sbx_entry_builder_free(sbx_entry_builder *b);
 
-/* Names for logs, JSON and errors. */
+/* Names for logs, JSON and errors ("photo.put", "captured_at"); "unknown"
+ * for a value outside the enum. */
 const char *sbx_op_type_name(enum sbx_op_type t);
+const char *sbx_photo_field_name(enum sbx_photo_field f);
 
 #endif

@@ -28,8 +28,12 @@
 /* Local control socket: one request or response line. */
 #define SBX_MAX_CONTROL_LINE (1u << 20)
 
-/* Device names. */
+/* Device and library names. */
 #define SBX_MAX_NAME 64u
+/* Album names and tag labels: people type these in any script and the
+ * Takeout importer carries them over as they are, so they get more room
+ * than device names (256 bytes is 64 four-byte characters). */
+#define SBX_MAX_LABEL 256u
 
 /* Entries waiting for their causal predecessors (e.g. a new member's entries
  * that arrived before the device.add that admits it). */
