@@ -52,5 +52,13 @@
 /* Pixels per QR module in a PNG: 32 gives a 5920-pixel square at version
  * 40, already more than any screen shows. */
 #define SBX_MAX_QR_SCALE 32
+/* Images above this many pixels are refused before any decoding: a 200 MP
+ * image is larger than any camera makes, and a decompression bomb (a tiny
+ * file that claims 60000 x 60000 pixels) must not get to allocate. */
+#define SBX_MAX_IMAGE_PIXELS (200u * 1000u * 1000u)
+/* Boxes, segments and elements that one media probe walks before it gives
+ * up: real files have a few dozen, so this only stops crafted input from
+ * turning a probe into a long loop. */
+#define SBX_MAX_MEDIA_ITEMS 4096u
 
 #endif
