@@ -364,11 +364,46 @@ static int cmd_untag(struct cli *c)
                   json_pack("{s:s, s:s}", "photo", need_arg(c, 0, "PHOTO_ID"), "label", need_arg(c, 1, "LABEL")), NULL);
 }
 
+/* ---- import ---- */
+
+static int cmd_import(struct cli *c)
+{
+    no_more_args(c, c->argc);
+    if (c->argc == 0) die("give at least one file or folder to import");
+    json_t *paths = json_array();
+    for (int i = 0; i < c->argc; i++) {
+        char *abs = realpath(c->argv[i], NULL);
+        if (!abs) die("cannot import %s: %s", c->argv[i], strerror(errno));
+        json_array_append_new(paths, json_string(abs));
+        free(abs);
+    }
+    json_t *r = call(c, "import", json_pack("{s:o}", "paths", paths));
+    if (c->json) {
+        json_t *summary = json_pack("{s:O, s:O, s:O, s:O}", "imported", json_object_get(r, "imported"), "duplicates",
+                                    json_object_get(r, "duplicates"), "skipped", json_object_get(r, "skipped"),
+                                    "errors", json_object_get(r, "errors"));
+        char *s = json_dumps(summary, JSON_COMPACT);
+        puts(s);
+        free(s);
+        json_decref(summary);
+    } else {
+        printf("imported %lld, duplicates %lld, skipped %lld (%lld files, %.1f MB)\n", (long long)jint(r, "imported"),
+               (long long)jint(r, "duplicates"), (long long)jint(r, "skipped"), (long long)jint(r, "files"),
+               (double)jint(r, "bytes") / 1e6);
+        size_t i;
+        json_t *e;
+        json_array_foreach(json_object_get(r, "errors"), i, e) printf("  %s: %s\n", jstr(e, "path"), jstr(e, "reason"));
+    }
+    json_decref(r);
+    return 0;
+}
+
 static const struct {
     const char *name;
     int (*fn)(struct cli *c);
     const char *help;
 } commands[] = {
+    {"import", cmd_import, "import PATH... [--json]                  import photos and videos from files and folders"},
     {"init", cmd_init, "init [--name NAME] [--role full|cache]   create a device and a new library"},
     {"status", cmd_status, "status [--json]                          this device, its library and peers"},
     {"photos", cmd_photos, "photos [--deleted] [--json]              list photos (newest first)"},
@@ -384,7 +419,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: shoebox [--data DIR] [--json] COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < SBX_ARRAY_LEN(commands); i++) fprintf(f, "  %s\n", commands[i].help);
-    fprintf(f, "\nIds print in full; a unique prefix (4 characters or more) is accepted.\n"
+    fprintf(f, "\nIds print in full; a unique prefix is accepted.\n"
                "DIR defaults to $XDG_DATA_HOME/shoebox. Every command but init needs shoeboxd running.\n");
 }
 

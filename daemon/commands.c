@@ -131,9 +131,8 @@ static int resolve_id(struct cmd_ctx *c, const char *what, const char *table, co
         hex[n++] = ch;
     }
     hex[n] = '\0';
-    if (n < 4) {
-        snprintf(c->err, sizeof c->err, "%s id '%s' is too short (give at least 4 characters)", what,
-                 prefix ? prefix : "");
+    if (n == 0) {
+        snprintf(c->err, sizeof c->err, "a %s id is needed", what);
         return SBX_EINVAL;
     }
     char sql[160];
@@ -376,10 +375,20 @@ static json_t *tag_op(struct cmd_ctx *c, bool add)
 static json_t *cmd_tag(struct cmd_ctx *c) { return tag_op(c, true); }
 static json_t *cmd_untag(struct cmd_ctx *c) { return tag_op(c, false); }
 
+/* ---- import ---- */
+
+static json_t *cmd_import(struct cmd_ctx *c)
+{
+    json_t *paths = c->args ? json_object_get(c->args, "paths") : NULL;
+    if (!json_is_array(paths) || json_array_size(paths) == 0) return fail(c, "give at least one path%s", "");
+    return sbx_import_run(c->d, paths, c->err, sizeof c->err);
+}
+
 static const struct {
     const char *name;
     cmd_fn fn;
 } commands[] = {
+    {"import", cmd_import},
     {"status", cmd_status},
     {"photos", cmd_photos},
     {"photo.delete", cmd_photo_delete},

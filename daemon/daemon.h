@@ -51,6 +51,10 @@ void sbx_control_stop(struct sbx_daemon *d);
  * {"ok": true, "result": ...} or {"ok": false, "error": "..."}. */
 json_t *sbx_control_dispatch(struct sbx_daemon *d, json_t *request);
 
+/* Imports files and folders (absolute paths); returns the summary
+ * {imported, duplicates, skipped, errors: [{path, reason}], files, bytes}. */
+json_t *sbx_import_run(struct sbx_daemon *d, json_t *paths, char *err, size_t errsz);
+
 /* An RFC 3339 UTC string for ms since the epoch. */
 json_t *sbx_json_time(int64_t ms);
 
