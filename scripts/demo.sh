@@ -39,5 +39,26 @@ step "Status of each device"
 run "$SB" --data "$DEMO/laptop" status
 run "$SB" --data "$DEMO/nas" status --json
 
+step "Import the sample camera photos on the laptop (EXIF dates, GPS, make and model)"
+SAMPLES="${SHOEBOX_SAMPLES:-$ROOT/../shared/fixtures/exif}"
+if [ ! -d "$SAMPLES" ]; then
+  echo "no sample photos at $SAMPLES: set SHOEBOX_SAMPLES to a folder of photos"; exit 1
+fi
+run "$SB" --data "$DEMO/laptop" import "$SAMPLES"
+run "$SB" --data "$DEMO/laptop" import "$SAMPLES"   # again: every file is a duplicate
+run "$SB" --data "$DEMO/laptop" photos
+
+step "An album, a tag, a delete and a restore: each one a signed entry in the laptop's log"
+ids=$("$SB" --data "$DEMO/laptop" photos --json | jq -r '.[] | select(.camera_make != "") | .id' | head -3)
+first=$(echo "$ids" | head -1)
+album=$("$SB" --data "$DEMO/laptop" album create "Old cameras")
+echo "album $album"
+run "$SB" --data "$DEMO/laptop" album add "$album" $ids
+run "$SB" --data "$DEMO/laptop" tag "$first" vintage
+run "$SB" --data "$DEMO/laptop" rm "$first"
+run "$SB" --data "$DEMO/laptop" restore "${first:0:8}"
+run "$SB" --data "$DEMO/laptop" albums --json
+run "$SB" --data "$DEMO/laptop" status
+
 step "Done"
-echo "Next capabilities (pairing by QR, sync, import, backup) join this demo as they land."
+echo "Coming next in this demo: pairing the NAS by QR code, sync, and the NAS backing up every original."
