@@ -69,7 +69,8 @@ int sbx_daemon_open(struct sbx_daemon *d, uv_loop_t *loop, const struct sbx_daem
         snprintf(errmsg, size, "%s: %s", path, dberr);
         return rc;
     }
-    rc = sbx_engine_open(&d->engine, d->store, &d->id, NULL);
+    struct sbx_engine_config cfg = {.max_future_ms = opt->max_future_ms};
+    rc = sbx_engine_open(&d->engine, d->store, &d->id, &cfg);
     if (rc != 0) {
         snprintf(errmsg, size, "cannot open the library in %s: %s", d->data_dir, sbx_strerror(rc));
         return rc;

@@ -15,6 +15,7 @@ struct sbx_daemon_options {
     const char *data_dir;
     const char *listen;     /* HOST:PORT, may be NULL */
     const char *log_level;  /* may be NULL */
+    uint64_t max_future_ms; /* 0: SBX_DEFAULT_MAX_FUTURE_MS */
 };
 
 struct sbx_daemon {

@@ -20,7 +20,9 @@ static void usage(FILE *f)
             "in the foreground. SIGINT or SIGTERM stops it cleanly.\n"
             "  --data DIR           data directory made by 'shoebox init'\n"
             "  --listen HOST:PORT   address peers connect to\n"
-            "  --log-level LEVEL    debug, info, warn or error (default info)\n");
+            "  --log-level LEVEL    debug, info, warn or error (default info)\n"
+            "  --max-future SECONDS refuse (for now) entries stamped this far ahead of\n"
+            "                       the local clock (default 86400)\n");
 }
 
 int main(int argc, char **argv)
@@ -29,6 +31,7 @@ int main(int argc, char **argv)
         {"data", required_argument, NULL, 'd'},
         {"listen", required_argument, NULL, 'l'},
         {"log-level", required_argument, NULL, 'v'},
+        {"max-future", required_argument, NULL, 'f'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -47,6 +50,16 @@ int main(int argc, char **argv)
             }
             sbx_log_set_level((enum sbx_log_level)sbx_log_level_parse(optarg));
             break;
+        case 'f': {
+            char *end = NULL;
+            unsigned long long secs = strtoull(optarg, &end, 10);
+            if (!end || *end || secs == 0 || secs > 10ull * 365 * 86400) {
+                fprintf(stderr, "shoeboxd: --max-future takes 1 to 315360000 seconds\n");
+                return 2;
+            }
+            opt.max_future_ms = secs * 1000;
+            break;
+        }
         case 'h': usage(stdout); return 0;
         case 'V': printf("shoeboxd %s\n", SBX_VERSION); return 0;
         default: usage(stderr); return 2;
