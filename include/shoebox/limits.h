@@ -61,4 +61,18 @@
  * turning a probe into a long loop. */
 #define SBX_MAX_MEDIA_ITEMS 4096u
 
+/* Members of one library (devices ever added): bounds every per-author table
+ * a peer session keeps. */
+#define SBX_MAX_MEMBERS 256u
+/* A peer session stops producing output when this much waits for the socket
+ * (backpressure): enough to keep a loopback link busy, bounded per peer. */
+#define SBX_MAX_PEER_OUTPUT (4u << 20)
+/* Each direction of a session rekeys every this many messages (both sides
+ * count, so they stay in step without a message). */
+#define SBX_REKEY_MESSAGES (1ull << 20)
+/* Keepalive after this much silence; a session silent for the time-out is
+ * closed. */
+#define SBX_PEER_KEEPALIVE_MS 15000
+#define SBX_PEER_IDLE_TIMEOUT_MS 60000
+
 #endif

@@ -49,10 +49,11 @@ struct sbx_peer_config {
     /* Pairing: the one-time secret from the invitation (Noise_XXpsk3). NULL
      * for a session between members (Noise_XX). */
     const uint8_t *psk;
+    /* This device's name, announced in hello and asked for when joining. */
+    const char *name;
     /* Joiner side of a pairing: the inviter's key from the invitation, which
-     * the handshake must prove; and the name and role to ask for. */
+     * the handshake must prove; and the role to ask for. */
     const uint8_t *expect_key;
-    const char *join_name;
     enum sbx_role join_role;
     /* Responder side: looks up an open invitation by its id (the first 8
      * bytes of BLAKE2b of its secret, sent in the clear in handshake message

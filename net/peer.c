@@ -1,0 +1,742 @@
+/* The peer session. See include/shoebox/peer.h and docs/protocol.md. */
+#include "shoebox/peer.h"
+#include "shoebox/err.h"
+#include "shoebox/frame.h"
+#include "shoebox/limits.h"
+#include "shoebox/log.h"
+#include "shoebox/noise.h"
+#include "shoebox/util.h"
+
+#include <msgpack.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+enum state { ST_HANDSHAKE, ST_JOINING, ST_HELLO, ST_READY, ST_CLOSED };
+
+/* Wire message types: the first element of every message. */
+enum msg_type {
+    MSG_HELLO = 1,   /* [1, version, library, [[author, seq]...], name, platform, app_version] */
+    MSG_ENTRIES = 2, /* [2, [entry bytes...]] */
+    MSG_PING = 3,    /* [3] */
+    MSG_PONG = 4,    /* [4] */
+    MSG_JOIN = 5,    /* [5, name, role] */
+    MSG_JOINED = 6,  /* [6] */
+    MSG_BYE = 7,     /* [7, reason] */
+    MSG__COUNT
+};
+
+/* Handshake message 1 carries a one-byte kind in the clear, so a responder
+ * knows which pattern to answer with; a pairing adds the invitation's id. */
+enum { HS_KIND_MEMBER = 1, HS_KIND_PAIR = 2 };
+
+struct has {
+    uint8_t author[SBX_KEY_BYTES];
+    uint64_t seq;
+};
+
+struct sbx_peer {
+    struct sbx_peer_config cfg;
+    char join_name[SBX_MAX_NAME + 1], platform[64], app_version[32];
+    sbx_peer_event_cb cb;
+    void *data;
+    enum state state;
+    sbx_noise_hs *hs;
+    sbx_noise_cs *tx, *rx;
+    sbx_frame_reader *fr;
+    uint8_t x_priv[32];
+    uint8_t psk[32];
+    bool pairing;
+    uint8_t id_pk[SBX_KEY_BYTES];
+    uint8_t remote_key[SBX_KEY_BYTES];
+    bool authed, hello_sent, hello_received, got_msg1;
+    char remote_name[SBX_MAX_NAME + 1];
+    /* What the remote holds, per author: from its hello, then from what
+     * either side sent. */
+    struct has has[SBX_MAX_MEMBERS];
+    size_t n_has;
+    uint8_t *out;
+    size_t out_off, out_len, out_cap;
+    int64_t now, last_rx, last_tx;
+    bool in_callback;
+};
+
+/* ------------------------------------------------------------------ */
+
+static void emit(sbx_peer *p, enum sbx_peer_event ev, const char *reason)
+{
+    if (p->cb) p->cb(p, ev, reason);
+}
+
+static int out_reserve(sbx_peer *p, size_t n)
+{
+    if (p->out_off > 0 && p->out_off == p->out_len) p->out_off = p->out_len = 0;
+    if (p->out_len + n <= p->out_cap) return 0;
+    if (p->out_off > 0) {
+        memmove(p->out, p->out + p->out_off, p->out_len - p->out_off);
+        p->out_len -= p->out_off;
+        p->out_off = 0;
+        if (p->out_len + n <= p->out_cap) return 0;
+    }
+    size_t cap = p->out_cap ? p->out_cap : 65536;
+    while (cap < p->out_len + n) cap *= 2;
+    uint8_t *nb = realloc(p->out, cap);
+    if (!nb) return SBX_ENOMEM;
+    p->out = nb;
+    p->out_cap = cap;
+    return 0;
+}
+
+static size_t out_pending(const sbx_peer *p) { return p->out_len - p->out_off; }
+
+/* Frames a raw Noise message (handshake). */
+static int out_frame(sbx_peer *p, const uint8_t *msg, size_t len)
+{
+    int rc = out_reserve(p, len + 2);
+    if (rc != 0) return rc;
+    if ((rc = sbx_frame_header(p->out + p->out_len, len)) != 0) return rc;
+    memcpy(p->out + p->out_len + 2, msg, len);
+    p->out_len += len + 2;
+    p->last_tx = p->now;
+    return 0;
+}
+
+/* Both sides rekey each direction every SBX_REKEY_MESSAGES messages: they
+ * count the same messages, so they stay in step without a message. */
+static int maybe_rekey(sbx_noise_cs *cs)
+{
+    uint64_t n = sbx_noise_cs_nonce(cs);
+    return (n > 0 && n % SBX_REKEY_MESSAGES == 0) ? sbx_noise_cs_rekey(cs) : 0;
+}
+
+/* Encrypts one wire message into the output. */
+static int out_msg(sbx_peer *p, const uint8_t *pt, size_t len)
+{
+    if (len > SBX_MAX_MSG) return SBX_ETOOBIG;
+    int rc = out_reserve(p, len + SBX_NOISE_TAG + 2);
+    if (rc == 0) rc = maybe_rekey(p->tx);
+    if (rc != 0) return rc;
+    uint8_t *dst = p->out + p->out_len;
+    if ((rc = sbx_noise_cs_encrypt(p->tx, NULL, 0, pt, len, dst + 2)) != 0) return rc;
+    sbx_frame_header(dst, len + SBX_NOISE_TAG);
+    p->out_len += len + SBX_NOISE_TAG + 2;
+    p->last_tx = p->now;
+    return 0;
+}
+
+static int send_sbuf(sbx_peer *p, msgpack_sbuffer *sb)
+{
+    int rc = out_msg(p, (const uint8_t *)sb->data, sb->size);
+    msgpack_sbuffer_destroy(sb);
+    return rc;
+}
+
+static void pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static void pack_bin(msgpack_packer *pk, const uint8_t *b, size_t n)
+{
+    msgpack_pack_bin(pk, n);
+    msgpack_pack_bin_body(pk, b, n);
+}
+
+static void finish_close(sbx_peer *p, const char *reason)
+{
+    if (p->state == ST_CLOSED) return;
+    p->state = ST_CLOSED;
+    emit(p, SBX_PEER_CLOSED, reason);
+}
+
+void sbx_peer_close(sbx_peer *p, const char *reason)
+{
+    if (p->state == ST_CLOSED) return;
+    if (p->tx) {
+        /* A goodbye says why, so the other side's log does too. */
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_array(&pk, 2);
+        msgpack_pack_uint8(&pk, MSG_BYE);
+        pack_str(&pk, reason);
+        send_sbuf(p, &sb);
+    }
+    finish_close(p, reason);
+}
+
+/* ------------------------------------------------------------------ */
+/* Sync state                                                           */
+
+static struct has *has_for(sbx_peer *p, const uint8_t author[SBX_KEY_BYTES])
+{
+    for (size_t i = 0; i < p->n_has; i++)
+        if (memcmp(p->has[i].author, author, SBX_KEY_BYTES) == 0) return &p->has[i];
+    if (p->n_has == SBX_MAX_MEMBERS) return NULL;
+    struct has *h = &p->has[p->n_has++];
+    memcpy(h->author, author, SBX_KEY_BYTES);
+    h->seq = 0;
+    return h;
+}
+
+static void note_has(sbx_peer *p, const uint8_t author[SBX_KEY_BYTES], uint64_t seq)
+{
+    struct has *h = has_for(p, author);
+    if (h && seq > h->seq) h->seq = seq;
+}
+
+/* Author and seq of an encoded entry, read from its canonical header
+ * without a full decode: [version, library bin16, author bin32, seq, ...]. */
+static bool peek_entry(const uint8_t *raw, size_t len, uint8_t author[SBX_KEY_BYTES], uint64_t *seq)
+{
+    if (len < 1 + 1 + 2 + 16 + 2 + 32 + 1) return false;
+    size_t o = 0;
+    if (raw[o++] != 0x97 || raw[o++] != SBX_ENTRY_VERSION) return false;
+    if (raw[o] != 0xc4 || raw[o + 1] != 16) return false;
+    o += 2 + 16;
+    if (raw[o] != 0xc4 || raw[o + 1] != 32) return false;
+    memcpy(author, raw + o + 2, SBX_KEY_BYTES);
+    o += 2 + 32;
+    uint8_t t = raw[o++];
+    size_t n = t < 0x80 ? 0 : t == 0xcc ? 1 : t == 0xcd ? 2 : t == 0xce ? 4 : t == 0xcf ? 8 : 99;
+    if (n == 99 || o + n > len) return false;
+    uint64_t v = t < 0x80 ? t : 0;
+    for (size_t i = 0; i < n; i++) v = v << 8 | raw[o + i];
+    *seq = v;
+    return true;
+}
+
+struct pack_ctx {
+    sbx_peer *p;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    const uint8_t **raw;
+    size_t *len;
+    size_t n, cap, bytes;
+    int rc;
+};
+
+static int collect_entry(void *arg, const uint8_t *raw, size_t len)
+{
+    struct pack_ctx *c = arg;
+    if (c->n == c->cap) return 1;
+    c->raw[c->n] = malloc(len);
+    if (!c->raw[c->n]) {
+        c->rc = SBX_ENOMEM;
+        return 1;
+    }
+    memcpy((uint8_t *)c->raw[c->n], raw, len);
+    c->len[c->n] = len;
+    c->n++;
+    return 0;
+}
+
+/* Sends one ENTRIES message with as many of raw[from..] as fit. */
+static size_t send_entries(sbx_peer *p, const uint8_t **raw, const size_t *len, size_t from, size_t n, int *rc)
+{
+    size_t k = from, budget = SBX_MAX_MSG - 16; /* array headers */
+    while (k < n && (len[k] + 5 <= budget || k == from)) {
+        budget -= len[k] + 5 < budget ? len[k] + 5 : budget;
+        k++;
+    }
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint8(&pk, MSG_ENTRIES);
+    msgpack_pack_array(&pk, k - from);
+    for (size_t i = from; i < k; i++) pack_bin(&pk, raw[i], len[i]);
+    *rc = send_sbuf(p, &sb);
+    return k;
+}
+
+/* Streams what the remote lacks while the output has room. Bounded: each
+ * round sends at least one entry or stops. */
+static int pump(sbx_peer *p)
+{
+    if (p->state != ST_READY) return 0;
+    struct sbx_head heads[SBX_MAX_MEMBERS];
+    for (int round = 0; round < 1024 && out_pending(p) < SBX_MAX_PEER_OUTPUT; round++) {
+        int nh = sbx_engine_heads(p->cfg.engine, heads, SBX_MAX_MEMBERS);
+        if (nh < 0) return nh;
+        bool sent = false;
+        for (int i = 0; i < nh && out_pending(p) < SBX_MAX_PEER_OUTPUT; i++) {
+            struct has *h = has_for(p, heads[i].author);
+            if (!h || heads[i].seq <= h->seq) continue;
+            const uint8_t *raw[64];
+            size_t len[64];
+            struct pack_ctx c = {.p = p, .raw = raw, .len = len, .cap = 64};
+            int rc = sbx_engine_entries_after(p->cfg.engine, heads[i].author, h->seq, 64, collect_entry, &c);
+            if (rc == 0) rc = c.rc;
+            for (size_t k = 0; k < c.n && rc == 0;) {
+                size_t next = send_entries(p, raw, len, k, c.n, &rc);
+                for (; k < next; k++) {
+                    uint8_t author[SBX_KEY_BYTES];
+                    uint64_t seq;
+                    if (peek_entry(raw[k], len[k], author, &seq)) note_has(p, author, seq);
+                }
+                sent = true;
+            }
+            for (size_t k = 0; k < c.n; k++) free((void *)raw[k]);
+            if (rc != 0) return rc;
+        }
+        if (!sent) break;
+    }
+    return 0;
+}
+
+void sbx_peer_kick(sbx_peer *p)
+{
+    if (p->state != ST_READY || p->in_callback) return;
+    int rc = pump(p);
+    if (rc != 0) sbx_peer_close(p, "cannot read the local log");
+}
+
+/* ------------------------------------------------------------------ */
+/* Messages                                                             */
+
+static int send_hello(sbx_peer *p)
+{
+    struct sbx_head heads[SBX_MAX_MEMBERS];
+    int nh = sbx_engine_heads(p->cfg.engine, heads, SBX_MAX_MEMBERS);
+    if (nh < 0) return nh;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 7);
+    msgpack_pack_uint8(&pk, MSG_HELLO);
+    msgpack_pack_uint8(&pk, SBX_PROTOCOL_VERSION);
+    pack_bin(&pk, sbx_engine_library(p->cfg.engine), SBX_ID_BYTES);
+    msgpack_pack_array(&pk, (size_t)nh);
+    for (int i = 0; i < nh; i++) {
+        msgpack_pack_array(&pk, 2);
+        pack_bin(&pk, heads[i].author, SBX_KEY_BYTES);
+        msgpack_pack_uint64(&pk, heads[i].seq);
+    }
+    pack_str(&pk, p->join_name);
+    pack_str(&pk, p->platform);
+    pack_str(&pk, p->app_version);
+    p->hello_sent = true;
+    return send_sbuf(p, &sb);
+}
+
+static int become_ready(sbx_peer *p)
+{
+    if (!p->hello_sent || !p->hello_received || p->state == ST_READY) return 0;
+    p->state = ST_READY;
+    emit(p, SBX_PEER_READY, NULL);
+    if (p->state != ST_READY) return 0;
+    return pump(p);
+}
+
+static bool obj_bin(const msgpack_object *o, size_t n)
+{
+    return o->type == MSGPACK_OBJECT_BIN && o->via.bin.size == n;
+}
+
+static bool obj_str(const msgpack_object *o, size_t max)
+{
+    return o->type == MSGPACK_OBJECT_STR && o->via.str.size <= max;
+}
+
+static void copy_str(char *dst, size_t cap, const msgpack_object *o)
+{
+    size_t n = o->via.str.size < cap - 1 ? o->via.str.size : cap - 1;
+    memcpy(dst, o->via.str.ptr, n);
+    dst[n] = '\0';
+}
+
+typedef int (*msg_fn)(sbx_peer *p, const msgpack_object_array *m, const char **why);
+
+static int on_hello(sbx_peer *p, const msgpack_object_array *m, const char **why)
+{
+    if (p->state != ST_HELLO && p->state != ST_READY) return *why = "hello out of turn", SBX_EPROTO;
+    if (m->size != 7 || m->ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || !obj_bin(&m->ptr[2], SBX_ID_BYTES) ||
+        m->ptr[3].type != MSGPACK_OBJECT_ARRAY || !obj_str(&m->ptr[4], SBX_MAX_NAME) || !obj_str(&m->ptr[5], 63) ||
+        !obj_str(&m->ptr[6], 31))
+        return *why = "malformed hello", SBX_EPROTO;
+    if (m->ptr[1].via.u64 != SBX_PROTOCOL_VERSION) return *why = "unsupported protocol version", SBX_EPROTO;
+    if (memcmp(m->ptr[2].via.bin.ptr, sbx_engine_library(p->cfg.engine), SBX_ID_BYTES) != 0)
+        return *why = "library mismatch", SBX_EPROTO;
+    const msgpack_object_array *heads = &m->ptr[3].via.array;
+    if (heads->size > SBX_MAX_MEMBERS) return *why = "too many heads", SBX_EPROTO;
+    for (uint32_t i = 0; i < heads->size; i++) {
+        const msgpack_object *h = &heads->ptr[i];
+        if (h->type != MSGPACK_OBJECT_ARRAY || h->via.array.size != 2 ||
+            !obj_bin(&h->via.array.ptr[0], SBX_KEY_BYTES) ||
+            h->via.array.ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return *why = "malformed heads", SBX_EPROTO;
+        note_has(p, (const uint8_t *)h->via.array.ptr[0].via.bin.ptr, h->via.array.ptr[1].via.u64);
+    }
+    copy_str(p->remote_name, sizeof p->remote_name, &m->ptr[4]);
+    p->hello_received = true;
+    return become_ready(p);
+}
+
+static int on_entries(sbx_peer *p, const msgpack_object_array *m, const char **why)
+{
+    if (p->state != ST_READY) return *why = "entries before hello", SBX_EPROTO;
+    if (m->size != 2 || m->ptr[1].type != MSGPACK_OBJECT_ARRAY) return *why = "malformed entries", SBX_EPROTO;
+    const msgpack_object_array *list = &m->ptr[1].via.array;
+    if (list->size == 0 || list->size > SBX_MAX_MSG / 64) return *why = "malformed entries", SBX_EPROTO;
+    const uint8_t *raw[SBX_MAX_MSG / 64];
+    size_t len[SBX_MAX_MSG / 64];
+    for (uint32_t i = 0; i < list->size; i++) {
+        if (list->ptr[i].type != MSGPACK_OBJECT_BIN) return *why = "malformed entries", SBX_EPROTO;
+        raw[i] = (const uint8_t *)list->ptr[i].via.bin.ptr;
+        len[i] = list->ptr[i].via.bin.size;
+    }
+    /* The remote holds what it sent, applied here or not: never echo it. */
+    for (uint32_t i = 0; i < list->size; i++) {
+        uint8_t author[SBX_KEY_BYTES];
+        uint64_t seq;
+        if (peek_entry(raw[i], len[i], author, &seq)) note_has(p, author, seq);
+    }
+    p->in_callback = true;
+    int rc = sbx_engine_receive(p->cfg.engine, raw, len, list->size, p->now, NULL);
+    p->in_callback = false;
+    if (rc != 0) return *why = "cannot store entries", rc;
+    return pump(p);
+}
+
+static int on_ping(sbx_peer *p, const msgpack_object_array *m, const char **why)
+{
+    (void)m;
+    (void)why;
+    uint8_t pong[2] = {0x91, MSG_PONG};
+    return out_msg(p, pong, sizeof pong);
+}
+
+static int on_pong(sbx_peer *p, const msgpack_object_array *m, const char **why)
+{
+    (void)p;
+    (void)m;
+    (void)why;
+    return 0;
+}
+
+static int on_join(sbx_peer *p, const msgpack_object_array *m, const char **why)
+{
+    if (!p->pairing || p->cfg.initiator || p->state != ST_JOINING) return *why = "join out of turn", SBX_EPROTO;
+    if (m->size != 3 || !obj_str(&m->ptr[1], SBX_MAX_NAME) || m->ptr[1].via.str.size == 0 ||
+        m->ptr[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER || m->ptr[2].via.u64 > 1)
+        return *why = "malformed join", SBX_EPROTO;
+    struct sbx_op add = {.type = SBX_OP_DEVICE_ADD, .role = (enum sbx_role)m->ptr[2].via.u64};
+    memcpy(add.key, p->remote_key, SBX_KEY_BYTES);
+    add.name = (struct sbx_str){m->ptr[1].via.str.ptr, m->ptr[1].via.str.size};
+    copy_str(p->remote_name, sizeof p->remote_name, &m->ptr[1]);
+    p->in_callback = true;
+    int rc = sbx_engine_write(p->cfg.engine, &add, 1, p->now);
+    p->in_callback = false;
+    if (rc != 0) return *why = "cannot admit the device", rc;
+    uint8_t joined[2] = {0x91, MSG_JOINED};
+    if ((rc = out_msg(p, joined, sizeof joined)) != 0) return rc;
+    p->state = ST_HELLO;
+    emit(p, SBX_PEER_JOINED, NULL);
+    if (p->state == ST_CLOSED) return 0;
+    return send_hello(p);
+}
+
+static int on_joined(sbx_peer *p, const msgpack_object_array *m, const char **why)
+{
+    (void)m;
+    if (!p->pairing || !p->cfg.initiator || p->state != ST_JOINING) return *why = "joined out of turn", SBX_EPROTO;
+    p->state = ST_HELLO;
+    emit(p, SBX_PEER_JOINED, NULL);
+    if (p->state == ST_CLOSED) return 0;
+    return send_hello(p);
+}
+
+static int on_bye(sbx_peer *p, const msgpack_object_array *m, const char **why)
+{
+    char reason[160] = "the peer closed the session";
+    if (m->size == 2 && obj_str(&m->ptr[1], 120)) {
+        char r[121];
+        copy_str(r, sizeof r, &m->ptr[1]);
+        snprintf(reason, sizeof reason, "the peer closed the session: %s", r);
+    }
+    finish_close(p, reason);
+    (void)why;
+    return 0;
+}
+
+/* Message handlers in a table indexed by the message type. */
+static const msg_fn handlers[MSG__COUNT] = {
+    [MSG_HELLO] = on_hello, [MSG_ENTRIES] = on_entries, [MSG_PING] = on_ping, [MSG_PONG] = on_pong,
+    [MSG_JOIN] = on_join,   [MSG_JOINED] = on_joined,   [MSG_BYE] = on_bye,
+};
+
+static int on_message(sbx_peer *p, const uint8_t *pt, size_t len)
+{
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    const char *why = "malformed message";
+    int rc = SBX_EPROTO;
+    if (msgpack_unpack_next(&u, (const char *)pt, len, &off) == MSGPACK_UNPACK_SUCCESS && off == len &&
+        u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size >= 1 &&
+        u.data.via.array.ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        uint64_t t = u.data.via.array.ptr[0].via.u64;
+        if (t > 0 && t < MSG__COUNT && handlers[t]) rc = handlers[t](p, &u.data.via.array, &why);
+        else why = "unknown message type";
+    }
+    msgpack_unpacked_destroy(&u);
+    if (rc != 0 && p->state != ST_CLOSED) sbx_peer_close(p, why);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Handshake                                                            */
+
+static int hs_start(sbx_peer *p, const uint8_t *psk)
+{
+    sbx_noise_hs_free(p->hs);
+    p->hs = NULL;
+    int rc = sbx_noise_hs_new(&p->hs, p->cfg.initiator, (const uint8_t *)SBX_NOISE_PROLOGUE,
+                              strlen(SBX_NOISE_PROLOGUE), p->x_priv, psk);
+    if (rc == 0 && p->cfg.ephemeral) rc = sbx_noise_hs_set_ephemeral(p->hs, p->cfg.ephemeral);
+    return rc;
+}
+
+static int hs_write(sbx_peer *p, const uint8_t *payload, size_t len)
+{
+    uint8_t msg[256];
+    size_t n = 0;
+    int rc = sbx_noise_hs_write(p->hs, payload, len, msg, sizeof msg, &n);
+    return rc ? rc : out_frame(p, msg, n);
+}
+
+/* The remote's identity: its Ed25519 key arrives as the handshake payload,
+ * and must map to the Noise static key it proved it holds. */
+static int check_identity(sbx_peer *p, const uint8_t *payload, size_t len, const char **why)
+{
+    uint8_t rs[32], mapped[32];
+    if (len != SBX_KEY_BYTES || sbx_noise_hs_remote_static(p->hs, rs) != 0 ||
+        sbx_noise_static_pub_from_ed25519(mapped, payload) != 0 || sodium_memcmp(rs, mapped, 32) != 0)
+        return *why = "the peer's identity does not match its Noise key", SBX_ECRYPTO;
+    memcpy(p->remote_key, payload, SBX_KEY_BYTES);
+    if (p->cfg.expect_key && memcmp(p->remote_key, p->cfg.expect_key, SBX_KEY_BYTES) != 0)
+        return *why = "the peer is not the device of the invitation", SBX_ECRYPTO;
+    return 0;
+}
+
+static int handshake_done(sbx_peer *p, const char **why)
+{
+    int rc = sbx_noise_hs_split(p->hs, &p->tx, &p->rx);
+    if (rc != 0) return *why = "handshake failed", rc;
+    p->authed = true;
+    emit(p, SBX_PEER_AUTHENTICATED, NULL);
+    if (p->state == ST_CLOSED) return 0;
+    if (p->pairing) {
+        p->state = ST_JOINING;
+        if (!p->cfg.initiator) return 0; /* the joiner speaks first */
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_array(&pk, 3);
+        msgpack_pack_uint8(&pk, MSG_JOIN);
+        pack_str(&pk, p->join_name);
+        msgpack_pack_uint8(&pk, (uint8_t)p->cfg.join_role);
+        return send_sbuf(p, &sb);
+    }
+    /* Between members: the remote must be one, now. */
+    if (!sbx_engine_is_member(p->cfg.engine, p->remote_key)) return *why = "the peer is not a member of the library", SBX_EPERM;
+    p->state = ST_HELLO;
+    return send_hello(p);
+}
+
+static int on_handshake(sbx_peer *p, const uint8_t *msg, size_t len, const char **why)
+{
+    uint8_t payload[256];
+    size_t plen = 0;
+    int turn = sbx_noise_hs_turn(p->hs);
+    if (turn != SBX_NOISE_TURN_READ) return *why = "unexpected handshake message", SBX_EPROTO;
+    bool first = !p->cfg.initiator && !p->got_msg1;
+    int rc = sbx_noise_hs_read(p->hs, msg, len, payload, sizeof payload, &plen);
+    if (rc != 0) return *why = p->pairing ? "pairing handshake failed (wrong secret?)" : "handshake failed", rc;
+    if (first) {
+        p->got_msg1 = true;
+        /* Message 1: member session or pairing? A pairing names its
+         * invitation; the handshake restarts as XXpsk3 with its secret. */
+        if (plen == 9 && payload[0] == HS_KIND_PAIR) {
+            if (!p->cfg.find_invite || p->cfg.find_invite(p->data, payload + 1, p->psk) != 0)
+                return *why = "pairing refused: the invitation is unknown, expired or used", SBX_EREFUSED;
+            p->pairing = true;
+            if ((rc = hs_start(p, p->psk)) != 0) return rc;
+            if ((rc = sbx_noise_hs_read(p->hs, msg, len, payload, sizeof payload, &plen)) != 0)
+                return *why = "handshake failed", rc;
+        } else if (plen > 1 || (plen == 1 && payload[0] != HS_KIND_MEMBER)) {
+            return *why = "unknown handshake kind", SBX_EPROTO;
+        }
+        p->last_rx = p->now;
+        return hs_write(p, p->id_pk, SBX_KEY_BYTES);
+    }
+    p->last_rx = p->now;
+    if ((rc = check_identity(p, payload, plen, why)) != 0) return rc;
+    if (sbx_noise_hs_turn(p->hs) == SBX_NOISE_TURN_WRITE) {
+        if ((rc = hs_write(p, p->id_pk, SBX_KEY_BYTES)) != 0) return rc;
+    }
+    if (sbx_noise_hs_turn(p->hs) == SBX_NOISE_TURN_DONE) return handshake_done(p, why);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Public                                                               */
+
+void sbx_peer_invite_id(const uint8_t psk[32], uint8_t id[8])
+{
+    crypto_generichash(id, 8, psk, 32, (const uint8_t *)"shoebox/invite", 14);
+}
+
+int sbx_peer_new(sbx_peer **out, const struct sbx_peer_config *cfg, sbx_peer_event_cb cb, void *data,
+                 int64_t now_ms)
+{
+    SBX_ASSERT(cfg->id && cfg->engine);
+    sbx_peer *p = calloc(1, sizeof *p);
+    if (!p) return SBX_ENOMEM;
+    p->cfg = *cfg;
+    p->cb = cb;
+    p->data = data;
+    p->now = now_ms;
+    p->last_tx = now_ms;
+    snprintf(p->join_name, sizeof p->join_name, "%s", cfg->name ? cfg->name : "");
+    snprintf(p->platform, sizeof p->platform, "%s", cfg->platform ? cfg->platform : "");
+    snprintf(p->app_version, sizeof p->app_version, "%s", cfg->app_version ? cfg->app_version : "");
+    p->cfg.name = p->join_name;
+    p->cfg.platform = p->platform;
+    p->cfg.app_version = p->app_version;
+    if (!p->cfg.keepalive_ms) p->cfg.keepalive_ms = SBX_PEER_KEEPALIVE_MS;
+    if (!p->cfg.idle_timeout_ms) p->cfg.idle_timeout_ms = SBX_PEER_IDLE_TIMEOUT_MS;
+    memcpy(p->id_pk, cfg->id->pk, SBX_KEY_BYTES);
+    int rc = sbx_noise_static_from_ed25519(p->x_priv, cfg->id->sk);
+    if (rc == 0) rc = sbx_frame_reader_new(&p->fr);
+    if (rc == 0 && cfg->psk) {
+        memcpy(p->psk, cfg->psk, 32);
+        p->pairing = true;
+    }
+    if (rc == 0) rc = hs_start(p, p->pairing ? p->psk : NULL);
+    if (rc == 0 && cfg->initiator) {
+        uint8_t first[9] = {HS_KIND_MEMBER};
+        size_t n = 1;
+        if (p->pairing) {
+            first[0] = HS_KIND_PAIR;
+            sbx_peer_invite_id(p->psk, first + 1);
+            n = 9;
+        }
+        rc = hs_write(p, first, n);
+    }
+    if (rc != 0) {
+        sbx_peer_free(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}
+
+void sbx_peer_free(sbx_peer *p)
+{
+    if (!p) return;
+    sbx_noise_hs_free(p->hs);
+    sbx_noise_cs_free(p->tx);
+    sbx_noise_cs_free(p->rx);
+    sbx_frame_reader_free(p->fr);
+    free(p->out);
+    sodium_memzero(p, sizeof *p);
+    free(p);
+}
+
+void *sbx_peer_data(const sbx_peer *p) { return p->data; }
+
+int sbx_peer_input(sbx_peer *p, const uint8_t *bytes, size_t len, int64_t now_ms)
+{
+    p->now = now_ms;
+    if (p->state == ST_CLOSED) return SBX_ESTATE;
+    while (len > 0 && p->state != ST_CLOSED) {
+        size_t used = 0, flen = 0;
+        const uint8_t *frame = NULL;
+        int rc = sbx_frame_reader_feed(p->fr, bytes, len, &used, &frame, &flen);
+        bytes += used;
+        len -= used;
+        if (rc < 0) {
+            sbx_peer_close(p, "malformed frame");
+            return rc;
+        }
+        if (rc == 0) break;
+        const char *why = "protocol error";
+        if (!p->rx) {
+            rc = on_handshake(p, frame, flen, &why);
+            if (rc != 0 && p->state != ST_CLOSED) finish_close(p, why);
+            if (rc != 0) return rc;
+            continue;
+        }
+        p->last_rx = now_ms;
+        uint8_t pt[SBX_NOISE_MAX_MSG];
+        rc = maybe_rekey(p->rx);
+        if (rc == 0) rc = sbx_noise_cs_decrypt(p->rx, NULL, 0, frame, flen, pt);
+        if (rc != 0) {
+            sbx_peer_close(p, "a message failed to decrypt");
+            return rc;
+        }
+        rc = on_message(p, pt, flen - SBX_NOISE_TAG);
+        sodium_memzero(pt, flen - SBX_NOISE_TAG);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+void sbx_peer_tick(sbx_peer *p, int64_t now_ms)
+{
+    p->now = now_ms;
+    if (p->state == ST_CLOSED) return;
+    int64_t since_rx = now_ms - (p->last_rx ? p->last_rx : p->last_tx);
+    if (since_rx > p->cfg.idle_timeout_ms) {
+        sbx_peer_close(p, p->tx ? "idle time-out" : "handshake time-out");
+        return;
+    }
+    if (p->tx && now_ms - p->last_tx >= p->cfg.keepalive_ms) {
+        uint8_t ping[2] = {0x91, MSG_PING};
+        if (out_msg(p, ping, sizeof ping) != 0) sbx_peer_close(p, "cannot send");
+    }
+}
+
+void sbx_peer_output(sbx_peer *p, const uint8_t **bytes, size_t *len)
+{
+    *bytes = p->out + p->out_off;
+    *len = out_pending(p);
+}
+
+void sbx_peer_output_consume(sbx_peer *p, size_t n)
+{
+    SBX_ASSERT(n <= out_pending(p));
+    p->out_off += n;
+    if (p->out_off == p->out_len) p->out_off = p->out_len = 0;
+    /* Room again: stream more of what the remote lacks. */
+    if (p->state == ST_READY && !p->in_callback && out_pending(p) < SBX_MAX_PEER_OUTPUT / 2) {
+        if (pump(p) != 0) sbx_peer_close(p, "cannot read the local log");
+    }
+}
+
+bool sbx_peer_is_closed(const sbx_peer *p) { return p->state == ST_CLOSED; }
+bool sbx_peer_is_ready(const sbx_peer *p) { return p->state == ST_READY; }
+const uint8_t *sbx_peer_remote_key(const sbx_peer *p) { return p->authed ? p->remote_key : NULL; }
+const char *sbx_peer_remote_name(const sbx_peer *p) { return p->remote_name; }
+
+uint64_t sbx_peer_entries_behind(const sbx_peer *p)
+{
+    struct sbx_head heads[SBX_MAX_MEMBERS];
+    int nh = sbx_engine_heads(p->cfg.engine, heads, SBX_MAX_MEMBERS);
+    uint64_t behind = 0;
+    for (int i = 0; i < nh; i++) {
+        uint64_t theirs = 0;
+        for (size_t k = 0; k < p->n_has; k++)
+            if (memcmp(p->has[k].author, heads[i].author, SBX_KEY_BYTES) == 0) theirs = p->has[k].seq;
+        if (heads[i].seq > theirs) behind += heads[i].seq - theirs;
+    }
+    return behind;
+}
