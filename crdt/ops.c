@@ -75,6 +75,16 @@ static bool utf8_valid(const uint8_t *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
+        /* Most strings (file names, MIME types, camera names) are ASCII:
+         * take eight bytes at a time while they are ASCII and not NUL. */
+        while (n - i >= 8) {
+            uint64_t v;
+            memcpy(&v, s + i, 8);
+            const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+            if ((v & highs) || ((v - ones) & ~v & highs)) break;
+            i += 8;
+        }
+        if (i == n) break;
         uint8_t c = s[i];
         if (c < 0x80) {
             if (c == 0) return false;

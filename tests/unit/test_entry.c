@@ -466,6 +466,10 @@ SBX_TEST(known_bytes)
     CHECK(e->raw[119] == 0xc4 && e->raw[120] == 16);
     CHECK(bytes_eq(e->raw + 121, op.ref, 16));
     CHECK_EQ_INT(e->raw_len, 137 + 64);
+    /* Ed25519 is deterministic, so the hash pins the signature too. */
+    char hex[65];
+    sbx_hex_encode(hex, e->hash, 32);
+    CHECK_EQ_STR(hex, "32f5fe76354ae0165e7c94a2ecd4405e4cfdbb132522192b3fc55b04255c1dba");
     sbx_entry_free(e);
 }
 
