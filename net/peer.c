@@ -16,7 +16,7 @@ enum state { ST_HANDSHAKE, ST_JOINING, ST_HELLO, ST_READY, ST_CLOSED };
 
 /* Wire message types: the first element of every message. */
 enum msg_type {
-    MSG_HELLO = 1,   /* [1, version, library, [[author, seq]...], name, platform, app_version] */
+    MSG_HELLO = 1,   /* [1, version, library, [[author, seq]...], name, platform, app_version, listen_port] */
     MSG_ENTRIES = 2, /* [2, [entry bytes...]] */
     MSG_PING = 3,    /* [3] */
     MSG_PONG = 4,    /* [4] */
@@ -55,6 +55,11 @@ struct sbx_peer {
      * either side sent. */
     struct has has[SBX_MAX_MEMBERS];
     size_t n_has;
+    /* The remote's heads as its hello stated them: caught up once ours
+     * reach them. */
+    struct has hello_heads[SBX_MAX_MEMBERS];
+    size_t n_hello_heads;
+    uint16_t remote_port;
     uint8_t *out;
     size_t out_off, out_len, out_cap;
     int64_t now, last_rx, last_tx;
@@ -308,7 +313,7 @@ static int send_hello(sbx_peer *p)
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 7);
+    msgpack_pack_array(&pk, 8);
     msgpack_pack_uint8(&pk, MSG_HELLO);
     msgpack_pack_uint8(&pk, SBX_PROTOCOL_VERSION);
     pack_bin(&pk, sbx_engine_library(p->cfg.engine), SBX_ID_BYTES);
@@ -321,6 +326,7 @@ static int send_hello(sbx_peer *p)
     pack_str(&pk, p->join_name);
     pack_str(&pk, p->platform);
     pack_str(&pk, p->app_version);
+    msgpack_pack_uint16(&pk, p->cfg.listen_port);
     p->hello_sent = true;
     return send_sbuf(p, &sb);
 }
@@ -356,7 +362,8 @@ typedef int (*msg_fn)(sbx_peer *p, const msgpack_object_array *m, const char **w
 static int on_hello(sbx_peer *p, const msgpack_object_array *m, const char **why)
 {
     if (p->state != ST_HELLO && p->state != ST_READY) return *why = "hello out of turn", SBX_EPROTO;
-    if (m->size != 7 || m->ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || !obj_bin(&m->ptr[2], SBX_ID_BYTES) ||
+    if (m->size != 8 || m->ptr[7].type != MSGPACK_OBJECT_POSITIVE_INTEGER || m->ptr[7].via.u64 > 65535 ||
+        m->ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || !obj_bin(&m->ptr[2], SBX_ID_BYTES) ||
         m->ptr[3].type != MSGPACK_OBJECT_ARRAY || !obj_str(&m->ptr[4], SBX_MAX_NAME) || !obj_str(&m->ptr[5], 63) ||
         !obj_str(&m->ptr[6], 31))
         return *why = "malformed hello", SBX_EPROTO;
@@ -372,7 +379,11 @@ static int on_hello(sbx_peer *p, const msgpack_object_array *m, const char **why
             h->via.array.ptr[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
             return *why = "malformed heads", SBX_EPROTO;
         note_has(p, (const uint8_t *)h->via.array.ptr[0].via.bin.ptr, h->via.array.ptr[1].via.u64);
+        memcpy(p->hello_heads[i].author, h->via.array.ptr[0].via.bin.ptr, SBX_KEY_BYTES);
+        p->hello_heads[i].seq = h->via.array.ptr[1].via.u64;
     }
+    p->n_hello_heads = heads->size;
+    p->remote_port = (uint16_t)m->ptr[7].via.u64;
     copy_str(p->remote_name, sizeof p->remote_name, &m->ptr[4]);
     p->hello_received = true;
     return become_ready(p);
@@ -562,17 +573,25 @@ static int on_handshake(sbx_peer *p, const uint8_t *msg, size_t len, const char 
     if (rc != 0) return *why = p->pairing ? "pairing handshake failed (wrong secret?)" : "handshake failed", rc;
     if (first) {
         p->got_msg1 = true;
-        /* Message 1: member session or pairing? A pairing names its
-         * invitation; the handshake restarts as XXpsk3 with its secret. */
-        if (plen == 9 && payload[0] == HS_KIND_PAIR) {
+        /* Message 1: member session or pairing? A member's message 1 (XX)
+         * carries the kind in the clear. A joiner's (XXpsk3) carries it
+         * encrypted under a key from its ephemeral alone (the secret only
+         * enters at message 3), so reading it as XXpsk3 with any secret
+         * reveals the invitation id; the handshake then restarts with the
+         * invitation's real secret. */
+        bool member = plen == 0 || (plen == 1 && payload[0] == HS_KIND_MEMBER);
+        if (!member) {
+            uint8_t zero[32] = {0};
+            if ((rc = hs_start(p, zero)) != 0) return rc;
+            rc = sbx_noise_hs_read(p->hs, msg, len, payload, sizeof payload, &plen);
+            if (rc != 0 || plen != 9 || payload[0] != HS_KIND_PAIR)
+                return *why = "unknown handshake kind", SBX_EPROTO;
             if (!p->cfg.find_invite || p->cfg.find_invite(p->data, payload + 1, p->psk) != 0)
                 return *why = "pairing refused: the invitation is unknown, expired or used", SBX_EREFUSED;
             p->pairing = true;
             if ((rc = hs_start(p, p->psk)) != 0) return rc;
             if ((rc = sbx_noise_hs_read(p->hs, msg, len, payload, sizeof payload, &plen)) != 0)
                 return *why = "handshake failed", rc;
-        } else if (plen > 1 || (plen == 1 && payload[0] != HS_KIND_MEMBER)) {
-            return *why = "unknown handshake kind", SBX_EPROTO;
         }
         p->last_rx = p->now;
         return hs_write(p, p->id_pk, SBX_KEY_BYTES);
@@ -739,4 +758,21 @@ uint64_t sbx_peer_entries_behind(const sbx_peer *p)
         if (heads[i].seq > theirs) behind += heads[i].seq - theirs;
     }
     return behind;
+}
+
+uint16_t sbx_peer_remote_port(const sbx_peer *p) { return p->remote_port; }
+
+bool sbx_peer_caught_up(const sbx_peer *p)
+{
+    if (p->state != ST_READY) return false;
+    struct sbx_head heads[SBX_MAX_MEMBERS];
+    int nh = sbx_engine_heads(p->cfg.engine, heads, SBX_MAX_MEMBERS);
+    if (nh < 0) return false;
+    for (size_t i = 0; i < p->n_hello_heads; i++) {
+        uint64_t mine = 0;
+        for (int k = 0; k < nh; k++)
+            if (memcmp(heads[k].author, p->hello_heads[i].author, SBX_KEY_BYTES) == 0) mine = heads[k].seq;
+        if (mine < p->hello_heads[i].seq) return false;
+    }
+    return true;
 }

@@ -61,6 +61,9 @@ struct sbx_peer_config {
      * unexpired and unused (and marks it used); anything else refuses the
      * pairing. NULL: this device accepts no pairing. */
     int (*find_invite)(void *data, const uint8_t invite_id[8], uint8_t psk[32]);
+    /* The TCP port this device listens on (0: none), told in hello so the
+     * remote can dial back. */
+    uint16_t listen_port;
     /* Ephemeral Noise key for deterministic runs (simulator); NULL: random. */
     const uint8_t *ephemeral;
     /* Metadata announced in hello (the seed's Device fields). */
@@ -101,6 +104,11 @@ const uint8_t *sbx_peer_remote_key(const sbx_peer *p);
 const char *sbx_peer_remote_name(const sbx_peer *p);
 /* Entries the remote lacks compared with our heads (for status). */
 uint64_t sbx_peer_entries_behind(const sbx_peer *p);
+
+/* The remote's listen port from its hello (0: none or not yet). */
+uint16_t sbx_peer_remote_port(const sbx_peer *p);
+/* True once this side holds every entry the remote's hello listed. */
+bool sbx_peer_caught_up(const sbx_peer *p);
 
 /* The id an invitation is known by: BLAKE2b-64 of its secret. */
 void sbx_peer_invite_id(const uint8_t psk[32], uint8_t id[8]);
