@@ -1,6 +1,8 @@
 /* shoebox: the command line. `init` works on the data dir directly; every
  * other command asks the running daemon over its control socket. */
+#include "join.h"
 #include "shoebox/datadir.h"
+#include "shoebox/pair.h"
 #include "shoebox/engine.h"
 #include "shoebox/err.h"
 #include "shoebox/identity.h"
@@ -398,11 +400,105 @@ static int cmd_import(struct cli *c)
     return 0;
 }
 
+/* ---- pairing and devices ---- */
+
+static int cmd_pair(struct cli *c)
+{
+    const char *ttl_s = take_opt(c, "--ttl");
+    const char *png = take_opt(c, "--png");
+    no_more_args(c, 0);
+    long ttl = ttl_s ? strtol(ttl_s, NULL, 10) : 600;
+    json_t *r = call(c, "pair", json_pack("{s:I}", "ttl", (json_int_t)ttl));
+    const char *uri = jstr(r, "uri");
+    if (png) {
+        int rc = sbx_pair_qr_png(uri, png, 8);
+        if (rc != 0) die("cannot write %s: %s", png, sbx_strerror(rc));
+    }
+    if (c->json) {
+        print_json(r);
+    } else {
+        char *qr = NULL;
+        if (sbx_pair_qr_text(uri, &qr) == 0) {
+            fputs(qr, stdout);
+            free(qr);
+        }
+        printf("Scan this code with the new device, or run there:\n  shoebox join '%s'\n", uri);
+        printf("valid until %s, for one device\n", jstr(r, "expires_at"));
+        printf("%s\n", uri);
+    }
+    json_decref(r);
+    return 0;
+}
+
+static int cmd_join(struct cli *c)
+{
+    const char *name = take_opt(c, "--name");
+    const char *role_s = take_opt(c, "--role");
+    no_more_args(c, 1);
+    const char *uri = need_arg(c, 0, "the invitation URI (shoebox://pair?...)");
+    enum sbx_role role = SBX_ROLE_CACHE;
+    if (role_s && strcmp(role_s, "full") == 0) role = SBX_ROLE_FULL;
+    else if (role_s && strcmp(role_s, "cache") != 0) die("--role is full or cache, not '%s'", role_s);
+    char host[SBX_MAX_NAME + 1] = "device";
+    if (!name) {
+        gethostname(host, sizeof host - 1);
+        name = host;
+    }
+    if (!*name || strlen(name) > SBX_MAX_NAME) die("--name must be 1 to %u bytes", SBX_MAX_NAME);
+    char err[512] = "";
+    int rc = sbx_join_run(c->data_dir, uri, name, role, err, sizeof err);
+    if (rc != 0) die("%s", err[0] ? err : sbx_strerror(rc));
+    if (c->json) {
+        json_t *o = json_pack("{s:s, s:s}", "data_dir", c->data_dir, "name", name);
+        print_json(o);
+        json_decref(o);
+    } else {
+        printf("joined the library as \"%s\"; start the daemon with: shoeboxd --data %s --listen HOST:PORT\n", name,
+               c->data_dir);
+    }
+    return 0;
+}
+
+static int cmd_devices(struct cli *c)
+{
+    no_more_args(c, 0);
+    json_t *r = call(c, "devices", NULL);
+    if (c->json) {
+        print_json(r);
+    } else {
+        size_t i;
+        json_t *d;
+        json_array_foreach(r, i, d)
+            printf("%s  %-16s %-5s %s%s%s\n", jstr(d, "device_id"), jstr(d, "name"), jstr(d, "role"),
+                   json_is_true(json_object_get(d, "self")) ? "this device" : "",
+                   json_is_true(json_object_get(d, "connected")) ? "connected" : "",
+                   json_is_true(json_object_get(d, "removed")) ? "removed" : "");
+    }
+    json_decref(r);
+    return 0;
+}
+
+static int cmd_device(struct cli *c)
+{
+    const char *sub = need_arg(c, 0, "device subcommand (remove)");
+    if (strcmp(sub, "remove") != 0) die("unknown device subcommand '%s' (remove)", sub);
+    no_more_args(c, 2);
+    json_t *r = call(c, "device.remove", json_pack("{s:s}", "id", need_arg(c, 1, "DEVICE_ID")));
+    if (c->json) print_json(r);
+    else printf("removed %s: it can no longer connect or write\n", jstr(r, "device_id"));
+    json_decref(r);
+    return 0;
+}
+
 static const struct {
     const char *name;
     int (*fn)(struct cli *c);
     const char *help;
 } commands[] = {
+    {"pair", cmd_pair, "pair [--ttl SECONDS] [--png FILE]        invite a new device: QR code and URI"},
+    {"join", cmd_join, "join URI [--name NAME] [--role full|cache]  join a library from an invitation"},
+    {"devices", cmd_devices, "devices [--json]                         the library's devices"},
+    {"device", cmd_device, "device remove DEVICE_ID                  remove a device: it can no longer connect or write"},
     {"import", cmd_import, "import PATH... [--json]                  import photos and videos from files and folders"},
     {"init", cmd_init, "init [--name NAME] [--role full|cache]   create a device and a new library"},
     {"status", cmd_status, "status [--json]                          this device, its library and peers"},

@@ -75,7 +75,7 @@ static json_t *cmd_status(struct cmd_ctx *c)
     }
     if (st) sqlite3_reset(st);
 
-    return json_pack(
+    json_t *status = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:s, s:o, s:o, s:b, s:i, s:s, s:o}",
         "device_id", devid, "device_name", name, "role", role, "library_id", lib, "library_name",
         libname, "photos",
@@ -90,6 +90,11 @@ static json_t *cmd_status(struct cmd_ctx *c)
         "state_digest", digest_hex, "forks", forks, "refused", refused, "encrypted", 0,
         "schema_version", sbx_store_schema_version(s), "version", SBX_VERSION, "started_at",
         sbx_json_time(d->started_at_ms));
+    if (status) {
+        json_object_set_new(status, "peers", sbx_net_peers_json(d));
+        json_object_set_new(status, "listen", d->listen_port ? json_string(d->listen) : json_null());
+    }
+    return status;
 }
 
 /* ---- ids ---- */
@@ -375,6 +380,100 @@ static json_t *tag_op(struct cmd_ctx *c, bool add)
 static json_t *cmd_tag(struct cmd_ctx *c) { return tag_op(c, true); }
 static json_t *cmd_untag(struct cmd_ctx *c) { return tag_op(c, false); }
 
+/* ---- devices and pairing ---- */
+
+static json_t *cmd_pair(struct cmd_ctx *c)
+{
+    json_int_t ttl = c->args && json_is_integer(json_object_get(c->args, "ttl"))
+                         ? json_integer_value(json_object_get(c->args, "ttl"))
+                         : 600;
+    if (ttl < 10 || ttl > 7 * 86400) return fail(c, "--ttl is 10 seconds to 7 days%s", "");
+    return sbx_net_invite(c->d, ttl, c->err, sizeof c->err);
+}
+
+static json_t *cmd_devices(struct cmd_ctx *c)
+{
+    json_t *arr = json_array();
+    json_t *peers = sbx_net_peers_json(c->d);
+    sqlite3_stmt *st = NULL;
+    sqlite3 *db = sbx_store_db(c->d->store);
+    if (sqlite3_prepare_v2(db, "SELECT key, name, role, removed, created_at, last_seen_at FROM devices "
+                               "WHERE created_at IS NOT NULL ORDER BY created_at, key", -1, &st, NULL) != SQLITE_OK) {
+        json_decref(peers);
+        json_decref(arr);
+        return fail(c, "cannot list devices: %s", sqlite3_errmsg(db));
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        char devid[SBX_DEVID_STRLEN + 1];
+        sbx_devid_format(devid, sqlite3_column_blob(st, 0));
+        bool self = memcmp(sqlite3_column_blob(st, 0), c->d->id.pk, 32) == 0;
+        bool connected = false;
+        size_t i;
+        json_t *p;
+        json_array_foreach(peers, i, p)
+            if (strcmp(json_string_value(json_object_get(p, "device_id")), devid) == 0)
+                connected = json_is_true(json_object_get(p, "connected"));
+        json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:b, s:b, s:o}", "device_id", devid, "name",
+                              (const char *)sqlite3_column_text(st, 1), "role",
+                              sqlite3_column_int(st, 2) ? "full" : "cache", "removed", sqlite3_column_int(st, 3),
+                              "self", self, "connected", connected, "created_at",
+                              sbx_json_time(sqlite3_column_int64(st, 4)));
+        json_object_set_new(o, "last_seen_at", sqlite3_column_type(st, 5) == SQLITE_NULL
+                                                   ? json_null()
+                                                   : sbx_json_time(sqlite3_column_int64(st, 5)));
+        json_array_append_new(arr, o);
+    }
+    sqlite3_finalize(st);
+    json_decref(peers);
+    return arr;
+}
+
+/* A device id in full (check characters verified) or a unique prefix of
+ * its printed form. */
+static int resolve_device(struct cmd_ctx *c, const char *text, uint8_t key[32])
+{
+    if (!text || !*text) return fail(c, "a device id is needed%s", ""), SBX_EINVAL;
+    int rc = sbx_devid_parse(key, text);
+    if (rc == 0) return 0;
+    if (rc == SBX_ECORRUPT) {
+        snprintf(c->err, sizeof c->err, "device id %s has a typo (a check character does not match)", text);
+        return rc;
+    }
+    char want[SBX_DEVID_STRLEN + 1];
+    size_t n = 0;
+    for (const char *p = text; *p && n < SBX_DEVID_STRLEN; p++) want[n++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+    want[n] = '\0';
+    sqlite3_stmt *st = sbx_store_stmt(c->d->store, "SELECT key FROM devices WHERE created_at IS NOT NULL");
+    int found = 0;
+    while (st && sqlite3_step(st) == SQLITE_ROW) {
+        char devid[SBX_DEVID_STRLEN + 1];
+        sbx_devid_format(devid, sqlite3_column_blob(st, 0));
+        if (strncmp(devid, want, n) == 0 && found++ == 0) memcpy(key, sqlite3_column_blob(st, 0), 32);
+    }
+    if (st) sqlite3_reset(st);
+    if (found == 1) return 0;
+    snprintf(c->err, sizeof c->err, found ? "device id '%s' is ambiguous" : "no device with id '%s'", text);
+    return found ? SBX_EAMBIGUOUS : SBX_ENOENT;
+}
+
+static json_t *cmd_device_remove(struct cmd_ctx *c)
+{
+    struct sbx_op op = {.type = SBX_OP_DEVICE_REMOVE};
+    if (resolve_device(c, arg_str(c, "id"), op.key) != 0) return NULL;
+    if (!sbx_engine_is_member(c->d->engine, op.key)) return fail(c, "that device is not a member%s", "");
+    /* Its entries up to what this device holds stay valid; later ones are
+     * refused everywhere. */
+    sqlite3_stmt *st = sbx_store_stmt(c->d->store, "SELECT h.seq FROM heads h JOIN authors a ON a.ix = h.author_ix "
+                                                   "WHERE a.key = ?1");
+    if (!st) return fail(c, "database error%s", "");
+    sqlite3_bind_blob(st, 1, op.key, 32, SQLITE_STATIC);
+    op.last_seq = sqlite3_step(st) == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    char devid[SBX_DEVID_STRLEN + 1];
+    sbx_devid_format(devid, op.key);
+    return write_ops(c, &op, 1, json_pack("{s:s, s:I}", "device_id", devid, "last_seq", (json_int_t)op.last_seq));
+}
+
 /* ---- import ---- */
 
 static json_t *cmd_import(struct cmd_ctx *c)
@@ -389,6 +488,9 @@ static const struct {
     cmd_fn fn;
 } commands[] = {
     {"import", cmd_import},
+    {"pair", cmd_pair},
+    {"devices", cmd_devices},
+    {"device.remove", cmd_device_remove},
     {"status", cmd_status},
     {"photos", cmd_photos},
     {"photo.delete", cmd_photo_delete},

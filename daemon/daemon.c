@@ -76,6 +76,7 @@ int sbx_daemon_open(struct sbx_daemon *d, uv_loop_t *loop, const struct sbx_daem
         return rc;
     }
     sbx_engine_set_data(d->engine, d);
+    sbx_store_meta_get_text(d->store, "device_name", d->device_name, sizeof d->device_name);
 
     uv_signal_init(loop, &d->sig_int);
     uv_signal_init(loop, &d->sig_term);
@@ -85,6 +86,8 @@ int sbx_daemon_open(struct sbx_daemon *d, uv_loop_t *loop, const struct sbx_daem
     d->signals_on = true;
     signal(SIGPIPE, SIG_IGN);
 
+    rc = sbx_net_start(d, errmsg, size);
+    if (rc != 0) return rc;
     return sbx_control_start(d, errmsg, size);
 }
 
@@ -93,6 +96,7 @@ void sbx_daemon_stop(struct sbx_daemon *d)
     if (d->stopping) return;
     d->stopping = true;
     sbx_control_stop(d);
+    sbx_net_stop(d);
     if (d->signals_on) {
         uv_close((uv_handle_t *)&d->sig_int, NULL);
         uv_close((uv_handle_t *)&d->sig_term, NULL);
@@ -102,6 +106,8 @@ void sbx_daemon_stop(struct sbx_daemon *d)
 
 void sbx_daemon_close(struct sbx_daemon *d)
 {
+    free(d->dialers);
+    d->dialers = NULL;
     sbx_engine_close(d->engine);
     d->engine = NULL;
     sbx_store_close(d->store);

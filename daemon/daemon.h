@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "shoebox/engine.h"
+#include "shoebox/limits.h"
 #include "shoebox/identity.h"
 #include "shoebox/store.h"
 
@@ -16,6 +17,16 @@ struct sbx_daemon_options {
     const char *listen;     /* HOST:PORT, may be NULL */
     const char *log_level;  /* may be NULL */
     uint64_t max_future_ms; /* 0: SBX_DEFAULT_MAX_FUTURE_MS */
+};
+
+struct conn;
+struct dialer;
+
+/* A pairing invitation this daemon handed out (shoebox pair). */
+struct sbx_invite_slot {
+    bool active, used;
+    uint8_t psk[32];
+    int64_t expires_at_ms;
 };
 
 struct sbx_daemon {
@@ -29,6 +40,18 @@ struct sbx_daemon {
     int64_t started_at_ms;
     uv_pipe_t control;
     bool control_open;
+    char device_name[SBX_MAX_NAME + 1];
+    /* Peers (daemon/net.c). */
+    uv_tcp_t listener;
+    bool listener_on;
+    uint16_t listen_port;
+    uv_timer_t net_timer;
+    bool net_timer_on;
+    struct conn *conns;
+    struct dialer *dialers;
+    size_t n_dialers;
+    struct sbx_invite_slot invites[16];
+    char upnp_external[80];
     uv_signal_t sig_int, sig_term;
     bool signals_on;
     bool stopping;
@@ -51,6 +74,15 @@ void sbx_control_stop(struct sbx_daemon *d);
 /* Runs one control command; returns the response object (owned by caller):
  * {"ok": true, "result": ...} or {"ok": false, "error": "..."}. */
 json_t *sbx_control_dispatch(struct sbx_daemon *d, json_t *request);
+
+/* Peers: listen, dial members, sessions (daemon/net.c). */
+int sbx_net_start(struct sbx_daemon *d, char *errmsg, size_t errmsg_size);
+void sbx_net_stop(struct sbx_daemon *d);
+json_t *sbx_net_peers_json(struct sbx_daemon *d);
+json_t *sbx_net_invite(struct sbx_daemon *d, int64_t ttl_s, char *err, size_t errsz);
+void sbx_net_add_address(struct sbx_daemon *d, const uint8_t key[32], const char *addr, const char *source);
+/* Parses HOST:PORT (IPv4) or [IPv6]:PORT. */
+int sbx_net_parse_addr(const char *text, struct sockaddr_storage *out);
 
 /* Imports files and folders (absolute paths); returns the summary
  * {imported, duplicates, skipped, errors: [{path, reason}], files, bytes}. */

@@ -690,7 +690,9 @@ int sbx_peer_input(sbx_peer *p, const uint8_t *bytes, size_t len, int64_t now_ms
         const char *why = "protocol error";
         if (!p->rx) {
             rc = on_handshake(p, frame, flen, &why);
-            if (rc != 0 && p->state != ST_CLOSED) finish_close(p, why);
+            /* With transport keys (a refusal after the handshake) the
+             * remote gets a goodbye saying why; before them, just close. */
+            if (rc != 0 && p->state != ST_CLOSED) sbx_peer_close(p, why);
             if (rc != 0) return rc;
             continue;
         }

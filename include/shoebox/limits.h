@@ -74,5 +74,7 @@
  * closed. */
 #define SBX_PEER_KEEPALIVE_MS 15000
 #define SBX_PEER_IDLE_TIMEOUT_MS 60000
+/* Peer connections a daemon holds at once (inbound and outbound). */
+#define SBX_MAX_CONNECTIONS 64u
 
 #endif
