@@ -35,4 +35,17 @@
  * that arrived before the device.add that admits it). */
 #define SBX_MAX_PENDING_ENTRIES 100000u
 
+/* Google Takeout import. A sidecar or album metadata JSON is a few hundred
+ * bytes; anything above this is not one and is not read into memory. */
+#define SBX_MAX_SIDECAR_BYTES (1u << 20)
+/* A path inside a Takeout zip, and one of its components (file or folder
+ * name; Google's names are far shorter, the bound keeps buffers fixed). */
+#define SBX_MAX_TAKEOUT_PATH 4096u
+#define SBX_MAX_TAKEOUT_NAME 1024u
+/* Entries of one Takeout (all parts): the first pass keeps each name and
+ * parsed sidecar in memory, so this bounds that memory (~0.5 GB at most). */
+#define SBX_MAX_TAKEOUT_ENTRIES 4000000u
+/* Zip parts of one Takeout (Google splits at 2-50 GB per part). */
+#define SBX_MAX_TAKEOUT_PARTS 4096u
+
 #endif
