@@ -339,11 +339,15 @@ int sbx_takeout_edited_original(const char *name, char *out, size_t out_size)
     return SBX_ENOENT;
 }
 
-/* One name in a sorted lookup array. */
+/* One name in a sorted lookup array. `tie` (a file name, or NULL) breaks
+ * ties between equal keys, so that the order, and thus which file wins,
+ * depends on names and never on the input order; idx only separates equal
+ * names (duplicates). */
 struct nm {
     const char *s;
     size_t len;
     size_t idx;
+    const char *tie;
 };
 
 static int nm_cmp(const void *a, const void *b)
@@ -351,6 +355,7 @@ static int nm_cmp(const void *a, const void *b)
     const struct nm *x = a, *y = b;
     int c = cmp_bytes(x->s, x->len, y->s, y->len);
     if (c) return c;
+    if (x->tie && y->tie && (c = strcmp(x->tie, y->tie)) != 0) return c;
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
@@ -572,7 +577,7 @@ static int link_live(struct mctx *c)
         split_name(m->s, m->len, &sp);
         int ec = ext_class(m->s, m->len, &sp);
         if (ec >= EXT_HEIC && ec <= EXT_JPEG)
-            stills[ns++] = (struct nm){m->s, sp.ext_off, m->idx};
+            stills[ns++] = (struct nm){m->s, sp.ext_off, m->idx, m->s};
     }
     qsort(stills, ns, sizeof *stills, nm_cmp);
     for (size_t k = 0; k < c->nmd; k++) {
@@ -719,7 +724,7 @@ static void run_tiers(struct mctx *c)
     for (size_t k = 0; k < c->nsc; k++) {
         size_t s = c->sc[k].idx;
         if (f[s].users == 0 && f[s].title && f[s].title[0])
-            c->titles[c->ntitles++] = (struct nm){f[s].title, strlen(f[s].title), s};
+            c->titles[c->ntitles++] = (struct nm){f[s].title, strlen(f[s].title), s, f[s].name};
     }
     qsort(c->titles, c->ntitles, sizeof *c->titles, nm_cmp);
     for (size_t k = 0; k < c->nmd && c->ntitles; k++) {
@@ -793,7 +798,7 @@ int sbx_takeout_match(struct sbx_takeout_file *files, size_t n)
 
     /* Sorting first makes the result independent of the input order; the
      * second of two equal names is a duplicate (the same path in two parts). */
-    for (size_t i = 0; i < n; i++) all[i] = (struct nm){files[i].name, strlen(files[i].name), i};
+    for (size_t i = 0; i < n; i++) all[i] = (struct nm){files[i].name, strlen(files[i].name), i, NULL};
     qsort(all, n, sizeof *all, nm_cmp);
     for (size_t k = 0; k < n; k++) {
         struct sbx_takeout_file *f = &files[all[k].idx];
