@@ -224,7 +224,12 @@ int sbx_takeout_sidecar_parse(struct sbx_takeout_sidecar *out, const uint8_t *js
     json_t *album = json_object_get(root, "albumData");
     json_t *title = json_object_get(root, "title");
     json_t *desc = json_object_get(root, "description");
-    if (json_is_object(taken)) {
+    /* Album metadata holds title, description, access and date; a media
+     * sidecar always has imageViews and creationTime too. A sidecar that
+     * lost its photoTakenTime is still a sidecar: taking it for album
+     * metadata would rename the album and orphan a photo. */
+    if (json_is_object(taken) || json_object_get(root, "imageViews") ||
+        json_is_object(json_object_get(root, "creationTime"))) {
         out->kind = SBX_TAKEOUT_JSON_MEDIA;
     } else if (json_is_string(title)) {
         out->kind = SBX_TAKEOUT_JSON_ALBUM;
@@ -1122,7 +1127,11 @@ static int classify_folder(sbx_takeout_index *ix, struct ifolder *fo, bool is_ro
         const struct ientry *e = &ix->e[i];
         if (e->role == SBX_TAKEOUT_ROLE_ALBUM_META) {
             ix->st.album_meta++;
-            if (album_meta == SBX_TAKEOUT_NONE && e->sc && e->sc->title) album_meta = i;
+            /* Entries are in name order: the first titled one wins, else
+             * the first one (an untitled album keeps its folder name). */
+            if (album_meta == SBX_TAKEOUT_NONE ||
+                (!ix->e[album_meta].sc->title && e->sc->title))
+                album_meta = i;
         }
         if (e->role != SBX_TAKEOUT_ROLE_MEDIA) continue;
         media++;
@@ -1135,7 +1144,7 @@ static int classify_folder(sbx_takeout_index *ix, struct ifolder *fo, bool is_ro
         fo->kind = SBX_TAKEOUT_FOLDER_ROOT;
     } else if (album_meta != SBX_TAKEOUT_NONE) {
         fo->kind = SBX_TAKEOUT_FOLDER_ALBUM;
-        fo->title = ix->e[album_meta].sc->title;
+        fo->title = ix->e[album_meta].sc->title ? ix->e[album_meta].sc->title : fo->name;
         fo->meta_path = ix->e[album_meta].path;
     } else if (sbx_takeout_is_year_folder(fo->name)) {
         fo->kind = SBX_TAKEOUT_FOLDER_YEAR;

@@ -30,8 +30,9 @@
 
 enum sbx_takeout_json_kind {
     SBX_TAKEOUT_JSON_UNKNOWN = 0, /* not parsed (no bytes given, too big) */
-    SBX_TAKEOUT_JSON_MEDIA,       /* a photo/video sidecar: has photoTakenTime */
-    SBX_TAKEOUT_JSON_ALBUM,       /* album metadata: a title, no photoTakenTime */
+    SBX_TAKEOUT_JSON_MEDIA,       /* a photo/video sidecar: has photoTakenTime
+                                   * (or creationTime / imageViews) */
+    SBX_TAKEOUT_JSON_ALBUM,       /* album metadata: a title, none of those */
     SBX_TAKEOUT_JSON_OTHER,       /* a JSON object of another kind ("{}") */
     SBX_TAKEOUT_JSON_INVALID,     /* not a JSON object */
 };
@@ -56,7 +57,8 @@ struct sbx_takeout_sidecar {
 
 /* Parses one sidecar or album metadata JSON. Timestamps may be strings of
  * digits or JSON numbers. Album metadata is recognised by content (a "title"
- * or "albumData.title" and no photoTakenTime), whatever the file name.
+ * or "albumData.title" and no photoTakenTime, creationTime or imageViews),
+ * whatever the file name.
  * Returns 0, SBX_ETOOBIG (len > SBX_MAX_SIDECAR_BYTES), SBX_EMALFORMED (not
  * JSON, or not an object; out->kind is then SBX_TAKEOUT_JSON_INVALID) or
  * SBX_ENOMEM. Fields of the wrong type are ignored, not fatal. On success
@@ -208,7 +210,9 @@ int sbx_takeout_index_folder(const sbx_takeout_index *ix, size_t i,
 size_t sbx_takeout_index_media_count(const sbx_takeout_index *ix);
 int sbx_takeout_index_media(const sbx_takeout_index *ix, size_t i,
                             struct sbx_takeout_media *out);
-/* Looks a path up (O(log n)): 0 when it is a media file, else SBX_ENOENT. */
+/* Looks a path up (O(log n)): 0 when it is a media file, else SBX_ENOENT.
+ * In the second pass, stream an entry only when its part equals out->part:
+ * the same path found in two parts is one file (the first part wins). */
 int sbx_takeout_index_find(const sbx_takeout_index *ix, const char *path,
                            struct sbx_takeout_media *out);
 /* Sidecars under the root that no media file uses, in path order. */

@@ -173,6 +173,12 @@ SBX_TEST(sidecar_album_and_errors)
     CHECK_EQ_INT(sc.kind, SBX_TAKEOUT_JSON_ALBUM);
     CHECK_EQ_STR(sc.title, "Old style");
     sbx_takeout_sidecar_clear(&sc);
+    /* A sidecar without photoTakenTime is not album metadata. */
+    REQUIRE(parse_str(&sc, "{\"title\": \"IMG_9.jpg\", \"imageViews\": \"3\","
+                           " \"creationTime\": {\"timestamp\": \"1613314341\"}}") == 0);
+    CHECK_EQ_INT(sc.kind, SBX_TAKEOUT_JSON_MEDIA);
+    CHECK(!sc.has_taken && sc.has_created);
+    sbx_takeout_sidecar_clear(&sc);
     REQUIRE(parse_str(&sc, "{\n}") == 0);
     CHECK_EQ_INT(sc.kind, SBX_TAKEOUT_JSON_OTHER);
     sbx_takeout_sidecar_clear(&sc);
@@ -611,6 +617,10 @@ SBX_TEST(index_layout)
     CHECK_EQ_INT(ADD("Trip 2017/f.jpg"), 0);
     CHECK_EQ_INT(ADDJ("Trip 2017/f.jpg.json", side), 0);
     CHECK_EQ_INT(ADDJ("Trip 2017/metadata.json", "{\"title\": \"Trip 2017\"}"), 0);
+    /* Untitled album metadata: the folder name is the title. */
+    CHECK_EQ_INT(ADD("Bez nazwy 2016/u.jpg"), 0);
+    CHECK_EQ_INT(ADDJ("Bez nazwy 2016/u.jpg.json", side), 0);
+    CHECK_EQ_INT(ADDJ("Bez nazwy 2016/metadane.json", "{\"title\": \"\", \"access\": \"protected\"}"), 0);
     /* No metadata, not a year: titled by the folder name. */
     CHECK_EQ_INT(ADD("Rodzina/g.jpg"), 0);
     CHECK_EQ_INT(ADDJ("Rodzina/g.jpg.json", side), 0);
@@ -651,6 +661,9 @@ SBX_TEST(index_layout)
     CHECK_EQ_STR(fo.title, "Vacanze 2018");
     REQUIRE(folder_named(ix, "Trip 2017", &fo));
     CHECK_EQ_INT(fo.kind, SBX_TAKEOUT_FOLDER_ALBUM);
+    REQUIRE(folder_named(ix, "Bez nazwy 2016", &fo));
+    CHECK_EQ_INT(fo.kind, SBX_TAKEOUT_FOLDER_ALBUM);
+    CHECK_EQ_STR(fo.title, "Bez nazwy 2016");
     REQUIRE(folder_named(ix, "Rodzina", &fo));
     CHECK_EQ_INT(fo.kind, SBX_TAKEOUT_FOLDER_ALBUM);
     CHECK_EQ_STR(fo.title, "Rodzina");
@@ -661,11 +674,11 @@ SBX_TEST(index_layout)
 
     struct sbx_takeout_stats st;
     sbx_takeout_index_stats(ix, &st);
-    CHECK_EQ_INT(st.media, 8);
-    CHECK_EQ_INT(st.matched_media, 8);
-    CHECK_EQ_INT(st.album_meta, 4);
+    CHECK_EQ_INT(st.media, 9);
+    CHECK_EQ_INT(st.matched_media, 9);
+    CHECK_EQ_INT(st.album_meta, 5);
     CHECK_EQ_INT(st.year_folders, 2);
-    CHECK_EQ_INT(st.albums, 5);
+    CHECK_EQ_INT(st.albums, 6);
     CHECK_EQ_INT(st.special_folders, 1);
     CHECK_EQ_INT(st.outside_root, 2);
     CHECK_EQ_INT(st.duplicates, 1);
