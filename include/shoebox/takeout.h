@@ -112,8 +112,9 @@ struct sbx_takeout_file {
 };
 
 /* Matches the files of one folder (as it appears across all zip parts).
- * Deterministic (the result depends on the set of names, not their order)
- * and O(n log n). Names are compared byte-wise; truncation is counted in
+ * Deterministic (the result depends on the set of names, not their order;
+ * only which of two equal names is the DUPLICATE follows the order) and
+ * O(n log n). Names are compared byte-wise; truncation is counted in
  * UTF-16 code units as Google does (51 including ".json"). Returns 0,
  * SBX_ETOOBIG (a name longer than SBX_MAX_TAKEOUT_NAME or n above
  * SBX_MAX_TAKEOUT_ENTRIES) or SBX_ENOMEM. */
