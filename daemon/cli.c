@@ -235,6 +235,10 @@ static int cmd_status(struct cli *c)
         printf("log      %lld entries   digest %s\n", (long long)jint(r, "entries"), jstr(r, "state_digest"));
         size_t i;
         json_t *v;
+        json_array_foreach(json_object_get(r, "peers"), i, v)
+            printf("peer     %.7s  %-12s %s %s\n", jstr(v, "device_id"), jstr(v, "name"),
+                   json_is_true(json_object_get(v, "connected")) ? "connected" : "offline  ",
+                   json_is_string(json_object_get(v, "address")) ? jstr(v, "address") : "");
         json_array_foreach(json_object_get(r, "forks"), i, v)
             printf("FORK     device %s signed two entries with seq %lld: it is cloned or compromised\n",
                    jstr(v, "device_id"), (long long)jint(v, "seq"));

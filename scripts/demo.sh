@@ -7,6 +7,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SB="$ROOT/$BUILD/shoebox"
 SBD="$ROOT/$BUILD/shoeboxd"
 DEMO=$(mktemp -d /tmp/shoebox-demo-XXXXXX)
+PORT=$((30000 + $$ % 20000))
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -26,24 +27,23 @@ start() {
   echo "shoeboxd for $dir did not start:"; cat "$dir.log"; exit 1
 }
 
-step "Two devices: a laptop (cache) and an always-on NAS (full, the backup)"
-run "$SB" --data "$DEMO/laptop" init --name laptop --role cache
-run "$SB" --data "$DEMO/nas" init --name nas --role full
+digest() { "$SB" --data "$1" status --json | jq -r .state_digest; }
+wait_converged() {
+  for _ in $(seq 1 150); do [ "$(digest "$1")" = "$(digest "$2")" ] && return 0; sleep 0.2; done
+  echo "did not converge"; exit 1
+}
 
-step "Their daemons"
-start "$DEMO/laptop"
-start "$DEMO/nas"
-echo "shoeboxd running for laptop and nas"
-
-step "Status of each device"
-run "$SB" --data "$DEMO/laptop" status
-run "$SB" --data "$DEMO/nas" status --json
-
-step "Import the sample camera photos on the laptop (EXIF dates, GPS, make and model)"
 SAMPLES="${SHOEBOX_SAMPLES:-$ROOT/../shared/fixtures/exif}"
 if [ ! -d "$SAMPLES" ]; then
   echo "no sample photos at $SAMPLES: set SHOEBOX_SAMPLES to a folder of photos"; exit 1
 fi
+
+step "A laptop starts a new library (role cache) and its daemon"
+run "$SB" --data "$DEMO/laptop" init --name laptop --role cache
+echo "\$ shoeboxd --data \$DEMO/laptop --listen 127.0.0.1:$PORT &"
+start "$DEMO/laptop" --listen 127.0.0.1:$PORT
+
+step "Import the sample camera photos (type from the bytes, SHA-256, EXIF dates, GPS, make and model)"
 run "$SB" --data "$DEMO/laptop" import "$SAMPLES"
 run "$SB" --data "$DEMO/laptop" import "$SAMPLES"   # again: every file is a duplicate
 run "$SB" --data "$DEMO/laptop" photos
@@ -57,8 +57,26 @@ run "$SB" --data "$DEMO/laptop" album add "$album" $ids
 run "$SB" --data "$DEMO/laptop" tag "$first" vintage
 run "$SB" --data "$DEMO/laptop" rm "$first"
 run "$SB" --data "$DEMO/laptop" restore "${first:0:8}"
-run "$SB" --data "$DEMO/laptop" albums --json
+
+step "Pairing: the laptop shows a QR code; the always-on NAS joins with it (Noise_XXpsk3, one-time secret)"
+"$SB" --data "$DEMO/laptop" pair --ttl 300 | tee "$DEMO/pair.txt"
+URI=$(grep '^shoebox://pair' "$DEMO/pair.txt" | tail -1)
+run "$SB" --data "$DEMO/nas" join "$URI" --name nas --role full
+run "$SB" --data "$DEMO/other" join "$URI" --name other || echo "(a second use of the same code is refused)"
+
+step "The NAS runs its daemon; the two devices sync over Noise_XX and agree on the state digest"
+start "$DEMO/nas" --listen 127.0.0.1:$((PORT + 1))
+wait_converged "$DEMO/laptop" "$DEMO/nas"
+run "$SB" --data "$DEMO/nas" devices
+run "$SB" --data "$DEMO/nas" albums --json
+echo "laptop digest $(digest "$DEMO/laptop")"
+echo "nas    digest $(digest "$DEMO/nas")"
+
+step "An edit on the NAS reaches the laptop live"
+run "$SB" --data "$DEMO/nas" album rename "$album" "Vintage cameras"
+wait_converged "$DEMO/laptop" "$DEMO/nas"
+run "$SB" --data "$DEMO/laptop" albums
 run "$SB" --data "$DEMO/laptop" status
 
 step "Done"
-echo "Coming next in this demo: pairing the NAS by QR code, sync, and the NAS backing up every original."
+echo "Coming next in this demo: the NAS backing up every original byte by hash, thumbnails, Takeout import."

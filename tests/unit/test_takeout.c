@@ -754,8 +754,9 @@ static int write_zip(const char *zpath, int part, const char *root)
     for (size_t i = 0; i < nfx; i++) {
         if (fx[i].part != part) continue;
         char full[1536], inzip[1024];
-        snprintf(full, sizeof full, "%s/%s", root, fx[i].rel);
-        snprintf(inzip, sizeof inzip, "Takeout/%s", fx[i].rel);
+        if (snprintf(full, sizeof full, "%s/%s", root, fx[i].rel) >= (int)sizeof full ||
+            snprintf(inzip, sizeof inzip, "Takeout/%s", fx[i].rel) >= (int)sizeof inzip)
+            abort();
         uint8_t *buf;
         size_t len;
         if (sbx_file_read(full, 64u << 20, &buf, &len) != 0) goto out;
