@@ -189,13 +189,15 @@ static int ifd_read(const struct tiff *t, uint32_t off, struct ifd *d)
         case 0x014a:
             d->has_subifds = true;
             if ((type == 4 || type == 13) && count > 0) {
-                uint32_t k = count < MAX_SUBIFDS ? count : MAX_SUBIFDS;
                 size_t at = e + 8;
                 if (count > 1) {
                     if (!t32(t, e + 8, &v)) break;
                     at = v;
                 }
-                for (uint32_t j = 0; j < k && t32(t, at + 4 * (size_t)j, &v); j++)
+                /* A crafted IFD may repeat the tag: the total is bounded. */
+                for (uint32_t j = 0; j < count && d->nsub < MAX_SUBIFDS &&
+                                     t32(t, at + 4 * (size_t)j, &v);
+                     j++)
                     d->subifd[d->nsub++] = v;
             }
             break;

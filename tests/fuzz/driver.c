@@ -9,7 +9,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define MAX_INPUT (1u << 20)
+#define DRIVER_MAX_INPUT (1u << 20)
 #define MUTATIONS 20000u
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -36,8 +36,8 @@ int main(int argc, char **argv)
             snprintf(path, sizeof path, "%s/%s", argv[1], de->d_name);
             FILE *f = fopen(path, "rb");
             if (!f) continue;
-            uint8_t *buf = malloc(MAX_INPUT);
-            size_t n = fread(buf, 1, MAX_INPUT, f);
+            uint8_t *buf = malloc(DRIVER_MAX_INPUT);
+            size_t n = fread(buf, 1, DRIVER_MAX_INPUT, f);
             fclose(f);
             LLVMFuzzerTestOneInput(buf, n);
             replayed++;
