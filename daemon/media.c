@@ -162,7 +162,7 @@ static int ifd_read(const struct tiff *t, uint32_t off, struct ifd *d)
     if (n > SBX_MAX_MEDIA_ITEMS) return SBX_EMALFORMED;
     for (uint32_t i = 0; i < n; i++) {
         size_t e = (size_t)off + 2 + (size_t)i * 12;
-        uint32_t tag, type, count, v;
+        uint32_t tag = 0, type = 0, count = 0, v = 0;
         t16(t, e, &tag);
         t16(t, e + 2, &type);
         t32(t, e + 4, &count);
@@ -540,7 +540,9 @@ static int jpeg_scan(struct probe *p, const uint8_t *b, size_t len, bool want_eo
     }
     /* The entropy-coded data escapes every 0xFF, so the first FF D9 after
      * the first scan header ends the image; without one the file was cut. */
-    if (want_eoi && !memmem(b + off, len - off, "\xff\xd9", 2))
+    /* Most files end with the marker: check there before scanning. */
+    bool at_end = len - off >= 2 && b[len - 2] == 0xff && b[len - 1] == 0xd9;
+    if (want_eoi && !at_end && !memmem(b + off, len - off, "\xff\xd9", 2))
         return fail_with(p, SBX_ECORRUPT, "JPEG truncated (no end-of-image marker)");
     return 0;
 }

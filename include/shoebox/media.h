@@ -20,6 +20,8 @@
 /* Camera make and model buffers, NUL included (EXIF values are short; longer
  * ones are cut, never overflowed). */
 #define SBX_MEDIA_CAMERA_MAX 64u
+/* Renditions that one sbx_media_render_sizes call can make. */
+#define SBX_MEDIA_MAX_SIZES 4u
 
 enum sbx_media_kind {
     SBX_MEDIA_UNKNOWN = 0,
@@ -98,6 +100,14 @@ int sbx_media_probe(const uint8_t *buf, size_t len, struct sbx_media_info *info)
  * still renders (the missing part is grey) when its header is intact. */
 int sbx_media_render(const uint8_t *buf, size_t len, unsigned max_px, int quality,
                      uint8_t **jpeg_out, size_t *jpeg_len);
+
+/* Renders several sizes from one decode, as the importer does for the
+ * thumbnail and the medium: jpeg_out[i] and jpeg_len[i] receive the
+ * rendition for max_px[i] (n <= SBX_MEDIA_MAX_SIZES). Same rules and errors
+ * as sbx_media_render; on failure no buffer is left allocated. A HEIC is
+ * decoded once instead of once per size, which halves its cost. */
+int sbx_media_render_sizes(const uint8_t *buf, size_t len, const unsigned *max_px, size_t n,
+                           int quality, uint8_t **jpeg_out, size_t *jpeg_len);
 
 /* "photo", "video", "raw" or "unknown". */
 const char *sbx_media_kind_name(enum sbx_media_kind kind);
