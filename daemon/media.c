@@ -686,6 +686,13 @@ static int probe_tiff(struct probe *p, enum fmt f)
         }
     }
     if (!ifd0_ok) return fail_with(p, SBX_ECORRUPT, "TIFF IFD0 unreadable");
+    /* libexif reads at most 64 KiB: an IFD0 written after the image data
+     * (some converters do) is out of its reach, which is not damage. */
+    if (off > 0xfff0u) {
+        p->info->exif_status = SBX_EUNSUPPORTED;
+        p->info->reason = "TIFF metadata past 64 KiB not read";
+        return 0;
+    }
     sbx_media_exif_read(p->b, p->len, SBX_EXIF_STANDARD, p->info, &p->extra);
     return 0;
 }

@@ -35,9 +35,10 @@
  * that arrived before the device.add that admits it). */
 #define SBX_MAX_PENDING_ENTRIES 100000u
 
-/* Images above this many pixels are refused before any decoding: a 200 MP
- * image is larger than any camera makes, and a decompression bomb (a tiny
- * file that claims 60000 x 60000 pixels) must not get to allocate. */
+/* Images above this many pixels are refused before any decoding: the
+ * largest phone sensors make 200 MP photos (16320 x 12240 fits), and a
+ * decompression bomb (a tiny file that claims 60000 x 60000 pixels) must
+ * not get to allocate. */
 #define SBX_MAX_IMAGE_PIXELS (200u * 1000u * 1000u)
 /* Boxes, segments and elements that one media probe walks before it gives
  * up: real files have a few dozen, so this only stops crafted input from

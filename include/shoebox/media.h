@@ -83,10 +83,14 @@ int sbx_media_sniff(const uint8_t *buf, size_t len, const char **mime,
 
 /* Fills *info from a whole file held in memory. Returns 0 on success;
  * SBX_EUNSUPPORTED for an unknown type (info->mime NULL); SBX_ECORRUPT when
- * the container is truncated or broken (info->mime and info->kind are still
- * set, info->reason says what is wrong); SBX_EINVAL for NULL arguments.
- * Damaged EXIF in a sound container is not an error: see exif_status. Never
- * reads outside buf[0..len). */
+ * the container is truncated or broken: info->reason says what is wrong,
+ * and mime, kind and whatever was read before the damage (often size and
+ * EXIF) are kept, so the importer can still decide what to do with it;
+ * SBX_EINVAL for NULL arguments. Damaged EXIF in a sound container is not an
+ * error: see exif_status. A JPEG without an end-of-image marker, a PNG
+ * without IEND and an ISO-BMFF file whose last box runs past the end count
+ * as truncated. Never reads outside buf[0..len). EXIF of TIFF-based files
+ * is read from their first 64 KiB (libexif's limit), where cameras put it. */
 int sbx_media_probe(const uint8_t *buf, size_t len, struct sbx_media_info *info);
 
 /* Renders a JPEG whose longest side is at most max_px (never upscaled), with

@@ -321,7 +321,22 @@ SBX_TEST(sniff_tiff_raws)
     CHECK_EQ_STR(tiff_raw_mime("Canon", true, false, &w, &h), "image/tiff");
     CHECK_EQ_INT(w, 160); /* a plain TIFF is its first page */
 
+    /* IFD0 after 64 KiB of image data: the size is read, EXIF is not. */
+    size_t far = 70000;
+    uint8_t *big = calloc(1, far + 64);
+    memcpy(big, "II*\0", 4);
+    big[4] = (uint8_t)far, big[5] = (uint8_t)(far >> 8), big[6] = (uint8_t)(far >> 16);
+    uint8_t ifd0[2 + 24 + 4] = {2, 0, 0x00, 0x01, 4, 0, 1, 0, 0, 0, 0x20, 3, 0, 0,
+                                0x01, 0x01, 4, 0, 1, 0, 0, 0, 0x58, 2, 0, 0};
+    memcpy(big + far, ifd0, sizeof ifd0);
     struct sbx_media_info info;
+    CHECK_EQ_INT(sbx_media_probe(big, far + 64, &info), 0);
+    CHECK_EQ_STR(info.mime, "image/tiff");
+    CHECK_EQ_INT(info.width, 800);
+    CHECK_EQ_INT(info.height, 600);
+    CHECK_EQ_INT(info.exif_status, SBX_EUNSUPPORTED);
+    free(big);
+
     CHECK_EQ_INT(sbx_media_probe((const uint8_t *)"II*\0\xf0\0\0\0", 8, &info), SBX_ECORRUPT);
     CHECK_EQ_STR(info.mime, "image/tiff");
     CHECK(info.reason != NULL);
