@@ -162,7 +162,7 @@ static int ifd_read(const struct tiff *t, uint32_t off, struct ifd *d)
     if (n > SBX_MAX_MEDIA_ITEMS) return SBX_EMALFORMED;
     for (uint32_t i = 0; i < n; i++) {
         size_t e = (size_t)off + 2 + (size_t)i * 12;
-        uint32_t tag, type, count, v;
+        uint32_t tag = 0, type = 0, count = 0, v = 0;
         t16(t, e, &tag);
         t16(t, e + 2, &type);
         t32(t, e + 4, &count);
@@ -189,13 +189,15 @@ static int ifd_read(const struct tiff *t, uint32_t off, struct ifd *d)
         case 0x014a:
             d->has_subifds = true;
             if ((type == 4 || type == 13) && count > 0) {
-                uint32_t k = count < MAX_SUBIFDS ? count : MAX_SUBIFDS;
                 size_t at = e + 8;
                 if (count > 1) {
                     if (!t32(t, e + 8, &v)) break;
                     at = v;
                 }
-                for (uint32_t j = 0; j < k && t32(t, at + 4 * (size_t)j, &v); j++)
+                /* A crafted IFD may repeat the tag: the total is bounded. */
+                for (uint32_t j = 0; j < count && d->nsub < MAX_SUBIFDS &&
+                                     t32(t, at + 4 * (size_t)j, &v);
+                     j++)
                     d->subifd[d->nsub++] = v;
             }
             break;
@@ -538,7 +540,9 @@ static int jpeg_scan(struct probe *p, const uint8_t *b, size_t len, bool want_eo
     }
     /* The entropy-coded data escapes every 0xFF, so the first FF D9 after
      * the first scan header ends the image; without one the file was cut. */
-    if (want_eoi && !memmem(b + off, len - off, "\xff\xd9", 2))
+    /* Most files end with the marker: check there before scanning. */
+    bool at_end = len - off >= 2 && b[len - 2] == 0xff && b[len - 1] == 0xd9;
+    if (want_eoi && !at_end && !memmem(b + off, len - off, "\xff\xd9", 2))
         return fail_with(p, SBX_ECORRUPT, "JPEG truncated (no end-of-image marker)");
     return 0;
 }
@@ -682,6 +686,13 @@ static int probe_tiff(struct probe *p, enum fmt f)
         }
     }
     if (!ifd0_ok) return fail_with(p, SBX_ECORRUPT, "TIFF IFD0 unreadable");
+    /* libexif reads at most 64 KiB: an IFD0 written after the image data
+     * (some converters do) is out of its reach, which is not damage. */
+    if (off > 0xfff0u) {
+        p->info->exif_status = SBX_EUNSUPPORTED;
+        p->info->reason = "TIFF metadata past 64 KiB not read";
+        return 0;
+    }
     sbx_media_exif_read(p->b, p->len, SBX_EXIF_STANDARD, p->info, &p->extra);
     return 0;
 }

@@ -159,29 +159,24 @@ static void orient(const uint8_t *src, uint32_t w, uint32_t h, unsigned o, uint8
     }
 }
 
-/* Resamples `img` to the rendition of an image whose full size is full_w x
- * full_h, turns it upright and encodes it. */
-static int encode(const struct image *img, uint32_t full_w, uint32_t full_h, unsigned o,
-                  unsigned max_px, int quality, uint8_t **out, size_t *out_len)
+/* Makes one rendition of `src`: resampled to tw x th, turned upright by
+ * orientation o, encoded. The resampled (not yet turned) pixels are handed
+ * back in *small so the next, smaller rendition can start from them. */
+static int rendition(const struct image *src, uint32_t tw, uint32_t th, unsigned o, int quality,
+                     uint8_t **out, size_t *out_len, uint8_t **small_out)
 {
-    uint32_t tw, th;
     uint8_t *small = NULL, *upright = NULL, *jpeg = NULL;
     tjhandle tj = NULL;
     int rc = SBX_ENOMEM;
-    target_size(full_w, full_h, max_px, &tw, &th);
-    /* DCT scaling rounds up, so the decoded image is never smaller than the
-     * target; a damaged decode could still disagree, so clamp. */
-    if (tw > img->w) tw = img->w;
-    if (th > img->h) th = img->h;
     small = malloc((size_t)tw * th * 3);
     if (!small) goto fail;
-    rc = resample(img, small, tw, th);
+    rc = resample(src, small, tw, th);
     if (rc) goto fail;
     const uint8_t *px = small;
     uint32_t ow = tw, oh = th;
     if (o >= 2 && o <= 8) {
-        upright = malloc((size_t)tw * th * 3);
         rc = SBX_ENOMEM;
+        upright = malloc((size_t)tw * th * 3);
         if (!upright) goto fail;
         orient(small, tw, th, o, upright);
         px = upright;
@@ -207,7 +202,9 @@ static int encode(const struct image *img, uint32_t full_w, uint32_t full_h, uns
     uint8_t *shrunk = realloc(jpeg, n);
     *out = shrunk ? shrunk : jpeg;
     *out_len = n;
+    *small_out = small;
     jpeg = NULL;
+    small = NULL;
     rc = 0;
 fail:
     if (tj) tjDestroy(tj);
@@ -230,15 +227,34 @@ static void cmyk_to_rgb(uint8_t *px, size_t n)
     }
 }
 
-static int render_jpeg(const uint8_t *buf, size_t len, const struct sbx_media_info *info,
-                       unsigned max_px, int quality, uint8_t **out, size_t *out_len)
+/* A decoded photo, at least as large as the largest rendition asked for. */
+struct decoded {
+    struct image img;
+    uint32_t full_w, full_h; /* size of the whole photo, before any scaling */
+    unsigned orientation;    /* still to apply */
+    uint8_t *own;            /* pixels from libjpeg-turbo */
+    struct heif_context *ctx;
+    struct heif_image_handle *handle;
+    struct heif_image *himg; /* pixels from libheif */
+};
+
+static void decoded_free(struct decoded *d)
+{
+    free(d->own);
+    if (d->himg) heif_image_release(d->himg);
+    if (d->handle) heif_image_handle_release(d->handle);
+    if (d->ctx) heif_context_free(d->ctx);
+}
+
+static int decode_jpeg(const uint8_t *buf, size_t len, const struct sbx_media_info *info,
+                       unsigned max_px, struct decoded *d)
 {
     tjhandle tj = tjInitDecompress();
-    uint8_t *px = NULL;
     int rc = SBX_ENOMEM, w, h, subsamp, cs;
     if (!tj) goto fail;
     rc = SBX_ECORRUPT;
-    if (len > (unsigned long)-1 || tjDecompressHeader3(tj, buf, (unsigned long)len, &w, &h, &subsamp, &cs) != 0)
+    if (len > (unsigned long)-1 ||
+        tjDecompressHeader3(tj, buf, (unsigned long)len, &w, &h, &subsamp, &cs) != 0)
         goto fail;
     rc = SBX_ETOOBIG;
     if (w <= 0 || h <= 0 || (uint64_t)w * (uint64_t)h > SBX_MAX_IMAGE_PIXELS) goto fail;
@@ -259,78 +275,79 @@ static int render_jpeg(const uint8_t *buf, size_t len, const struct sbx_media_in
     }
     int sw = TJSCALED(w, best), sh = TJSCALED(h, best);
     bool cmyk = cs == TJCS_CMYK || cs == TJCS_YCCK;
-    int bpp = cmyk ? 4 : 3;
     rc = SBX_ENOMEM;
-    px = malloc((size_t)sw * (size_t)sh * (size_t)bpp);
-    if (!px) goto fail;
+    d->own = malloc((size_t)sw * (size_t)sh * (cmyk ? 4 : 3));
+    if (!d->own) goto fail;
     /* LIMITSCANS stops progressive files built to make the decoder loop over
      * thousands of scans. Warnings (a truncated file, a bad Huffman code)
      * still leave a full image, the damaged part grey: that is shown
      * rather than nothing. */
-    if (tjDecompress2(tj, buf, (unsigned long)len, px, sw, 0, sh, cmyk ? TJPF_CMYK : TJPF_RGB,
+    if (tjDecompress2(tj, buf, (unsigned long)len, d->own, sw, 0, sh, cmyk ? TJPF_CMYK : TJPF_RGB,
                       TJFLAG_LIMITSCANS) != 0 &&
         tjGetErrorCode(tj) != TJERR_WARNING) {
         rc = SBX_ECORRUPT;
         goto fail;
     }
-    if (cmyk) cmyk_to_rgb(px, (size_t)sw * (size_t)sh);
-    struct image img = {.px = px, .w = (uint32_t)sw, .h = (uint32_t)sh, .stride = (size_t)sw * 3};
-    rc = encode(&img, (uint32_t)w, (uint32_t)h, info->orientation, max_px, quality, out, out_len);
+    if (cmyk) cmyk_to_rgb(d->own, (size_t)sw * (size_t)sh);
+    d->img = (struct image){.px = d->own, .w = (uint32_t)sw, .h = (uint32_t)sh, .stride = (size_t)sw * 3};
+    d->full_w = (uint32_t)w;
+    d->full_h = (uint32_t)h;
+    d->orientation = info->orientation;
+    rc = 0;
 fail:
-    free(px);
     if (tj) tjDestroy(tj);
     return rc;
 }
 
-static int render_heif(const uint8_t *buf, size_t len, const struct sbx_media_info *info,
-                       unsigned max_px, int quality, uint8_t **out, size_t *out_len)
+static int decode_heif(const uint8_t *buf, size_t len, const struct sbx_media_info *info,
+                       struct decoded *d)
 {
-    struct heif_context *ctx = NULL;
-    struct heif_image_handle *h = NULL;
-    struct heif_image *img = NULL;
-    int rc = SBX_ETOOBIG;
     /* The decoder allocates the stored size (ispe), whatever the crop. */
-    if ((uint64_t)info->width * info->height > SBX_MAX_IMAGE_PIXELS) goto fail;
-    rc = SBX_ENOMEM;
-    ctx = heif_context_alloc();
-    if (!ctx) goto fail;
-    rc = SBX_ECORRUPT;
-    if (heif_context_read_from_memory_without_copy(ctx, buf, len, NULL).code != heif_error_Ok ||
-        heif_context_get_primary_image_handle(ctx, &h).code != heif_error_Ok)
-        goto fail;
-    int iw = heif_image_handle_get_ispe_width(h), ih = heif_image_handle_get_ispe_height(h);
-    rc = SBX_ETOOBIG;
-    if (iw <= 0 || ih <= 0 || (uint64_t)iw * (uint64_t)ih > SBX_MAX_IMAGE_PIXELS) goto fail;
-    struct heif_error e = heif_decode_image(h, &img, heif_colorspace_RGB,
+    if ((uint64_t)info->width * info->height > SBX_MAX_IMAGE_PIXELS) return SBX_ETOOBIG;
+    d->ctx = heif_context_alloc();
+    if (!d->ctx) return SBX_ENOMEM;
+    /* Tiles are decoded on the calling thread: the importer already runs
+     * one file per core, and extra threads per file did not pay here. */
+    heif_context_set_max_decoding_threads(d->ctx, 0);
+    if (heif_context_read_from_memory_without_copy(d->ctx, buf, len, NULL).code != heif_error_Ok ||
+        heif_context_get_primary_image_handle(d->ctx, &d->handle).code != heif_error_Ok)
+        return SBX_ECORRUPT;
+    int iw = heif_image_handle_get_ispe_width(d->handle);
+    int ih = heif_image_handle_get_ispe_height(d->handle);
+    if (iw <= 0 || ih <= 0 || (uint64_t)iw * (uint64_t)ih > SBX_MAX_IMAGE_PIXELS) return SBX_ETOOBIG;
+    struct heif_error e = heif_decode_image(d->handle, &d->himg, heif_colorspace_RGB,
                                             heif_chroma_interleaved_RGB, NULL);
-    rc = e.code == heif_error_Unsupported_feature || e.code == heif_error_Unsupported_filetype
-             ? SBX_EUNSUPPORTED
-             : SBX_ECORRUPT;
-    if (e.code != heif_error_Ok) goto fail;
+    if (e.code == heif_error_Unsupported_feature || e.code == heif_error_Unsupported_filetype)
+        return SBX_EUNSUPPORTED;
+    if (e.code != heif_error_Ok) return SBX_ECORRUPT;
     int stride = 0;
-    const uint8_t *px = heif_image_get_plane_readonly(img, heif_channel_interleaved, &stride);
-    int dw = heif_image_get_width(img, heif_channel_interleaved);
-    int dh = heif_image_get_height(img, heif_channel_interleaved);
-    if (!px || dw <= 0 || dh <= 0 || stride < dw * 3) goto fail;
-    struct image im = {.px = px, .w = (uint32_t)dw, .h = (uint32_t)dh, .stride = (size_t)stride};
-    /* libheif has already applied irot/imir/clap. */
-    rc = encode(&im, im.w, im.h, 1, max_px, quality, out, out_len);
-fail:
-    if (img) heif_image_release(img);
-    if (h) heif_image_handle_release(h);
-    if (ctx) heif_context_free(ctx);
-    return rc;
+    const uint8_t *px = heif_image_get_plane_readonly(d->himg, heif_channel_interleaved, &stride);
+    int dw = heif_image_get_width(d->himg, heif_channel_interleaved);
+    int dh = heif_image_get_height(d->himg, heif_channel_interleaved);
+    if (!px || dw <= 0 || dh <= 0 || stride < dw * 3) return SBX_ECORRUPT;
+    d->img = (struct image){.px = px, .w = (uint32_t)dw, .h = (uint32_t)dh, .stride = (size_t)stride};
+    d->full_w = (uint32_t)dw;
+    d->full_h = (uint32_t)dh;
+    d->orientation = 1; /* libheif has applied irot, imir and clap */
+    return 0;
 }
 
-int sbx_media_render(const uint8_t *buf, size_t len, unsigned max_px, int quality,
-                     uint8_t **jpeg_out, size_t *jpeg_len)
+int sbx_media_render_sizes(const uint8_t *buf, size_t len, const unsigned *max_px, size_t n,
+                           int quality, uint8_t **jpeg_out, size_t *jpeg_len)
 {
-    if (!buf || !jpeg_out || !jpeg_len || max_px == 0 || max_px > 65535 || quality < 1 ||
-        quality > 100)
+    if (!buf || !max_px || !jpeg_out || !jpeg_len || n == 0 || n > SBX_MEDIA_MAX_SIZES ||
+        quality < 1 || quality > 100)
         return SBX_EINVAL;
-    *jpeg_out = NULL;
-    *jpeg_len = 0;
+    unsigned largest = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (max_px[i] == 0 || max_px[i] > 65535) return SBX_EINVAL;
+        if (max_px[i] > largest) largest = max_px[i];
+        jpeg_out[i] = NULL;
+        jpeg_len[i] = 0;
+    }
     struct sbx_media_info info;
+    struct decoded d = {0};
+    uint8_t *prev = NULL;
     int rc = sbx_media_probe(buf, len, &info);
     if (!info.mime) return SBX_EUNSUPPORTED;
     if (strcmp(info.mime, "image/jpeg") == 0) {
@@ -338,12 +355,58 @@ int sbx_media_render(const uint8_t *buf, size_t len, unsigned max_px, int qualit
          * headers are damaged does not. */
         if (rc != 0 && info.width == 0) return rc;
         if ((uint64_t)info.width * info.height > SBX_MAX_IMAGE_PIXELS) return SBX_ETOOBIG;
-        return render_jpeg(buf, len, &info, max_px, quality, jpeg_out, jpeg_len);
+        rc = decode_jpeg(buf, len, &info, largest, &d);
+    } else if (strcmp(info.mime, "image/heic") == 0 || strcmp(info.mime, "image/heif") == 0 ||
+               strcmp(info.mime, "image/avif") == 0) {
+        if (rc == 0) rc = decode_heif(buf, len, &info, &d);
+    } else {
+        return SBX_EUNSUPPORTED;
     }
-    if (strcmp(info.mime, "image/heic") == 0 || strcmp(info.mime, "image/heif") == 0 ||
-        strcmp(info.mime, "image/avif") == 0) {
-        if (rc != 0) return rc;
-        return render_heif(buf, len, &info, max_px, quality, jpeg_out, jpeg_len);
+    if (rc) goto fail;
+
+    /* Largest first; each smaller rendition is area-filtered from the one
+     * before it, which costs a fraction of filtering the decoded image. */
+    size_t order[SBX_MEDIA_MAX_SIZES];
+    for (size_t i = 0; i < n; i++) order[i] = i;
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && max_px[order[j]] > max_px[order[j - 1]]; j--) {
+            size_t t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    struct image src = d.img;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = order[k];
+        uint32_t tw, th;
+        target_size(d.full_w, d.full_h, max_px[i], &tw, &th);
+        /* DCT scaling rounds up, so the decoded image is never smaller than
+         * the target; clamp anyway rather than trust arithmetic on damaged
+         * input. */
+        if (tw > src.w) tw = src.w;
+        if (th > src.h) th = src.h;
+        uint8_t *small = NULL;
+        rc = rendition(&src, tw, th, d.orientation, quality, &jpeg_out[i], &jpeg_len[i], &small);
+        if (rc) goto fail;
+        free(prev);
+        prev = small;
+        src = (struct image){.px = small, .w = tw, .h = th, .stride = (size_t)tw * 3};
     }
-    return SBX_EUNSUPPORTED;
+fail:
+    free(prev);
+    decoded_free(&d);
+    if (rc) {
+        for (size_t i = 0; i < n; i++) {
+            free(jpeg_out[i]);
+            jpeg_out[i] = NULL;
+            jpeg_len[i] = 0;
+        }
+    }
+    return rc;
+}
+
+int sbx_media_render(const uint8_t *buf, size_t len, unsigned max_px, int quality,
+                     uint8_t **jpeg_out, size_t *jpeg_len)
+{
+    if (!jpeg_out || !jpeg_len) return SBX_EINVAL;
+    return sbx_media_render_sizes(buf, len, &max_px, 1, quality, jpeg_out, jpeg_len);
 }

@@ -52,9 +52,10 @@
 /* Pixels per QR module in a PNG: 32 gives a 5920-pixel square at version
  * 40, already more than any screen shows. */
 #define SBX_MAX_QR_SCALE 32
-/* Images above this many pixels are refused before any decoding: a 200 MP
- * image is larger than any camera makes, and a decompression bomb (a tiny
- * file that claims 60000 x 60000 pixels) must not get to allocate. */
+/* Images above this many pixels are refused before any decoding: the
+ * largest phone sensors make 200 MP photos (16320 x 12240 fits), and a
+ * decompression bomb (a tiny file that claims 60000 x 60000 pixels) must
+ * not get to allocate. */
 #define SBX_MAX_IMAGE_PIXELS (200u * 1000u * 1000u)
 /* Boxes, segments and elements that one media probe walks before it gives
  * up: real files have a few dozen, so this only stops crafted input from

@@ -20,6 +20,8 @@
 /* Camera make and model buffers, NUL included (EXIF values are short; longer
  * ones are cut, never overflowed). */
 #define SBX_MEDIA_CAMERA_MAX 64u
+/* Renditions that one sbx_media_render_sizes call can make. */
+#define SBX_MEDIA_MAX_SIZES 4u
 
 enum sbx_media_kind {
     SBX_MEDIA_UNKNOWN = 0,
@@ -81,10 +83,14 @@ int sbx_media_sniff(const uint8_t *buf, size_t len, const char **mime,
 
 /* Fills *info from a whole file held in memory. Returns 0 on success;
  * SBX_EUNSUPPORTED for an unknown type (info->mime NULL); SBX_ECORRUPT when
- * the container is truncated or broken (info->mime and info->kind are still
- * set, info->reason says what is wrong); SBX_EINVAL for NULL arguments.
- * Damaged EXIF in a sound container is not an error: see exif_status. Never
- * reads outside buf[0..len). */
+ * the container is truncated or broken: info->reason says what is wrong,
+ * and mime, kind and whatever was read before the damage (often size and
+ * EXIF) are kept, so the importer can still decide what to do with it;
+ * SBX_EINVAL for NULL arguments. Damaged EXIF in a sound container is not an
+ * error: see exif_status. A JPEG without an end-of-image marker, a PNG
+ * without IEND and an ISO-BMFF file whose last box runs past the end count
+ * as truncated. Never reads outside buf[0..len). EXIF of TIFF-based files
+ * is read from their first 64 KiB (libexif's limit), where cameras put it. */
 int sbx_media_probe(const uint8_t *buf, size_t len, struct sbx_media_info *info);
 
 /* Renders a JPEG whose longest side is at most max_px (never upscaled), with
@@ -98,6 +104,14 @@ int sbx_media_probe(const uint8_t *buf, size_t len, struct sbx_media_info *info)
  * still renders (the missing part is grey) when its header is intact. */
 int sbx_media_render(const uint8_t *buf, size_t len, unsigned max_px, int quality,
                      uint8_t **jpeg_out, size_t *jpeg_len);
+
+/* Renders several sizes from one decode, as the importer does for the
+ * thumbnail and the medium: jpeg_out[i] and jpeg_len[i] receive the
+ * rendition for max_px[i] (n <= SBX_MEDIA_MAX_SIZES). Same rules and errors
+ * as sbx_media_render; on failure no buffer is left allocated. A HEIC is
+ * decoded once instead of once per size, which halves its cost. */
+int sbx_media_render_sizes(const uint8_t *buf, size_t len, const unsigned *max_px, size_t n,
+                           int quality, uint8_t **jpeg_out, size_t *jpeg_len);
 
 /* "photo", "video", "raw" or "unknown". */
 const char *sbx_media_kind_name(enum sbx_media_kind kind);

@@ -321,7 +321,22 @@ SBX_TEST(sniff_tiff_raws)
     CHECK_EQ_STR(tiff_raw_mime("Canon", true, false, &w, &h), "image/tiff");
     CHECK_EQ_INT(w, 160); /* a plain TIFF is its first page */
 
+    /* IFD0 after 64 KiB of image data: the size is read, EXIF is not. */
+    size_t far = 70000;
+    uint8_t *big = calloc(1, far + 64);
+    memcpy(big, "II*\0", 4);
+    big[4] = (uint8_t)far, big[5] = (uint8_t)(far >> 8), big[6] = (uint8_t)(far >> 16);
+    uint8_t ifd0[2 + 24 + 4] = {2, 0, 0x00, 0x01, 4, 0, 1, 0, 0, 0, 0x20, 3, 0, 0,
+                                0x01, 0x01, 4, 0, 1, 0, 0, 0, 0x58, 2, 0, 0};
+    memcpy(big + far, ifd0, sizeof ifd0);
     struct sbx_media_info info;
+    CHECK_EQ_INT(sbx_media_probe(big, far + 64, &info), 0);
+    CHECK_EQ_STR(info.mime, "image/tiff");
+    CHECK_EQ_INT(info.width, 800);
+    CHECK_EQ_INT(info.height, 600);
+    CHECK_EQ_INT(info.exif_status, SBX_EUNSUPPORTED);
+    free(big);
+
     CHECK_EQ_INT(sbx_media_probe((const uint8_t *)"II*\0\xf0\0\0\0", 8, &info), SBX_ECORRUPT);
     CHECK_EQ_STR(info.mime, "image/tiff");
     CHECK(info.reason != NULL);
@@ -1193,6 +1208,64 @@ SBX_TEST(render_truncated_and_oversized_jpeg)
     free(b);
 }
 
+/* Two sizes from one decode match two separate renders. The expected
+ * longest sides: 256, then 1280 or the photo's own when smaller. */
+SBX_TEST(render_sizes_from_one_decode)
+{
+    static const struct {
+        const char *file;
+        int medium_long;
+    } files[] = {
+        {"exif/orientation_landscape_6.jpg", 600},
+        {"exif/heic_IMG_5195.HEIC", 1280},
+        {"exif/gps_DSCN0012.jpg", 640},
+    };
+    for (size_t f = 0; f < SBX_ARRAY_LEN(files); f++) {
+        size_t len;
+        uint8_t *b = load(files[f].file, &len);
+        REQUIRE(b != NULL);
+        const unsigned sizes[2] = {SBX_MEDIA_THUMB_PX, SBX_MEDIA_MEDIUM_PX};
+        uint8_t *out[2] = {NULL, NULL};
+        size_t out_len[2] = {0, 0};
+        CHECK_EQ_INT(sbx_media_render_sizes(b, len, sizes, 2, 85, out, out_len), 0);
+        for (int k = 0; k < 2; k++) {
+            uint8_t *single = NULL;
+            size_t sl = 0;
+            CHECK_EQ_INT(sbx_media_render(b, len, sizes[k], 85, &single, &sl), 0);
+            int w1, h1, w2, h2;
+            uint8_t *p1 = out[k] ? jpeg_pixels(out[k], out_len[k], &w1, &h1) : NULL;
+            uint8_t *p2 = single ? jpeg_pixels(single, sl, &w2, &h2) : NULL;
+            if (p1 && p2 && w1 == w2 && h1 == h2) {
+                double diff = 0;
+                for (size_t i = 0; i < (size_t)w1 * h1 * 3; i++) diff += abs((int)p1[i] - (int)p2[i]);
+                diff /= (double)w1 * h1 * 3;
+                printf("# %s at %u: %dx%d, diff %.2f\n", files[f].file, sizes[k], w1, h1, diff);
+                /* A lone render decodes with DCT scaling, the pair filters
+                 * the thumbnail from the medium: both are proper
+                 * downscales, a few levels apart on fine texture; a shift
+                 * or a wrong turn is 18 to 80 apart. */
+                CHECK(diff < 8.0);
+                CHECK_EQ_INT(w1 > h1 ? w1 : h1, k == 0 ? 256 : files[f].medium_long);
+            } else {
+                CHECK(0);
+            }
+            free(p1);
+            free(p2);
+            free(single);
+            free(out[k]);
+        }
+        free(b);
+    }
+    const unsigned bad[2] = {256, 0};
+    uint8_t *out[2];
+    size_t out_len[2];
+    CHECK_EQ_INT(sbx_media_render_sizes((const uint8_t *)"x", 1, bad, 2, 80, out, out_len), SBX_EINVAL);
+    CHECK_EQ_INT(sbx_media_render_sizes((const uint8_t *)"x", 1, bad, 0, 80, out, out_len), SBX_EINVAL);
+    CHECK_EQ_INT(sbx_media_render_sizes((const uint8_t *)"x", 1, bad, SBX_MEDIA_MAX_SIZES + 1, 80, out,
+                                        out_len),
+                 SBX_EINVAL);
+}
+
 SBX_TEST_MAIN(SBX_CASE(sniff_magic_bytes), SBX_CASE(sniff_tiff_raws),
               SBX_CASE(probe_every_exif_fixture), SBX_CASE(probe_truncated_files),
               SBX_CASE(probe_takeout_types), SBX_CASE(exif_time_offsets_and_subseconds),
@@ -1201,4 +1274,4 @@ SBX_TEST_MAIN(SBX_CASE(sniff_magic_bytes), SBX_CASE(sniff_tiff_raws),
               SBX_CASE(probe_webm_avi_bmp), SBX_CASE(probe_cr3_metadata),
               SBX_CASE(render_every_exif_fixture), SBX_CASE(render_applies_orientation_to_pixels),
               SBX_CASE(render_heic_and_unsupported_types),
-              SBX_CASE(render_truncated_and_oversized_jpeg))
+              SBX_CASE(render_truncated_and_oversized_jpeg), SBX_CASE(render_sizes_from_one_decode))
