@@ -420,6 +420,64 @@ SBX_TEST(failed_puts_leave_nothing)
     CHECK_EQ_INT(count_dir(&e, "tmp"), 0);
     CHECK_EQ_INT(count_rows(&e, "blobs"), 0);
     CHECK_EQ_INT(count_rows(&e, "blob_chunks"), 0);
+
+    /* The fan-out directory cannot be made (a file squats its name): the
+     * temp file, written in full, must still go. */
+    uint8_t real[32];
+    sbx_blob_sha256(data, len, real);
+    char squat[256], hex[65];
+    sbx_hex_encode(hex, real, 32);
+    snprintf(squat, sizeof squat, "%s/blobs/%.2s", e.dir, hex);
+    REQUIRE(write_file(squat, (const uint8_t *)"x", 1) == 0);
+    CHECK(sbx_blob_put_buf(e.bs, data, len, SBX_BLOB_ORIGINAL, hash, NULL) < 0);
+    CHECK(sbx_blob_put_file(e.bs, src, NULL, SBX_BLOB_ORIGINAL, hash, NULL) < 0);
+    CHECK_EQ_INT(count_dir(&e, "tmp"), 0);
+    CHECK_EQ_INT(count_rows(&e, "blobs"), 0);
+    REQUIRE(unlink(squat) == 0);
+    free(data);
+    env_close(&e);
+}
+
+SBX_TEST(database_failure_leaves_nothing)
+{
+    struct env e;
+    REQUIRE(env_open(&e) == 0);
+    size_t len = C + 3;
+    uint8_t *data = random_buf(len, 17);
+    uint8_t hash[32], want[32], other[32];
+    sbx_blob_sha256(data, len, want);
+    REQUIRE(sbx_blob_put_buf(e.bs, data, 1000, SBX_BLOB_THUMB, other, NULL) == 0);
+    REQUIRE(sbx_store_exec(e.s, "CREATE TEMP TRIGGER no_big BEFORE INSERT ON blobs "
+                                "WHEN NEW.size_bytes > 5000 BEGIN SELECT RAISE(ABORT, 'no'); END") == 0);
+    CHECK(sbx_blob_put_buf(e.bs, data, len, SBX_BLOB_ORIGINAL, hash, NULL) < 0);
+    char path[256];
+    layout_path(&e, want, path, sizeof path);
+    CHECK(access(path, F_OK) != 0);
+    CHECK_EQ_INT(count_dir(&e, "tmp"), 0);
+    CHECK_EQ_INT(count_rows(&e, "blobs"), 1);
+    CHECK_EQ_INT(count_rows(&e, "blob_chunks"), 1);
+
+    /* Inside the caller's transaction only the failed call is undone. */
+    REQUIRE(sbx_store_begin(e.s) == 0);
+    CHECK_EQ_INT(sbx_blob_delete(e.bs, other), 0);
+    CHECK(sbx_blob_put_buf(e.bs, data, len, SBX_BLOB_ORIGINAL, hash, NULL) < 0);
+    CHECK(!sqlite3_get_autocommit(sbx_store_db(e.s))); /* still in it */
+    CHECK_EQ_INT(count_rows(&e, "blobs"), 0);
+    uint8_t small[10] = {1, 2, 3};
+    CHECK_EQ_INT(sbx_blob_put_buf(e.bs, small, sizeof small, SBX_BLOB_THUMB, hash, NULL), 0);
+    CHECK_EQ_INT(sbx_store_commit(e.s), 0);
+    CHECK_EQ_INT(count_rows(&e, "blobs"), 1);
+    CHECK_EQ_INT(sbx_blob_has(e.bs, hash), 0);
+    CHECK_EQ_INT(sbx_blob_has(e.bs, other), SBX_ENOENT);
+    CHECK(access(path, F_OK) != 0);
+
+    /* A partial that cannot be recorded leaves no partial file. */
+    uint8_t chunks[2 * 32];
+    size_t n;
+    chunk_hashes_of(data, len, chunks, &n);
+    CHECK(sbx_blob_partial_begin(e.bs, want, len, SBX_BLOB_ORIGINAL, chunks, n) < 0);
+    CHECK_EQ_INT(count_dir(&e, "partial"), 0);
+    CHECK_EQ_INT(count_rows(&e, "blob_chunks"), 1);
     free(data);
     env_close(&e);
 }
@@ -923,6 +981,7 @@ SBX_TEST(delete_removes_partials)
 SBX_TEST_MAIN(SBX_CASE(round_trip_sizes), SBX_CASE(kinds_are_recorded),
               SBX_CASE(existing_blob_not_rewritten), SBX_CASE(wrong_expected_hash_refused),
               SBX_CASE(writer_streams_in_odd_pieces), SBX_CASE(failed_puts_leave_nothing),
+              SBX_CASE(database_failure_leaves_nothing),
               SBX_CASE(disk_full_is_enospc_and_leaves_nothing),
               SBX_CASE(partial_transfer_resumes_after_restart),
               SBX_CASE(partial_damage_found_at_finish), SBX_CASE(partial_with_lying_chunk_list),
