@@ -63,6 +63,7 @@ struct sbx_blob_writer {
     sbx_blob_kind kind;
     int fd;
     int err; /* sticky: the first write error */
+    uint64_t kicked; /* bytes handed to writeback so far */
     struct hasher h;
     char tmp[PATH_MAX];
 };
@@ -186,6 +187,14 @@ static int ensure_fanout(const sbx_blobstore *bs, const uint8_t hash[HASH])
     if (rc) return rc;
     snprintf(dir, sizeof dir, "%s/%.2s/%.2s", bs->root, hex, hex + 2);
     return mkdir_durable(dir);
+}
+
+/* Starts writing a range back to disk without waiting for it: the fsync
+ * that makes the blob durable then finds most of it already written. Only a
+ * hint; the fsync reports any error. */
+static void kick_writeback(int fd, uint64_t off, uint64_t len)
+{
+    (void)sync_file_range(fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
 }
 
 static int write_all(int fd, const uint8_t *p, size_t len)
@@ -339,6 +348,29 @@ static int hasher_final(struct hasher *h, uint8_t out[HASH])
         return hasher_push(h, last);
     }
     return 0;
+}
+
+/* SHA-256 of a buffer, and on the way of its first chunk: a copy of the
+ * state at the chunk boundary costs nothing. */
+static int hash_whole(const sbx_blobstore *bs, const uint8_t *p, size_t len, uint8_t whole[HASH],
+                      uint8_t chunk0[HASH])
+{
+    int rc = SBX_ENOMEM;
+    size_t first = len < SBX_BLOB_CHUNK ? len : SBX_BLOB_CHUNK;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new(), *copy = NULL;
+    if (!ctx || !EVP_DigestInit_ex2(ctx, bs->md, NULL) || !EVP_DigestUpdate(ctx, p, first)) goto fail;
+    if (len > first) {
+        if (!(copy = EVP_MD_CTX_new()) || !EVP_MD_CTX_copy_ex(copy, ctx) ||
+            !EVP_DigestFinal_ex(copy, chunk0, NULL) || !EVP_DigestUpdate(ctx, p + first, len - first))
+            goto fail;
+    }
+    if (!EVP_DigestFinal_ex(ctx, whole, NULL)) goto fail;
+    if (len <= first) memcpy(chunk0, whole, HASH);
+    rc = 0;
+fail:
+    EVP_MD_CTX_free(copy);
+    EVP_MD_CTX_free(ctx);
+    return rc;
 }
 
 /* SHA-256 of the first `size` bytes of fd, read sequentially. */
@@ -632,7 +664,7 @@ static int tmp_create(sbx_blobstore *bs, char path[PATH_MAX], int *fd_out)
 /* Moves a written temp file under its hash name and records it. The temp
  * file is gone afterwards whatever happens: in place or removed. */
 static int install(sbx_blobstore *bs, sbx_blob_kind kind, const char *tmp, int fd,
-                   const uint8_t hash[HASH], const struct hasher *h)
+                   const uint8_t hash[HASH], uint64_t size, const uint8_t *chunks, size_t n)
 {
     char dst[PATH_MAX];
     final_path(bs, hash, dst);
@@ -644,7 +676,7 @@ static int install(sbx_blobstore *bs, sbx_blob_kind kind, const char *tmp, int f
         unlink(tmp);
         return rc;
     }
-    if ((rc = fsync_parent(dst)) == 0) rc = db_put(bs, hash, h->size, kind, true, h->chunks, h->n);
+    if ((rc = fsync_parent(dst)) == 0) rc = db_put(bs, hash, size, kind, true, chunks, n);
     if (rc) {
         /* Not recorded, so not held: the file goes too. held() said no file
          * was here before, so this removes nothing of anyone else's. */
@@ -669,33 +701,45 @@ int sbx_blob_put_buf(sbx_blobstore *bs, const void *data, size_t len, sbx_blob_k
     if (!bs || (!data && len) || !kind_ok(kind)) return SBX_EINVAL;
     if (len > SBX_MAX_BLOB_BYTES) return SBX_ETOOBIG;
     set_existed(existed, false);
-    struct hasher h;
-    uint8_t hash[HASH];
+    const uint8_t *p = data;
+    uint8_t hash[HASH], chunk0[HASH];
+    uint8_t *chunks = NULL;
     char tmp[PATH_MAX];
     int fd = -1;
-    int rc = hasher_init(&h, bs->md);
-    if (rc == 0) rc = hasher_update(&h, bs->md, data, len);
-    if (rc == 0) rc = hasher_final(&h, hash);
-    if (rc) goto out;
+    /* The whole-blob hash first, alone: a blob already held (a duplicate
+     * in an import) then costs one SHA-256 pass and no write at all. */
+    int rc = hash_whole(bs, p, len, hash, chunk0);
+    if (rc) return rc;
     if (hash_out) memcpy(hash_out, hash, HASH);
-    /* Hash first: a blob already held costs no write at all. */
     struct row r;
     rc = held(bs, hash, &r);
     if (rc == 0) {
         touch_row(bs, hash, &r);
         set_existed(existed, true);
-        goto out;
+        return 0;
     }
-    if (rc != SBX_ENOENT) goto out;
+    if (rc != SBX_ENOENT) return rc;
+    uint32_t n = chunks_for(len, SBX_BLOB_CHUNK);
+    if (!(chunks = malloc((size_t)n * HASH + 1))) return SBX_ENOMEM;
     if ((rc = tmp_create(bs, tmp, &fd)) != 0) goto out;
-    if ((rc = write_all(fd, data, len)) != 0) {
+    /* Chunk by chunk: write, start its writeback, then hash the next while
+     * the disk works, so the final fsync has little left to wait for. */
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        size_t off = (size_t)i * SBX_BLOB_CHUNK;
+        size_t clen = len - off < SBX_BLOB_CHUNK ? len - off : SBX_BLOB_CHUNK;
+        rc = write_all(fd, p + off, clen);
+        if (rc == 0) kick_writeback(fd, off, clen);
+        if (rc == 0 && i == 0) memcpy(chunks, chunk0, HASH);
+        if (rc == 0 && i > 0) rc = sha256(bs, p + off, clen, chunks + (size_t)i * HASH);
+    }
+    if (rc) {
         close(fd);
         unlink(tmp);
         goto out;
     }
-    rc = install(bs, kind, tmp, fd, hash, &h);
+    rc = install(bs, kind, tmp, fd, hash, len, chunks, n);
 out:
-    hasher_free(&h);
+    free(chunks);
     return rc;
 }
 
@@ -724,6 +768,11 @@ int sbx_blob_writer_write(sbx_blob_writer *w, const void *data, size_t len)
     if (w->err) return w->err;
     int rc = hasher_update(&w->h, w->bs->md, data, len);
     if (rc == 0) rc = write_all(w->fd, data, len);
+    uint64_t whole = w->h.size - w->h.fill; /* up to the last chunk boundary */
+    if (rc == 0 && whole > w->kicked) {
+        kick_writeback(w->fd, w->kicked, whole - w->kicked);
+        w->kicked = whole;
+    }
     w->err = rc;
     return rc;
 }
@@ -758,7 +807,7 @@ int sbx_blob_writer_commit(sbx_blob_writer *w, const uint8_t *expect,
         goto fail; /* drops the temp file; rc is 0 */
     }
     if (rc != SBX_ENOENT) goto fail;
-    rc = install(w->bs, w->kind, w->tmp, w->fd, hash, &w->h);
+    rc = install(w->bs, w->kind, w->tmp, w->fd, hash, w->h.size, w->h.chunks, w->h.n);
     w->fd = -1; /* install closed it and moved or removed the file */
 fail:
     sbx_blob_writer_abort(w);
