@@ -987,6 +987,7 @@ int sbx_blob_partial_write_chunk(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_
     rc = pwrite_all(fd, data, len, (uint64_t)idx * r.chunk_size);
     /* The bytes must be on disk before the row says they are. */
     if (rc == 0 && !(flags & SBX_BLOB_NOSYNC) && fdatasync(fd) != 0) rc = errno_rc();
+    if (rc == 0 && (flags & SBX_BLOB_NOSYNC)) kick_writeback(fd, (uint64_t)idx * r.chunk_size, len);
     if (close(fd) != 0 && rc == 0) rc = errno_rc();
     if (rc == 0 && !(flags & SBX_BLOB_NOSYNC)) rc = set_have(bs, hash, idx, 1);
     return rc;

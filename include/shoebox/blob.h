@@ -12,7 +12,8 @@
  * - A file under a hash name is always whole: writes go to a temp file in
  *   blobs/tmp/, are fsynced and renamed into place, then the directory is
  *   fsynced. A failed write (disk full included) leaves no temp file and no
- *   row. Temp files left by a crash are removed by the next open.
+ *   row. Temp files left by a crash are removed by the next open (once
+ *   they are a minute old and no live writer holds their lock).
  * - The rows of one call are one transaction. When the caller is already
  *   inside a transaction (sbx_store_begin), the call joins it through a
  *   savepoint instead: its rows commit or roll back with the caller's, and a
