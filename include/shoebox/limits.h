@@ -91,4 +91,20 @@
 /* Zip parts of one Takeout (Google splits at 2-50 GB per part). */
 #define SBX_MAX_TAKEOUT_PARTS 4096u
 
+/* Blobs (daemon/blob.c) are cut into chunks of this fixed size, the last one
+ * shorter. The chunk is the unit of transfer between peers (a fetch names
+ * chunk indexes), the granularity of resume (a transfer killed midway keeps
+ * every chunk verified so far) and the unit of verification (one SHA-256
+ * per chunk, checked before a byte of it is written). 1 MiB keeps the
+ * per-chunk overhead (a hash, a database row, a request) below 0.01% while a
+ * lost chunk costs little to fetch again; a whole thumbnail fits in one.
+ * Every blob row records its chunk size, so old blobs stay readable should
+ * this ever change, but peers must agree on it: it is part of the protocol. */
+#define SBX_BLOB_CHUNK (1u << 20)
+/* Largest blob accepted, from import or from a peer: 64 GiB, over an hour of
+ * 4K phone video, and 65536 chunks whose hash list (2 MiB) a peer can send
+ * and a device can hold in memory. */
+#define SBX_MAX_BLOB_BYTES (64ull << 30)
+#define SBX_MAX_BLOB_CHUNKS (SBX_MAX_BLOB_BYTES / SBX_BLOB_CHUNK)
+
 #endif

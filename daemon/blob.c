@@ -1,0 +1,1369 @@
+/* The content-addressed blob store (see shoebox/blob.h for the contract).
+ *
+ * Every byte of every blob goes through this file: the paths are private to
+ * it, so that encryption at rest can wrap the reads and writes here. */
+#include "shoebox/blob.h"
+#include "shoebox/err.h"
+#include "shoebox/log.h"
+#include "shoebox/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <sqlite3.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HASH SBX_BLOB_HASH_BYTES
+#define HEX_LEN (2 * HASH)
+
+/* last_access_at only feeds LRU eviction, where a minute is no difference;
+ * writing it on every range read of a streamed video would be a database
+ * write per request. */
+#define TOUCH_EVERY_MS 60000
+/* A temp or partial file younger than this is never swept: another handle
+ * (the CLI beside the daemon) may have just created it and not yet locked
+ * it or recorded it. Leftovers simply wait for a later open. */
+#define SWEEP_MIN_AGE_S 60
+/* Read buffer of put_file, finish and verify: one chunk, so a copy needs a
+ * bounded, small amount of memory whatever the file size. */
+#define IO_BUF SBX_BLOB_CHUNK
+/* Stored blob files and directories are private to the device's user. */
+#define FILE_MODE 0600
+#define DIR_MODE 0700
+
+_Static_assert(SBX_MAX_BLOB_CHUNKS <= UINT32_MAX, "chunk indexes fit in 32 bits");
+
+struct sbx_blobstore {
+    sbx_store *store;
+    EVP_MD *md; /* SHA-256, fetched once rather than at every digest init */
+    /* DATA_DIR/blobs. Shorter than PATH_MAX by more than any name appended
+     * to it, so every path built below provably fits. */
+    char root[PATH_MAX - 128];
+};
+
+/* Incremental SHA-256 of a whole blob and of each of its chunks. Chunk 0's
+ * hash is read off a copy of the whole-blob state at the first boundary, so a
+ * blob of one chunk (every thumbnail) is hashed once, not twice. */
+struct hasher {
+    EVP_MD_CTX *whole, *chunk;
+    uint64_t size;
+    uint32_t fill; /* bytes of the current chunk seen so far */
+    uint8_t *chunks; /* n hashes of completed chunks */
+    size_t n, cap;
+};
+
+struct sbx_blob_writer {
+    sbx_blobstore *bs;
+    sbx_blob_kind kind;
+    int fd;
+    int err; /* sticky: the first write error */
+    uint64_t kicked; /* bytes handed to writeback so far */
+    struct hasher h;
+    char tmp[PATH_MAX];
+};
+
+struct sbx_blob_file {
+    int fd;
+    uint64_t size;
+};
+
+/* A blob's row. */
+struct row {
+    uint64_t size;
+    uint32_t chunk_size;
+    uint32_t n_chunks;
+    sbx_blob_kind kind;
+    bool complete;
+    int64_t stored_at, last_access_at;
+};
+
+static const char *const kind_names[] = {"original", "thumb", "medium"};
+
+static const char SQL_ROW[] =
+    "SELECT size_bytes, chunk_size, kind, complete, stored_at, last_access_at "
+    "FROM blobs WHERE hash = ?1";
+static const char SQL_PUT_COMPLETE[] =
+    "INSERT INTO blobs(hash, size_bytes, chunk_size, kind, complete, stored_at, last_access_at) "
+    "VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5) "
+    "ON CONFLICT(hash) DO UPDATE SET size_bytes = excluded.size_bytes, "
+    "chunk_size = excluded.chunk_size, complete = 1, stored_at = excluded.stored_at, "
+    "last_access_at = excluded.last_access_at";
+static const char SQL_PUT_PARTIAL[] =
+    "INSERT INTO blobs(hash, size_bytes, chunk_size, kind, complete, stored_at, last_access_at) "
+    "VALUES (?1, ?2, ?3, ?4, 0, NULL, NULL) "
+    "ON CONFLICT(hash) DO UPDATE SET size_bytes = excluded.size_bytes, "
+    "chunk_size = excluded.chunk_size, kind = excluded.kind, complete = 0, stored_at = NULL";
+static const char SQL_MARK_COMPLETE[] =
+    "UPDATE blobs SET complete = 1, stored_at = ?2, last_access_at = ?2 WHERE hash = ?1";
+static const char SQL_TOUCH[] = "UPDATE blobs SET last_access_at = ?2 WHERE hash = ?1";
+static const char SQL_DEL_BLOB[] = "DELETE FROM blobs WHERE hash = ?1";
+static const char SQL_DEL_CHUNKS[] = "DELETE FROM blob_chunks WHERE hash = ?1";
+static const char SQL_ADD_CHUNK[] =
+    "INSERT INTO blob_chunks(hash, idx, chunk_hash, have) VALUES (?1, ?2, ?3, ?4)";
+static const char SQL_CHUNK[] =
+    "SELECT chunk_hash, have FROM blob_chunks WHERE hash = ?1 AND idx = ?2";
+static const char SQL_CHUNK_LIST[] =
+    "SELECT idx, chunk_hash FROM blob_chunks WHERE hash = ?1 ORDER BY idx";
+static const char SQL_SET_HAVE[] =
+    "UPDATE blob_chunks SET have = ?3 WHERE hash = ?1 AND idx = ?2";
+static const char SQL_RESET_HAVE[] = "UPDATE blob_chunks SET have = 0 WHERE hash = ?1";
+static const char SQL_MISSING[] =
+    "SELECT idx FROM blob_chunks WHERE hash = ?1 AND have = 0 ORDER BY idx";
+static const char SQL_COUNT_HAVE[] =
+    "SELECT count(*), coalesce(sum(have), 0) FROM blob_chunks WHERE hash = ?1";
+
+/* ---- Small helpers ------------------------------------------------------ */
+
+static int errno_rc(void) { return sbx_err_from_errno(errno); }
+
+static bool kind_ok(sbx_blob_kind k) { return (unsigned)k < SBX_ARRAY_LEN(kind_names); }
+
+static uint32_t chunks_for(uint64_t size, uint32_t chunk_size)
+{
+    return (uint32_t)((size + chunk_size - 1) / chunk_size);
+}
+
+static size_t chunk_len(const struct row *r, uint32_t idx)
+{
+    uint64_t off = (uint64_t)idx * r->chunk_size;
+    uint64_t left = r->size - off;
+    return (size_t)(left < r->chunk_size ? left : r->chunk_size);
+}
+
+static void final_path(const sbx_blobstore *bs, const uint8_t hash[HASH], char out[PATH_MAX])
+{
+    char hex[HEX_LEN + 1];
+    sbx_hex_encode(hex, hash, HASH);
+    snprintf(out, PATH_MAX, "%s/%.2s/%.2s/%s", bs->root, hex, hex + 2, hex);
+}
+
+static void partial_path(const sbx_blobstore *bs, const uint8_t hash[HASH], char out[PATH_MAX])
+{
+    char hex[HEX_LEN + 1];
+    sbx_hex_encode(hex, hash, HASH);
+    snprintf(out, PATH_MAX, "%s/partial/%s", bs->root, hex);
+}
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return errno_rc();
+    int rc = fsync(fd) == 0 ? 0 : errno_rc();
+    close(fd);
+    return rc;
+}
+
+/* fsync of the directory holding `path`. */
+static int fsync_parent(const char *path)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    SBX_ASSERT(slash && slash != dir);
+    *slash = '\0';
+    return fsync_dir(dir);
+}
+
+/* mkdir that makes a new directory durable: a rename into it must not be
+ * lost with the directory entry of the directory itself. */
+static int mkdir_durable(const char *dir)
+{
+    if (mkdir(dir, DIR_MODE) == 0) return fsync_parent(dir);
+    return errno == EEXIST ? 0 : errno_rc();
+}
+
+static int ensure_fanout(const sbx_blobstore *bs, const uint8_t hash[HASH])
+{
+    char hex[HEX_LEN + 1], dir[PATH_MAX];
+    sbx_hex_encode(hex, hash, HASH);
+    snprintf(dir, sizeof dir, "%s/%.2s", bs->root, hex);
+    int rc = mkdir_durable(dir);
+    if (rc) return rc;
+    snprintf(dir, sizeof dir, "%s/%.2s/%.2s", bs->root, hex, hex + 2);
+    return mkdir_durable(dir);
+}
+
+/* Starts writing a range back to disk without waiting for it: the fsync
+ * that makes the blob durable then finds most of it already written. Only a
+ * hint; the fsync reports any error. */
+static void kick_writeback(int fd, uint64_t off, uint64_t len)
+{
+    (void)sync_file_range(fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+}
+
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return errno_rc();
+        if (w == 0) return SBX_EIO;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off)
+{
+    while (len > 0) {
+        ssize_t w = pwrite(fd, p, len, (off_t)off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return errno_rc();
+        if (w == 0) return SBX_EIO;
+        p += w;
+        len -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* Reads up to len bytes at off; *got < len only at end of file. */
+static int pread_upto(int fd, uint8_t *p, size_t len, uint64_t off, size_t *got)
+{
+    size_t n = 0;
+    while (n < len) {
+        ssize_t r = pread(fd, p + n, len - n, (off_t)(off + n));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return errno_rc();
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    *got = n;
+    return 0;
+}
+
+/* Exactly len bytes: a file shorter than its row says is corrupt. */
+static int pread_exact(int fd, uint8_t *p, size_t len, uint64_t off)
+{
+    size_t got = 0;
+    int rc = pread_upto(fd, p, len, off, &got);
+    if (rc) return rc;
+    return got == len ? 0 : SBX_ECORRUPT;
+}
+
+static int sha256(const sbx_blobstore *bs, const void *data, size_t len, uint8_t out[HASH])
+{
+    unsigned outlen = 0;
+    if (!EVP_Digest(data, len, out, &outlen, bs->md, NULL)) return SBX_ENOMEM;
+    SBX_ASSERT(outlen == HASH);
+    return 0;
+}
+
+void sbx_blob_sha256(const void *data, size_t len, uint8_t out[SBX_BLOB_HASH_BYTES])
+{
+    unsigned outlen = 0;
+    /* Fails only when libcrypto cannot allocate; nothing sane follows. */
+    SBX_ASSERT(EVP_Digest(data, len, out, &outlen, EVP_sha256(), NULL) == 1);
+    SBX_ASSERT(outlen == HASH);
+}
+
+/* ---- Hashing while copying ---------------------------------------------- */
+
+static int hasher_init(struct hasher *h, const EVP_MD *md)
+{
+    memset(h, 0, sizeof *h);
+    h->whole = EVP_MD_CTX_new();
+    h->chunk = EVP_MD_CTX_new();
+    if (!h->whole || !h->chunk) return SBX_ENOMEM;
+    if (!EVP_DigestInit_ex2(h->whole, md, NULL) || !EVP_DigestInit_ex2(h->chunk, md, NULL))
+        return SBX_ENOMEM;
+    return 0;
+}
+
+static void hasher_free(struct hasher *h)
+{
+    EVP_MD_CTX_free(h->whole);
+    EVP_MD_CTX_free(h->chunk);
+    free(h->chunks);
+    memset(h, 0, sizeof *h);
+}
+
+static int hasher_push(struct hasher *h, const uint8_t hash[HASH])
+{
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 16;
+        uint8_t *p = realloc(h->chunks, cap * HASH);
+        if (!p) return SBX_ENOMEM;
+        h->chunks = p;
+        h->cap = cap;
+    }
+    memcpy(h->chunks + h->n * HASH, hash, HASH);
+    h->n++;
+    return 0;
+}
+
+/* Closes the current chunk: chunk 0 from a copy of the whole-blob state, the
+ * others from their own state, which then starts over. */
+static int hasher_close_chunk(struct hasher *h, const EVP_MD *md)
+{
+    uint8_t out[HASH];
+    if (h->n == 0) {
+        EVP_MD_CTX *copy = EVP_MD_CTX_new();
+        int ok = copy && EVP_MD_CTX_copy_ex(copy, h->whole) && EVP_DigestFinal_ex(copy, out, NULL);
+        EVP_MD_CTX_free(copy);
+        if (!ok) return SBX_ENOMEM;
+    } else {
+        if (!EVP_DigestFinal_ex(h->chunk, out, NULL) || !EVP_DigestInit_ex2(h->chunk, md, NULL))
+            return SBX_ENOMEM;
+    }
+    h->fill = 0;
+    return hasher_push(h, out);
+}
+
+static int hasher_update(struct hasher *h, const EVP_MD *md, const uint8_t *p, size_t len)
+{
+    if (len > SBX_MAX_BLOB_BYTES - h->size) return SBX_ETOOBIG;
+    while (len > 0) {
+        size_t room = SBX_BLOB_CHUNK - h->fill;
+        size_t take = len < room ? len : room;
+        if (!EVP_DigestUpdate(h->whole, p, take)) return SBX_ENOMEM;
+        if (h->n > 0 && !EVP_DigestUpdate(h->chunk, p, take)) return SBX_ENOMEM;
+        h->fill += (uint32_t)take;
+        h->size += take;
+        p += take;
+        len -= take;
+        if (h->fill == SBX_BLOB_CHUNK) {
+            int rc = hasher_close_chunk(h, md);
+            if (rc) return rc;
+        }
+    }
+    return 0;
+}
+
+static int hasher_final(struct hasher *h, uint8_t out[HASH])
+{
+    if (!EVP_DigestFinal_ex(h->whole, out, NULL)) return SBX_ENOMEM;
+    if (h->fill > 0) {
+        /* A blob of less than one chunk is its own only chunk. */
+        if (h->n == 0) return hasher_push(h, out);
+        uint8_t last[HASH];
+        if (!EVP_DigestFinal_ex(h->chunk, last, NULL)) return SBX_ENOMEM;
+        return hasher_push(h, last);
+    }
+    return 0;
+}
+
+/* SHA-256 of a buffer, and on the way of its first chunk: a copy of the
+ * state at the chunk boundary costs nothing. */
+static int hash_whole(const sbx_blobstore *bs, const uint8_t *p, size_t len, uint8_t whole[HASH],
+                      uint8_t chunk0[HASH])
+{
+    int rc = SBX_ENOMEM;
+    size_t first = len < SBX_BLOB_CHUNK ? len : SBX_BLOB_CHUNK;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new(), *copy = NULL;
+    if (!ctx || !EVP_DigestInit_ex2(ctx, bs->md, NULL) || !EVP_DigestUpdate(ctx, p, first)) goto fail;
+    if (len > first) {
+        if (!(copy = EVP_MD_CTX_new()) || !EVP_MD_CTX_copy_ex(copy, ctx) ||
+            !EVP_DigestFinal_ex(copy, chunk0, NULL) || !EVP_DigestUpdate(ctx, p + first, len - first))
+            goto fail;
+    }
+    if (!EVP_DigestFinal_ex(ctx, whole, NULL)) goto fail;
+    if (len <= first) memcpy(chunk0, whole, HASH);
+    rc = 0;
+fail:
+    EVP_MD_CTX_free(copy);
+    EVP_MD_CTX_free(ctx);
+    return rc;
+}
+
+/* SHA-256 of the first `size` bytes of fd, read sequentially. */
+static int hash_fd(const sbx_blobstore *bs, int fd, uint64_t size, uint8_t out[HASH])
+{
+    int rc = SBX_ENOMEM;
+    uint8_t *buf = malloc(IO_BUF);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!buf || !ctx || !EVP_DigestInit_ex2(ctx, bs->md, NULL)) goto fail;
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    for (uint64_t off = 0; off < size;) {
+        size_t want = size - off < IO_BUF ? (size_t)(size - off) : IO_BUF;
+        if ((rc = pread_exact(fd, buf, want, off)) != 0) goto fail;
+        rc = SBX_ENOMEM;
+        if (!EVP_DigestUpdate(ctx, buf, want)) goto fail;
+        off += want;
+    }
+    rc = EVP_DigestFinal_ex(ctx, out, NULL) ? 0 : SBX_ENOMEM;
+fail:
+    EVP_MD_CTX_free(ctx);
+    free(buf);
+    return rc;
+}
+
+/* ---- Database ----------------------------------------------------------- */
+
+/* A unit of work is one transaction, or a savepoint inside the caller's. */
+static int tx_begin(sbx_blobstore *bs, bool *nested)
+{
+    *nested = !sqlite3_get_autocommit(sbx_store_db(bs->store));
+    return *nested ? sbx_store_exec(bs->store, "SAVEPOINT sbx_blob") : sbx_store_begin(bs->store);
+}
+
+static int tx_commit(sbx_blobstore *bs, bool nested)
+{
+    return nested ? sbx_store_exec(bs->store, "RELEASE sbx_blob") : sbx_store_commit(bs->store);
+}
+
+static void tx_rollback(sbx_blobstore *bs, bool nested)
+{
+    if (nested) {
+        sqlite3_exec(sbx_store_db(bs->store), "ROLLBACK TO sbx_blob; RELEASE sbx_blob", NULL, NULL, NULL);
+    } else {
+        sbx_store_rollback(bs->store);
+    }
+}
+
+/* Steps a statement that returns no rows, and resets it. */
+static int step_done(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : sbx_store_err(rc);
+}
+
+static int row_get(sbx_blobstore *bs, const uint8_t hash[HASH], struct row *r)
+{
+    sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_ROW);
+    if (!st) return SBX_EDB;
+    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE ? SBX_ENOENT : sbx_store_err(rc);
+    }
+    int64_t size = sqlite3_column_int64(st, 0);
+    int64_t cs = sqlite3_column_int64(st, 1);
+    const char *kind = (const char *)sqlite3_column_text(st, 2);
+    r->complete = sqlite3_column_int(st, 3) != 0;
+    r->stored_at = sqlite3_column_int64(st, 4);
+    r->last_access_at = sqlite3_column_int64(st, 5);
+    rc = SBX_ECORRUPT;
+    for (size_t k = 0; kind && k < SBX_ARRAY_LEN(kind_names); k++) {
+        if (strcmp(kind, kind_names[k]) == 0) {
+            r->kind = (sbx_blob_kind)k;
+            rc = 0;
+        }
+    }
+    sqlite3_reset(st);
+    /* The rows steer file offsets: a damaged or foreign row must not. */
+    if (size < 0 || (uint64_t)size > SBX_MAX_BLOB_BYTES || cs <= 0 || cs > SBX_BLOB_CHUNK)
+        rc = SBX_ECORRUPT;
+    if (rc) return rc;
+    r->size = (uint64_t)size;
+    r->chunk_size = (uint32_t)cs;
+    r->n_chunks = chunks_for(r->size, r->chunk_size);
+    return 0;
+}
+
+/* Number of chunk rows and of those present. */
+static int count_chunks(sbx_blobstore *bs, const uint8_t hash[HASH], int64_t *total, int64_t *have)
+{
+    sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_COUNT_HAVE);
+    if (!st) return SBX_EDB;
+    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *total = sqlite3_column_int64(st, 0);
+        *have = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : sbx_store_err(rc);
+}
+
+static int set_have(sbx_blobstore *bs, const uint8_t hash[HASH], uint32_t idx, int have)
+{
+    sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_SET_HAVE);
+    if (!st) return SBX_EDB;
+    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, idx);
+    sqlite3_bind_int(st, 3, have);
+    return step_done(st);
+}
+
+static int exec_hash(sbx_blobstore *bs, const char *sql, const uint8_t hash[HASH], int *changes)
+{
+    sqlite3_stmt *st = sbx_store_stmt(bs->store, sql);
+    if (!st) return SBX_EDB;
+    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
+    int rc = step_done(st);
+    if (changes) *changes = sqlite3_changes(sbx_store_db(bs->store));
+    return rc;
+}
+
+/* Writes the blob row and its chunk rows, replacing any earlier ones. */
+static int db_put(sbx_blobstore *bs, const uint8_t hash[HASH], uint64_t size, sbx_blob_kind kind,
+                  bool complete, const uint8_t *chunks, size_t n)
+{
+    bool nested;
+    int rc = tx_begin(bs, &nested);
+    if (rc) return rc;
+    sqlite3_stmt *st = sbx_store_stmt(bs->store, complete ? SQL_PUT_COMPLETE : SQL_PUT_PARTIAL);
+    if (!st) { rc = SBX_EDB; goto fail; }
+    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (int64_t)size);
+    sqlite3_bind_int64(st, 3, SBX_BLOB_CHUNK);
+    sqlite3_bind_text(st, 4, kind_names[kind], -1, SQLITE_STATIC);
+    if (complete) sqlite3_bind_int64(st, 5, sbx_now_ms());
+    if ((rc = step_done(st)) != 0) goto fail;
+    if ((rc = exec_hash(bs, SQL_DEL_CHUNKS, hash, NULL)) != 0) goto fail;
+    for (size_t i = 0; i < n; i++) {
+        if (!(st = sbx_store_stmt(bs->store, SQL_ADD_CHUNK))) { rc = SBX_EDB; goto fail; }
+        sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (int64_t)i);
+        sqlite3_bind_blob(st, 3, chunks + i * HASH, HASH, SQLITE_STATIC);
+        sqlite3_bind_int(st, 4, complete ? 1 : 0);
+        if ((rc = step_done(st)) != 0) goto fail;
+    }
+    if ((rc = tx_commit(bs, nested)) != 0) goto fail;
+    return 0;
+fail:
+    tx_rollback(bs, nested);
+    return rc;
+}
+
+static void touch_row(sbx_blobstore *bs, const uint8_t hash[HASH], const struct row *r)
+{
+    int64_t now = sbx_now_ms();
+    if (r->last_access_at <= now && now - r->last_access_at < TOUCH_EVERY_MS) return;
+    sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_TOUCH);
+    if (!st) return;
+    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now);
+    /* A lost touch only ages a blob for eviction: never fail a read on it. */
+    int rc = step_done(st);
+    if (rc) sbx_debug("blob touch failed: %s", sbx_strerror(rc));
+}
+
+/* 0 when the blob is held complete (row and file), with its row in *r. */
+static int held(sbx_blobstore *bs, const uint8_t hash[HASH], struct row *r)
+{
+    int rc = row_get(bs, hash, r);
+    if (rc) return rc;
+    if (!r->complete) return SBX_ENOENT;
+    char path[PATH_MAX];
+    final_path(bs, hash, path);
+    struct stat st;
+    if (stat(path, &st) != 0) return errno == ENOENT ? SBX_ENOENT : errno_rc();
+    return 0;
+}
+
+/* ---- Opening ------------------------------------------------------------ */
+
+static bool is_hex_name(const char *name, uint8_t hash[HASH])
+{
+    return strlen(name) == HEX_LEN && sbx_hex_decode(hash, HASH, name) == 0;
+}
+
+static bool old_enough(int dirfd, const char *name)
+{
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return false;
+    return time(NULL) - st.st_mtime >= SWEEP_MIN_AGE_S;
+}
+
+/* Removes temp files whose writer is gone: a live writer holds a flock on
+ * its temp file, and the kernel drops it when the process dies. */
+static void sweep_tmp(sbx_blobstore *bs)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/tmp", bs->root);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || !old_enough(dirfd(d), e->d_name)) continue;
+        int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            sbx_info("blob store: removing stale temp file %s", e->d_name);
+            unlinkat(dirfd(d), e->d_name, 0);
+        }
+        if (fd >= 0) close(fd);
+    }
+    closedir(d);
+}
+
+/* Removes partial files with no partial row (a crash between creating the
+ * file and recording it, or a row deleted while a file stayed). */
+static void sweep_partial(sbx_blobstore *bs)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/partial", bs->root);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || !old_enough(dirfd(d), e->d_name)) continue;
+        uint8_t hash[HASH];
+        struct row r;
+        if (is_hex_name(e->d_name, hash)) {
+            int rc = row_get(bs, hash, &r);
+            if (rc == 0 && !r.complete) continue;
+            if (rc != 0 && rc != SBX_ENOENT) continue; /* unsure: keep it */
+        }
+        sbx_info("blob store: removing orphan partial file %s", e->d_name);
+        unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
+}
+
+int sbx_blobstore_open(sbx_blobstore **out, const char *data_dir, sbx_store *store)
+{
+    int rc;
+    if (!out || !data_dir || !store) return SBX_EINVAL;
+    sbx_blobstore *bs = calloc(1, sizeof *bs);
+    if (!bs) return SBX_ENOMEM;
+    bs->store = store;
+    int n = snprintf(bs->root, sizeof bs->root, "%s/blobs", data_dir);
+    if (n < 0 || (size_t)n >= sizeof bs->root) { rc = SBX_ETOOBIG; goto fail; }
+    if (!(bs->md = EVP_MD_fetch(NULL, "SHA256", NULL))) { rc = SBX_EUNSUPPORTED; goto fail; }
+    char dir[PATH_MAX];
+    if ((rc = sbx_mkdir_p(bs->root, DIR_MODE)) != 0) goto fail;
+    snprintf(dir, sizeof dir, "%s/tmp", bs->root);
+    if ((rc = mkdir_durable(dir)) != 0) goto fail;
+    snprintf(dir, sizeof dir, "%s/partial", bs->root);
+    if ((rc = mkdir_durable(dir)) != 0) goto fail;
+    sweep_tmp(bs);
+    sweep_partial(bs);
+    *out = bs;
+    return 0;
+fail:
+    sbx_blobstore_close(bs);
+    return rc;
+}
+
+void sbx_blobstore_close(sbx_blobstore *bs)
+{
+    if (!bs) return;
+    EVP_MD_free(bs->md);
+    free(bs);
+}
+
+/* ---- Ingest ------------------------------------------------------------- */
+
+static int tmp_create(sbx_blobstore *bs, char path[PATH_MAX], int *fd_out)
+{
+    snprintf(path, PATH_MAX, "%s/tmp/put-XXXXXX", bs->root);
+    int fd = mkostemp(path, O_CLOEXEC);
+    if (fd < 0) return errno_rc();
+    /* The lock tells the sweeper of another handle that this file is live. */
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0 || fchmod(fd, FILE_MODE) != 0) {
+        int rc = errno_rc();
+        close(fd);
+        unlink(path);
+        return rc;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+/* Moves a written temp file under its hash name and records it. The temp
+ * file is gone afterwards whatever happens: in place or removed. */
+static int install(sbx_blobstore *bs, sbx_blob_kind kind, const char *tmp, int fd,
+                   const uint8_t hash[HASH], uint64_t size, const uint8_t *chunks, size_t n)
+{
+    char dst[PATH_MAX];
+    final_path(bs, hash, dst);
+    int rc = fsync(fd) == 0 ? 0 : errno_rc();
+    if (close(fd) != 0 && rc == 0) rc = errno_rc();
+    if (rc == 0) rc = ensure_fanout(bs, hash);
+    if (rc == 0 && rename(tmp, dst) != 0) rc = errno_rc();
+    if (rc) {
+        unlink(tmp);
+        return rc;
+    }
+    if ((rc = fsync_parent(dst)) == 0) rc = db_put(bs, hash, size, kind, true, chunks, n);
+    if (rc) {
+        /* Not recorded, so not held: the file goes too. held() said no file
+         * was here before, so this removes nothing of anyone else's. */
+        unlink(dst);
+        return rc;
+    }
+    /* A transfer of the same blob may have been under way: it is done. */
+    char part[PATH_MAX];
+    partial_path(bs, hash, part);
+    unlink(part);
+    return 0;
+}
+
+static void set_existed(bool *existed, bool v)
+{
+    if (existed) *existed = v;
+}
+
+int sbx_blob_put_buf(sbx_blobstore *bs, const void *data, size_t len, sbx_blob_kind kind,
+                     uint8_t hash_out[SBX_BLOB_HASH_BYTES], bool *existed)
+{
+    if (!bs || (!data && len) || !kind_ok(kind)) return SBX_EINVAL;
+    if (len > SBX_MAX_BLOB_BYTES) return SBX_ETOOBIG;
+    set_existed(existed, false);
+    const uint8_t *p = data;
+    uint8_t hash[HASH], chunk0[HASH];
+    uint8_t *chunks = NULL;
+    char tmp[PATH_MAX];
+    int fd = -1;
+    /* The whole-blob hash first, alone: a blob already held (a duplicate
+     * in an import) then costs one SHA-256 pass and no write at all. */
+    int rc = hash_whole(bs, p, len, hash, chunk0);
+    if (rc) return rc;
+    if (hash_out) memcpy(hash_out, hash, HASH);
+    struct row r;
+    rc = held(bs, hash, &r);
+    if (rc == 0) {
+        touch_row(bs, hash, &r);
+        set_existed(existed, true);
+        return 0;
+    }
+    if (rc != SBX_ENOENT) return rc;
+    uint32_t n = chunks_for(len, SBX_BLOB_CHUNK);
+    if (!(chunks = malloc((size_t)n * HASH + 1))) return SBX_ENOMEM;
+    if ((rc = tmp_create(bs, tmp, &fd)) != 0) goto out;
+    /* Chunk by chunk: write, start its writeback, then hash the next while
+     * the disk works, so the final fsync has little left to wait for. */
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        size_t off = (size_t)i * SBX_BLOB_CHUNK;
+        size_t clen = len - off < SBX_BLOB_CHUNK ? len - off : SBX_BLOB_CHUNK;
+        rc = write_all(fd, p + off, clen);
+        if (rc == 0) kick_writeback(fd, off, clen);
+        if (rc == 0 && i == 0) memcpy(chunks, chunk0, HASH);
+        if (rc == 0 && i > 0) rc = sha256(bs, p + off, clen, chunks + (size_t)i * HASH);
+    }
+    if (rc) {
+        close(fd);
+        unlink(tmp);
+        goto out;
+    }
+    rc = install(bs, kind, tmp, fd, hash, len, chunks, n);
+out:
+    free(chunks);
+    return rc;
+}
+
+int sbx_blob_writer_begin(sbx_blobstore *bs, sbx_blob_kind kind, sbx_blob_writer **out)
+{
+    if (!bs || !out || !kind_ok(kind)) return SBX_EINVAL;
+    sbx_blob_writer *w = calloc(1, sizeof *w);
+    if (!w) return SBX_ENOMEM;
+    w->bs = bs;
+    w->kind = kind;
+    w->fd = -1;
+    int rc = hasher_init(&w->h, bs->md);
+    if (rc == 0) rc = tmp_create(bs, w->tmp, &w->fd);
+    if (rc) {
+        hasher_free(&w->h);
+        free(w);
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+int sbx_blob_writer_write(sbx_blob_writer *w, const void *data, size_t len)
+{
+    if (!w || (!data && len)) return SBX_EINVAL;
+    if (w->err) return w->err;
+    int rc = hasher_update(&w->h, w->bs->md, data, len);
+    if (rc == 0) rc = write_all(w->fd, data, len);
+    uint64_t whole = w->h.size - w->h.fill; /* up to the last chunk boundary */
+    if (rc == 0 && whole > w->kicked) {
+        kick_writeback(w->fd, w->kicked, whole - w->kicked);
+        w->kicked = whole;
+    }
+    w->err = rc;
+    return rc;
+}
+
+void sbx_blob_writer_abort(sbx_blob_writer *w)
+{
+    if (!w) return;
+    if (w->fd >= 0) {
+        close(w->fd);
+        unlink(w->tmp);
+    }
+    hasher_free(&w->h);
+    free(w);
+}
+
+int sbx_blob_writer_commit(sbx_blob_writer *w, const uint8_t *expect,
+                           uint8_t hash_out[SBX_BLOB_HASH_BYTES], bool *existed)
+{
+    if (!w) return SBX_EINVAL;
+    set_existed(existed, false);
+    uint8_t hash[HASH];
+    struct row r;
+    int rc = w->err;
+    if (rc == 0) rc = hasher_final(&w->h, hash);
+    if (rc) goto fail;
+    if (expect && memcmp(expect, hash, HASH) != 0) { rc = SBX_ECRYPTO; goto fail; }
+    if (hash_out) memcpy(hash_out, hash, HASH);
+    rc = held(w->bs, hash, &r);
+    if (rc == 0) {
+        touch_row(w->bs, hash, &r);
+        set_existed(existed, true);
+        goto fail; /* drops the temp file; rc is 0 */
+    }
+    if (rc != SBX_ENOENT) goto fail;
+    rc = install(w->bs, w->kind, w->tmp, w->fd, hash, w->h.size, w->h.chunks, w->h.n);
+    w->fd = -1; /* install closed it and moved or removed the file */
+fail:
+    sbx_blob_writer_abort(w);
+    return rc;
+}
+
+int sbx_blob_put_file(sbx_blobstore *bs, const char *path, const uint8_t *expect,
+                      sbx_blob_kind kind, uint8_t hash_out[SBX_BLOB_HASH_BYTES], bool *existed)
+{
+    if (!bs || !path || !kind_ok(kind)) return SBX_EINVAL;
+    set_existed(existed, false);
+    struct row r;
+    int rc = expect ? held(bs, expect, &r) : SBX_ENOENT;
+    if (rc == 0) {
+        touch_row(bs, expect, &r);
+        if (hash_out) memcpy(hash_out, expect, HASH);
+        set_existed(existed, true);
+        return 0;
+    }
+    if (rc != SBX_ENOENT) return rc;
+    sbx_blob_writer *w = NULL;
+    uint8_t *buf = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno_rc();
+    struct stat st;
+    if (fstat(fd, &st) != 0) { rc = errno_rc(); goto fail; }
+    if (!S_ISREG(st.st_mode)) { rc = SBX_EINVAL; goto fail; }
+    if ((uint64_t)st.st_size > SBX_MAX_BLOB_BYTES) { rc = SBX_ETOOBIG; goto fail; }
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    if (!(buf = malloc(IO_BUF))) { rc = SBX_ENOMEM; goto fail; }
+    if ((rc = sbx_blob_writer_begin(bs, kind, &w)) != 0) goto fail;
+    /* Bounded by SBX_MAX_BLOB_BYTES: the writer refuses more. */
+    for (;;) {
+        ssize_t n = read(fd, buf, IO_BUF);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) { rc = errno_rc(); goto fail; }
+        if (n == 0) break;
+        if ((rc = sbx_blob_writer_write(w, buf, (size_t)n)) != 0) goto fail;
+    }
+    rc = sbx_blob_writer_commit(w, expect, hash_out, existed);
+    w = NULL;
+fail:
+    sbx_blob_writer_abort(w);
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+/* ---- Partial blobs ------------------------------------------------------ */
+
+/* Creates (or recreates, empty) the partial file at its full size. */
+static int partial_create(sbx_blobstore *bs, const uint8_t hash[HASH], uint64_t size)
+{
+    char path[PATH_MAX];
+    partial_path(bs, hash, path);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, FILE_MODE);
+    if (fd < 0) return errno_rc();
+    int rc = 0;
+    if (size > 0) {
+        int e = posix_fallocate(fd, 0, (off_t)size);
+        /* A file system without fallocate still works, without the early
+         * full-disk check. */
+        if (e == EOPNOTSUPP || e == EINVAL) e = ftruncate(fd, (off_t)size) == 0 ? 0 : errno;
+        if (e) rc = sbx_err_from_errno(e);
+    }
+    if (rc == 0 && fsync(fd) != 0) rc = errno_rc();
+    if (close(fd) != 0 && rc == 0) rc = errno_rc();
+    if (rc == 0) rc = fsync_parent(path);
+    if (rc) unlink(path);
+    return rc;
+}
+
+/* Does the recorded chunk list equal `chunks`? */
+static int same_chunks(sbx_blobstore *bs, const uint8_t hash[HASH], const uint8_t *chunks, size_t n,
+                       bool *same)
+{
+    sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_CHUNK_LIST);
+    if (!st) return SBX_EDB;
+    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
+    size_t i = 0;
+    int rc;
+    *same = true;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (i >= n || sqlite3_column_int64(st, 0) != (int64_t)i ||
+            sqlite3_column_bytes(st, 1) != HASH ||
+            memcmp(sqlite3_column_blob(st, 1), chunks + i * HASH, HASH) != 0) {
+            *same = false;
+            break;
+        }
+        i++;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sbx_store_err(rc);
+    if (i != n) *same = false;
+    return 0;
+}
+
+int sbx_blob_partial_begin(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES],
+                           uint64_t size, sbx_blob_kind kind, const uint8_t *chunk_hashes, size_t n)
+{
+    if (!bs || !hash || !kind_ok(kind) || (n && !chunk_hashes)) return SBX_EINVAL;
+    if (size > SBX_MAX_BLOB_BYTES) return SBX_ETOOBIG;
+    if (n != chunks_for(size, SBX_BLOB_CHUNK)) return SBX_EINVAL;
+    struct row r;
+    int rc = row_get(bs, hash, &r);
+    if (rc != 0 && rc != SBX_ENOENT) return rc;
+    if (rc == 0 && r.complete) {
+        rc = held(bs, hash, &r);
+        if (rc != SBX_ENOENT) return rc == 0 ? SBX_EEXIST : rc;
+        /* Recorded but its file is gone: fetch it again. */
+    } else if (rc == 0) {
+        bool same;
+        if ((rc = same_chunks(bs, hash, chunk_hashes, n, &same)) != 0) return rc;
+        if (!same || r.size != size || r.chunk_size != SBX_BLOB_CHUNK) return SBX_ESTATE;
+        char path[PATH_MAX];
+        struct stat st;
+        partial_path(bs, hash, path);
+        if (stat(path, &st) == 0 && (uint64_t)st.st_size == size) return 0; /* resume */
+    }
+    /* New, or its file went missing: (re)create the file, then the rows
+     * with every chunk missing. */
+    if ((rc = partial_create(bs, hash, size)) != 0) return rc;
+    if ((rc = db_put(bs, hash, size, kind, false, chunk_hashes, n)) != 0) {
+        char path[PATH_MAX];
+        partial_path(bs, hash, path);
+        unlink(path);
+    }
+    return rc;
+}
+
+/* The row of a partial blob (not complete). */
+static int partial_row(sbx_blobstore *bs, const uint8_t hash[HASH], struct row *r)
+{
+    int rc = row_get(bs, hash, r);
+    if (rc) return rc;
+    return r->complete ? SBX_ESTATE : 0;
+}
+
+static int open_partial(sbx_blobstore *bs, const uint8_t hash[HASH], int flags, int *fd)
+{
+    char path[PATH_MAX];
+    partial_path(bs, hash, path);
+    *fd = open(path, flags | O_CLOEXEC);
+    return *fd < 0 ? errno_rc() : 0;
+}
+
+int sbx_blob_partial_write_chunk(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES],
+                                 uint32_t idx, const void *data, size_t len, int flags)
+{
+    if (!bs || !hash || (!data && len)) return SBX_EINVAL;
+    struct row r;
+    int rc = partial_row(bs, hash, &r);
+    if (rc) return rc;
+    if (idx >= r.n_chunks || len != chunk_len(&r, idx)) return SBX_EINVAL;
+    sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_CHUNK);
+    if (!st) return SBX_EDB;
+    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, idx);
+    uint8_t want[HASH];
+    int have = 0;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == HASH) {
+        memcpy(want, sqlite3_column_blob(st, 0), HASH);
+        have = sqlite3_column_int(st, 1);
+        rc = 0;
+    } else {
+        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SBX_ECORRUPT : sbx_store_err(rc);
+    }
+    sqlite3_reset(st);
+    if (rc) return rc;
+    uint8_t got[HASH];
+    if ((rc = sha256(bs, data, len, got)) != 0) return rc;
+    if (memcmp(got, want, HASH) != 0) return SBX_ECRYPTO;
+    if (have) return 0; /* the same bytes are already there */
+    int fd;
+    if ((rc = open_partial(bs, hash, O_WRONLY, &fd)) != 0) return rc;
+    rc = pwrite_all(fd, data, len, (uint64_t)idx * r.chunk_size);
+    /* The bytes must be on disk before the row says they are. */
+    if (rc == 0 && !(flags & SBX_BLOB_NOSYNC) && fdatasync(fd) != 0) rc = errno_rc();
+    if (rc == 0 && (flags & SBX_BLOB_NOSYNC)) kick_writeback(fd, (uint64_t)idx * r.chunk_size, len);
+    if (close(fd) != 0 && rc == 0) rc = errno_rc();
+    if (rc == 0 && !(flags & SBX_BLOB_NOSYNC)) rc = set_have(bs, hash, idx, 1);
+    return rc;
+}
+
+int sbx_blob_partial_sync(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES],
+                          const uint32_t *idx, size_t n)
+{
+    if (!bs || !hash || (n && !idx)) return SBX_EINVAL;
+    struct row r;
+    int rc = partial_row(bs, hash, &r);
+    if (rc) return rc;
+    for (size_t i = 0; i < n; i++)
+        if (idx[i] >= r.n_chunks) return SBX_EINVAL;
+    int fd;
+    if ((rc = open_partial(bs, hash, O_RDWR, &fd)) != 0) return rc;
+    rc = fdatasync(fd) == 0 ? 0 : errno_rc();
+    close(fd);
+    if (rc) return rc;
+    bool nested;
+    if ((rc = tx_begin(bs, &nested)) != 0) return rc;
+    for (size_t i = 0; i < n && rc == 0; i++) rc = set_have(bs, hash, idx[i], 1);
+    if (rc == 0) rc = tx_commit(bs, nested);
+    if (rc) tx_rollback(bs, nested);
+    return rc;
+}
+
+int sbx_blob_partial_missing(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES],
+                             uint32_t *idx, size_t cap, size_t *n)
+{
+    if (!bs || !hash || !n || (cap && !idx)) return SBX_EINVAL;
+    *n = 0;
+    struct row r;
+    int rc = row_get(bs, hash, &r);
+    if (rc) return rc;
+    if (r.complete) return 0;
+    sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_MISSING);
+    if (!st) return SBX_EDB;
+    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
+    size_t count = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (count < cap) idx[count] = (uint32_t)sqlite3_column_int64(st, 0);
+        count++;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return sbx_store_err(rc);
+    *n = count;
+    return 0;
+}
+
+/* Empties the partial file and marks every chunk missing: what is on disk
+ * can no longer be trusted. */
+static int partial_reset(sbx_blobstore *bs, const uint8_t hash[HASH], const struct row *r)
+{
+    int rc = partial_create(bs, hash, r->size);
+    if (rc == 0) rc = exec_hash(bs, SQL_RESET_HAVE, hash, NULL);
+    return rc;
+}
+
+/* After a whole-file mismatch: re-reads every present chunk and marks those
+ * that no longer match missing. *bad counts them. */
+static int recheck_chunks(sbx_blobstore *bs, const uint8_t hash[HASH], const struct row *r, int fd,
+                          size_t *bad)
+{
+    *bad = 0;
+    uint8_t *want = malloc((size_t)r->n_chunks * HASH + 1);
+    uint8_t *buf = malloc(r->chunk_size);
+    int rc = SBX_ENOMEM;
+    bool nested = false, in_tx = false;
+    if (!want || !buf) goto fail;
+    sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_CHUNK_LIST);
+    if (!st) { rc = SBX_EDB; goto fail; }
+    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
+    uint32_t n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < r->n_chunks) {
+        if (sqlite3_column_int64(st, 0) != n || sqlite3_column_bytes(st, 1) != HASH) break;
+        memcpy(want + (size_t)n * HASH, sqlite3_column_blob(st, 1), HASH);
+        n++;
+    }
+    sqlite3_reset(st);
+    if (n != r->n_chunks) { rc = SBX_ECORRUPT; goto fail; }
+    if ((rc = tx_begin(bs, &nested)) != 0) goto fail;
+    in_tx = true;
+    for (uint32_t i = 0; i < n; i++) {
+        size_t len = chunk_len(r, i);
+        uint8_t got[HASH];
+        rc = pread_exact(fd, buf, len, (uint64_t)i * r->chunk_size);
+        if (rc == 0) rc = sha256(bs, buf, len, got);
+        if (rc == SBX_ECORRUPT || (rc == 0 && memcmp(got, want + (size_t)i * HASH, HASH) != 0)) {
+            (*bad)++;
+            rc = set_have(bs, hash, i, 0);
+        }
+        if (rc) goto fail;
+    }
+    rc = tx_commit(bs, nested);
+    in_tx = rc != 0;
+fail:
+    if (in_tx) tx_rollback(bs, nested);
+    free(want);
+    free(buf);
+    return rc;
+}
+
+int sbx_blob_partial_finish(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES])
+{
+    if (!bs || !hash) return SBX_EINVAL;
+    struct row r;
+    int rc = row_get(bs, hash, &r);
+    if (rc) return rc;
+    if (r.complete) return held(bs, hash, &r);
+    int64_t total = 0, have = 0;
+    if ((rc = count_chunks(bs, hash, &total, &have)) != 0) return rc;
+    if (total != r.n_chunks) return SBX_ECORRUPT;
+    if (have != total) return SBX_ESTATE;
+
+    char src[PATH_MAX], dst[PATH_MAX];
+    partial_path(bs, hash, src);
+    final_path(bs, hash, dst);
+    uint8_t got[HASH];
+    int fd = open(src, O_RDWR | O_CLOEXEC);
+    if (fd < 0 && errno != ENOENT) return errno_rc();
+    if (fd < 0) {
+        /* A crash between the rename and the row update leaves the file in
+         * place and the row partial: check it and record it. */
+        fd = open(dst, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 && errno != ENOENT) return errno_rc();
+        rc = fd < 0 ? SBX_ECORRUPT : hash_fd(bs, fd, r.size, got);
+        if (fd >= 0) close(fd);
+        if (rc == 0 && memcmp(got, hash, HASH) != 0) rc = SBX_ECORRUPT;
+        if (rc == 0) goto record;
+        if (rc != SBX_ECORRUPT) return rc;
+        unlink(dst);
+        rc = partial_reset(bs, hash, &r);
+        return rc ? rc : SBX_ECORRUPT;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) { rc = errno_rc(); goto fail; }
+    if ((uint64_t)st.st_size != r.size) {
+        close(fd);
+        rc = partial_reset(bs, hash, &r);
+        return rc ? rc : SBX_ECORRUPT;
+    }
+    if ((rc = hash_fd(bs, fd, r.size, got)) != 0) goto fail;
+    if (memcmp(got, hash, HASH) != 0) {
+        size_t bad = 0;
+        rc = recheck_chunks(bs, hash, &r, fd, &bad);
+        if (rc == 0) rc = bad ? SBX_ECORRUPT : SBX_ECRYPTO;
+        goto fail;
+    }
+    if (fsync(fd) != 0) { rc = errno_rc(); goto fail; }
+    close(fd);
+    fd = -1;
+    if ((rc = ensure_fanout(bs, hash)) != 0) return rc;
+    if (rename(src, dst) != 0) return errno_rc();
+    if ((rc = fsync_parent(dst)) != 0) return rc;
+    if ((rc = fsync_parent(src)) != 0) return rc;
+record:;
+    sqlite3_stmt *mark = sbx_store_stmt(bs->store, SQL_MARK_COMPLETE);
+    if (!mark) return SBX_EDB;
+    sqlite3_bind_blob(mark, 1, hash, HASH, SQLITE_STATIC);
+    sqlite3_bind_int64(mark, 2, sbx_now_ms());
+    return step_done(mark);
+fail:
+    if (fd >= 0) close(fd);
+    return rc;
+}
+
+/* ---- Reads -------------------------------------------------------------- */
+
+int sbx_blob_has(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES])
+{
+    if (!bs || !hash) return SBX_EINVAL;
+    struct row r;
+    return held(bs, hash, &r);
+}
+
+int sbx_blob_stat(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES],
+                  struct sbx_blob_info *info)
+{
+    if (!bs || !hash || !info) return SBX_EINVAL;
+    struct row r;
+    int rc = row_get(bs, hash, &r);
+    if (rc) return rc;
+    int64_t total = 0, have = 0;
+    if ((rc = count_chunks(bs, hash, &total, &have)) != 0) return rc;
+    memset(info, 0, sizeof *info);
+    info->size = r.size;
+    info->chunk_size = r.chunk_size;
+    info->n_chunks = r.n_chunks;
+    info->n_have = (uint32_t)(have < 0 ? 0 : have > r.n_chunks ? r.n_chunks : have);
+    info->kind = r.kind;
+    info->complete = r.complete;
+    info->stored_at = r.stored_at;
+    info->last_access_at = r.last_access_at;
+    return 0;
+}
+
+int sbx_blob_chunk_hashes(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES],
+                          uint8_t *out, size_t cap, size_t *n)
+{
+    if (!bs || !hash || !n || (cap && !out)) return SBX_EINVAL;
+    *n = 0;
+    struct row r;
+    int rc = row_get(bs, hash, &r);
+    if (rc) return rc;
+    sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_CHUNK_LIST);
+    if (!st) return SBX_EDB;
+    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
+    size_t i = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_int64(st, 0) != (int64_t)i || sqlite3_column_bytes(st, 1) != HASH) {
+            rc = SQLITE_CORRUPT;
+            break;
+        }
+        if (i < cap) memcpy(out + i * HASH, sqlite3_column_blob(st, 1), HASH);
+        i++;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return sbx_store_err(rc);
+    if (i != r.n_chunks) return SBX_ECORRUPT;
+    *n = i;
+    return 0;
+}
+
+/* Opens a complete blob's file and checks its size against the row. */
+static int open_final(sbx_blobstore *bs, const uint8_t hash[HASH], struct row *r, int *fd_out)
+{
+    int rc = row_get(bs, hash, r);
+    if (rc) return rc;
+    if (!r->complete) return SBX_ENOENT;
+    char path[PATH_MAX];
+    final_path(bs, hash, path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT ? SBX_ENOENT : errno_rc();
+    struct stat st;
+    if (fstat(fd, &st) != 0) rc = errno_rc();
+    else if ((uint64_t)st.st_size != r->size) rc = SBX_ECORRUPT;
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+int sbx_blob_open(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES], sbx_blob_file **out)
+{
+    if (!bs || !hash || !out) return SBX_EINVAL;
+    struct row r;
+    int fd;
+    int rc = open_final(bs, hash, &r, &fd);
+    if (rc) return rc;
+    sbx_blob_file *f = malloc(sizeof *f);
+    if (!f) {
+        close(fd);
+        return SBX_ENOMEM;
+    }
+    f->fd = fd;
+    f->size = r.size;
+    touch_row(bs, hash, &r);
+    *out = f;
+    return 0;
+}
+
+uint64_t sbx_blob_file_size(const sbx_blob_file *f) { return f->size; }
+
+int sbx_blob_file_read(sbx_blob_file *f, uint64_t offset, void *buf, size_t len, size_t *got)
+{
+    if (!f || !got || (!buf && len)) return SBX_EINVAL;
+    *got = 0;
+    if (offset > f->size) return SBX_EINVAL;
+    size_t want = f->size - offset < len ? (size_t)(f->size - offset) : len;
+    int rc = pread_exact(f->fd, buf, want, offset);
+    if (rc == 0) *got = want;
+    return rc;
+}
+
+void sbx_blob_file_close(sbx_blob_file *f)
+{
+    if (!f) return;
+    close(f->fd);
+    free(f);
+}
+
+int sbx_blob_read(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES], uint64_t offset,
+                  void *buf, size_t len, size_t *got)
+{
+    sbx_blob_file *f;
+    if (!got) return SBX_EINVAL;
+    *got = 0;
+    int rc = sbx_blob_open(bs, hash, &f);
+    if (rc) return rc;
+    rc = sbx_blob_file_read(f, offset, buf, len, got);
+    sbx_blob_file_close(f);
+    return rc;
+}
+
+int sbx_blob_read_chunk(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES], uint32_t idx,
+                        void *buf, size_t cap, size_t *len)
+{
+    if (!bs || !hash || !len || (!buf && cap)) return SBX_EINVAL;
+    *len = 0;
+    struct row r;
+    int rc = row_get(bs, hash, &r);
+    if (rc) return rc;
+    if (idx >= r.n_chunks) return SBX_EINVAL;
+    size_t clen = chunk_len(&r, idx);
+    if (clen > cap) return SBX_ETOOBIG;
+    int fd;
+    if (r.complete) {
+        if ((rc = open_final(bs, hash, &r, &fd)) != 0) return rc;
+    } else {
+        sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_CHUNK);
+        if (!st) return SBX_EDB;
+        sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, idx);
+        rc = sqlite3_step(st);
+        int have = rc == SQLITE_ROW ? sqlite3_column_int(st, 1) : 0;
+        sqlite3_reset(st);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sbx_store_err(rc);
+        if (!have) return SBX_ENOENT;
+        if ((rc = open_partial(bs, hash, O_RDONLY, &fd)) != 0) return rc;
+    }
+    rc = pread_exact(fd, buf, clen, (uint64_t)idx * r.chunk_size);
+    close(fd);
+    if (rc) return rc;
+    if (r.complete) touch_row(bs, hash, &r);
+    *len = clen;
+    return 0;
+}
+
+int sbx_blob_touch(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES])
+{
+    if (!bs || !hash) return SBX_EINVAL;
+    struct row r;
+    int rc = row_get(bs, hash, &r);
+    if (rc == 0) touch_row(bs, hash, &r);
+    return rc;
+}
+
+int sbx_blob_verify(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES])
+{
+    if (!bs || !hash) return SBX_EINVAL;
+    struct row r;
+    int fd;
+    int rc = open_final(bs, hash, &r, &fd);
+    if (rc) return rc;
+    uint8_t got[HASH];
+    rc = hash_fd(bs, fd, r.size, got);
+    close(fd);
+    if (rc == 0 && memcmp(got, hash, HASH) != 0) rc = SBX_ECORRUPT;
+    return rc;
+}
+
+int sbx_blob_delete(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES])
+{
+    if (!bs || !hash) return SBX_EINVAL;
+    bool nested;
+    int found = 0, n = 0;
+    int rc = tx_begin(bs, &nested);
+    if (rc) return rc;
+    if ((rc = exec_hash(bs, SQL_DEL_CHUNKS, hash, NULL)) != 0) goto fail;
+    if ((rc = exec_hash(bs, SQL_DEL_BLOB, hash, &n)) != 0) goto fail;
+    if ((rc = tx_commit(bs, nested)) != 0) goto fail;
+    found = n;
+    /* Rows first: a file without a row is inert, a row without its file
+     * would claim a blob that is gone. */
+    char path[PATH_MAX];
+    final_path(bs, hash, path);
+    if (unlink(path) == 0) found = 1;
+    else if (errno != ENOENT) return errno_rc();
+    partial_path(bs, hash, path);
+    if (unlink(path) == 0) found = 1;
+    else if (errno != ENOENT) return errno_rc();
+    return found ? 0 : SBX_ENOENT;
+fail:
+    tx_rollback(bs, nested);
+    return rc;
+}
