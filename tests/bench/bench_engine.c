@@ -2,7 +2,7 @@
  * verified entries from one author applied to a fresh database: entries/s and
  * ops/s. Target >= 200,000 ops/s, verification included."
  *
- *   bench_engine [photos] [batch]      (defaults: 100000 photos, batch 0 = all)
+ *   bench_engine [photos] [batch]      (defaults: 100000 photos, batch 16)
  *
  * 1. Local write path: a founder authors `photos` photo.put ops with
  *    sbx_engine_write into its fresh library (build, sign, validate, apply,
@@ -11,15 +11,24 @@
  *    (structure, limits, canonical re-encode, Ed25519), no database.
  * 3. Receive path (the target): a fresh joiner takes the founder's raw
  *    entries through sbx_engine_receive (decode, verify, validate, apply,
- *    commit), `batch` entries per call (0: all of them in one call).
- * Then it checks that both replicas hold the same state digest, so a fast
- * but wrong engine does not pass for a fast one.
+ *    commit), all of them in one call: one transaction.
+ * 4. The same into another fresh joiner, `batch` entries per call, one
+ *    transaction each, as a sync session applies what arrives.
+ * Each joiner must end with the founder's state digest, so a fast but
+ * wrong engine does not pass for a fast one.
  *
  * Databases live in a fresh directory under $TMPDIR (default /tmp): a real
- * file system, WAL with synchronous=NORMAL, as the daemon runs them. */
+ * file system, WAL with synchronous=NORMAL, as the daemon runs them.
+ * SBX_BENCH_SQL, if set, runs on both fresh databases first (experiments:
+ * "PRAGMA cache_size=-65536", "DROP INDEX photos_hash").
+ *
+ * Wall time is the figure the target speaks of; the process's CPU time is
+ * printed beside it because other work on a shared 2-core machine inflates
+ * wall time. */
 #include "shoebox/engine.h"
 #include "shoebox/entry.h"
 #include "shoebox/err.h"
+#include "shoebox/log.h"
 #include "shoebox/store.h"
 #include "shoebox/util.h"
 
@@ -33,12 +42,16 @@
 #define TARGET_OPS_PER_S 200000.0
 #define T0 1700000000000LL
 
-static double now_s(void)
+static double clock_s(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
+static double now_s(void) { return clock_s(CLOCK_MONOTONIC); }
+/* CPU time of this process (user + system): the figure that holds when
+ * other work shares the machine's two cores. */
+static double cpu_s(void) { return clock_s(CLOCK_PROCESS_CPUTIME_ID); }
 
 struct replica {
     char dir[256];
@@ -57,6 +70,13 @@ static void replica_open(struct replica *r, const char *tmp)
     int rc = sbx_store_open(&r->store, path, SBX_STORE_CREATE, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "bench_engine: cannot open %s: %s\n", path, err);
+        exit(1);
+    }
+    /* An experiment knob: SQL run on each fresh database before the engine
+     * sees it (a pragma, an index dropped), to measure its effect. */
+    const char *sql = getenv("SBX_BENCH_SQL");
+    if (sql && *sql && sqlite3_exec(sbx_store_db(r->store), sql, NULL, NULL, NULL) != SQLITE_OK) {
+        fprintf(stderr, "bench_engine: SBX_BENCH_SQL failed: %s\n", sqlite3_errmsg(sbx_store_db(r->store)));
         exit(1);
     }
 }
@@ -162,21 +182,78 @@ static void bench_line(const char *id, double value, const char *unit, double ta
         printf("BENCH name=%s value=%.0f unit=%s\n", id, value, unit);
 }
 
+/* A measured span: wall time (what the issue's target is about) and the
+ * process's CPU time beside it. */
+struct span {
+    double wall, cpu;
+};
+
+static struct span span_start(void) { return (struct span){now_s(), cpu_s()}; }
+static struct span span_end(struct span s) { return (struct span){now_s() - s.wall, cpu_s() - s.cpu}; }
+
+static void report(const char *what, struct span t, double ops, double entries)
+{
+    printf("%-48s %7.3f s %9.0f ops/s %7.0f entries/s   (cpu %.3f s: %.0f ops/s)\n", what, t.wall, ops / t.wall,
+           entries / t.wall, t.cpu, ops / t.cpu);
+}
+
+/* A fresh joiner of the founder's library receives the whole log, `batch`
+ * entries per sbx_engine_receive call (0: all in one), and must end with the
+ * founder's state digest. Returns the time the receive calls took. */
+static struct span receive_fresh(const struct rawlog *log, size_t batch, const char *tmp, sbx_engine *founder)
+{
+    struct replica b = {0};
+    int64_t now = T0 + 1000;
+    replica_open(&b, tmp);
+    SBX_ASSERT(sbx_engine_prepare_join(b.store, &b.id, sbx_engine_library(founder), "phone", SBX_ROLE_CACHE) == 0);
+    SBX_ASSERT(sbx_engine_open(&b.engine, b.store, &b.id, NULL) == 0);
+    struct sbx_recv_result *res = calloc(log->count, sizeof *res);
+    SBX_ASSERT(res);
+    size_t step = batch ? batch : log->count;
+    struct span t = span_start();
+    for (size_t off = 0; off < log->count; off += step) {
+        size_t k = log->count - off < step ? log->count - off : step;
+        int rc = sbx_engine_receive(b.engine, (const uint8_t *const *)log->p + off, log->n + off, k, now, res + off);
+        if (rc != 0) {
+            fprintf(stderr, "bench_engine: receive failed: %s\n", sbx_strerror(rc));
+            exit(1);
+        }
+    }
+    t = span_end(t);
+    for (size_t i = 0; i < log->count; i++) {
+        if (res[i].status != SBX_RECV_APPLIED) {
+            fprintf(stderr, "bench_engine: entry %zu not applied: %s\n", i, res[i].reason);
+            exit(1);
+        }
+    }
+    free(res);
+    uint8_t da[32], db[32];
+    SBX_ASSERT(sbx_engine_digest(founder, da) == 0);
+    SBX_ASSERT(sbx_engine_digest(b.engine, db) == 0);
+    if (memcmp(da, db, 32) != 0) {
+        fprintf(stderr, "bench_engine: the replicas' digests differ\n");
+        exit(1);
+    }
+    replica_close(&b);
+    return t;
+}
+
 int main(int argc, char **argv)
 {
     unsigned photos = argc > 1 ? (unsigned)strtoul(argv[1], NULL, 10) : 100000;
-    size_t batch = argc > 2 ? (size_t)strtoul(argv[2], NULL, 10) : 0;
-    if (photos == 0 || photos > 10000000) {
-        fprintf(stderr, "usage: bench_engine [photos 1..10000000] [entries per receive call, 0 = all]\n");
+    size_t batch = argc > 2 ? (size_t)strtoul(argv[2], NULL, 10) : 16;
+    if (photos == 0 || photos > 10000000 || batch == 0) {
+        fprintf(stderr, "usage: bench_engine [photos 1..10000000] [entries per batched receive call, >= 1]\n");
         return 2;
     }
     SBX_ASSERT(sodium_init() >= 0);
+    sbx_log_set_level(SBX_LOG_WARN); /* "database migrated" lines are not figures */
     const char *tmp = getenv("TMPDIR");
     if (!tmp || !*tmp) tmp = "/tmp";
     int64_t now = T0 + 1000;
 
     /* 1. The founder writes the import: the local write path. */
-    struct replica a = {0}, b = {0};
+    struct replica a = {0};
     replica_open(&a, tmp);
     SBX_ASSERT(sbx_engine_create_library(a.store, &a.id, "Family", "nas", SBX_ROLE_FULL, now) == 0);
     SBX_ASSERT(sbx_engine_open(&a.engine, a.store, &a.id, NULL) == 0);
@@ -184,9 +261,9 @@ int main(int argc, char **argv)
     struct photo_strings *strs = malloc((size_t)photos * sizeof *strs);
     SBX_ASSERT(ops && strs);
     for (unsigned i = 0; i < photos; i++) make_put(a.engine, i, &strs[i], &ops[i]);
-    double t0 = now_s();
+    struct span t_write = span_start();
     int rc = sbx_engine_write(a.engine, ops, photos, now);
-    double t_write = now_s() - t0;
+    t_write = span_end(t_write);
     if (rc != 0) {
         fprintf(stderr, "bench_engine: write failed: %s\n", sbx_strerror(rc));
         return 1;
@@ -198,78 +275,53 @@ int main(int argc, char **argv)
     rawlog_load(&log, a.store);
     /* The genesis entry carries 2 ops (library.create, device.add). */
     size_t total_ops = (size_t)photos + 2;
-    printf("== engine: %u photo.put ops in %zu entries, %.1f MB of log (%.0f bytes/op)\n", photos, log.count,
-           (double)log.bytes / 1e6, (double)log.bytes / (double)total_ops);
-    printf("local write (build+sign+validate+apply+commit): %8.3f s  %9.0f ops/s  %7.0f entries/s\n", t_write,
-           photos / t_write, (double)(log.count - 1) / t_write);
+    printf("== engine: %u photo.put ops in %zu entries, %.1f MB of log (%.0f bytes/op), databases in %s\n", photos,
+           log.count, (double)log.bytes / 1e6, (double)log.bytes / (double)total_ops, tmp);
+    report("local write (build+sign+validate+apply+commit)", t_write, photos, (double)(log.count - 1));
 
     /* 2. Decode and verify alone: what the bytes cost before the database. */
-    t0 = now_s();
+    struct span t_decode = span_start();
     for (size_t i = 0; i < log.count; i++) {
         struct sbx_entry *en = NULL;
         SBX_ASSERT(sbx_entry_decode(log.p[i], log.n[i], &en) == 0);
         sbx_entry_free(en);
     }
-    double t_decode = now_s() - t0;
-    t0 = now_s();
+    t_decode = span_end(t_decode);
+    struct span t_sig = span_start();
     for (size_t i = 0; i < log.count; i++) {
         /* The signature alone, over the body (all but the last 64 bytes). */
         SBX_ASSERT(crypto_sign_verify_detached(log.p[i] + log.n[i] - 64, log.p[i], log.n[i] - 64, a.id.pk) == 0);
     }
-    double t_sig = now_s() - t0;
-    printf("decode+verify alone:                            %8.3f s  %9.0f ops/s  %7.0f entries/s"
-           " (Ed25519 alone %.3f s)\n",
-           t_decode, total_ops / t_decode, log.count / t_decode, t_sig);
+    t_sig = span_end(t_sig);
+    report("decode+verify alone (no database)", t_decode, total_ops, log.count);
+    report("  of which Ed25519 verify alone", t_sig, total_ops, log.count);
 
-    /* 3. A fresh joiner receives the log: the target. */
-    replica_open(&b, tmp);
-    SBX_ASSERT(sbx_engine_prepare_join(b.store, &b.id, sbx_engine_library(a.engine), "phone", SBX_ROLE_CACHE) == 0);
-    SBX_ASSERT(sbx_engine_open(&b.engine, b.store, &b.id, NULL) == 0);
-    struct sbx_recv_result *res = calloc(log.count, sizeof *res);
-    SBX_ASSERT(res);
-    size_t step = batch ? batch : log.count;
-    t0 = now_s();
-    for (size_t off = 0; off < log.count; off += step) {
-        size_t k = log.count - off < step ? log.count - off : step;
-        rc = sbx_engine_receive(b.engine, (const uint8_t *const *)log.p + off, log.n + off, k, now, res + off);
-        if (rc != 0) {
-            fprintf(stderr, "bench_engine: receive failed: %s\n", sbx_strerror(rc));
-            return 1;
-        }
-    }
-    double t_recv = now_s() - t0;
-    for (size_t i = 0; i < log.count; i++) {
-        if (res[i].status != SBX_RECV_APPLIED) {
-            fprintf(stderr, "bench_engine: entry %zu not applied: %s\n", i, res[i].reason);
-            return 1;
-        }
-    }
-    free(res);
-    double recv_ops = total_ops / t_recv, recv_entries = log.count / t_recv;
-    printf("receive (decode+verify+validate+apply+commit):  %8.3f s  %9.0f ops/s  %7.0f entries/s"
-           " (%s)\n",
-           t_recv, recv_ops, recv_entries, batch ? "batched" : "one call");
-    printf("  of which decode+verify ~%.0f%%, validate+apply+commit ~%.0f%%\n", 100.0 * t_decode / t_recv,
-           100.0 * (t_recv - t_decode) / t_recv);
-    printf("target >= %.0f ops/s: %s (%.2fx)\n", TARGET_OPS_PER_S, recv_ops >= TARGET_OPS_PER_S ? "met" : "MISSED",
-           recv_ops / TARGET_OPS_PER_S);
+    /* 3. A fresh joiner receives the log: the target, all in one call. */
+    struct span t_recv = receive_fresh(&log, 0, tmp, a.engine);
+    report("receive (decode+verify+validate+apply+commit)", t_recv, total_ops, log.count);
+    printf("  one call, one transaction; decode+verify ~%.0f%% of it, validate+apply+commit ~%.0f%%\n",
+           100.0 * t_decode.wall / t_recv.wall, 100.0 * (t_recv.wall - t_decode.wall) / t_recv.wall);
+    double recv_ops = total_ops / t_recv.wall;
+    printf("target >= %.0f ops/s: %s (%.2fx; %.2fx by CPU time)\n", TARGET_OPS_PER_S,
+           recv_ops >= TARGET_OPS_PER_S ? "met" : "MISSED", recv_ops / TARGET_OPS_PER_S,
+           total_ops / t_recv.cpu / TARGET_OPS_PER_S);
 
-    uint8_t da[32], db[32];
-    SBX_ASSERT(sbx_engine_digest(a.engine, da) == 0);
-    SBX_ASSERT(sbx_engine_digest(b.engine, db) == 0);
-    if (memcmp(da, db, 32) != 0) {
-        fprintf(stderr, "bench_engine: the replicas' digests differ\n");
-        return 1;
-    }
-    printf("digests equal: yes\n");
+    /* 4. The same in batches, one transaction each, as a sync session
+     * applies what arrives. */
+    struct span t_batch = receive_fresh(&log, batch, tmp, a.engine);
+    char what[80];
+    snprintf(what, sizeof what, "receive, %zu entries per call", batch);
+    report(what, t_batch, total_ops, log.count);
 
     bench_line("engine_receive_ops", recv_ops, "ops/s", TARGET_OPS_PER_S);
-    bench_line("engine_receive_entries", recv_entries, "entries/s", 0);
-    bench_line("engine_decode_verify_ops", total_ops / t_decode, "ops/s", 0);
-    bench_line("engine_write_ops", photos / t_write, "ops/s", 0);
+    bench_line("engine_receive_ops_cpu", total_ops / t_recv.cpu, "ops/s", TARGET_OPS_PER_S);
+    bench_line("engine_receive_entries", log.count / t_recv.wall, "entries/s", 0);
+    snprintf(what, sizeof what, "engine_receive_b%zu_ops", batch);
+    bench_line(what, total_ops / t_batch.wall, "ops/s", 0);
+    bench_line("engine_decode_verify_ops", total_ops / t_decode.wall, "ops/s", 0);
+    bench_line("engine_write_ops", photos / t_write.wall, "ops/s", 0);
 
     rawlog_free(&log);
     replica_close(&a);
-    replica_close(&b);
     return 0;
 }
