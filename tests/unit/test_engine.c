@@ -43,7 +43,7 @@ static void replica_close(struct replica *r)
     sbx_engine_close(r->engine);
     sbx_store_close(r->store);
     char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", r->dir);
+    snprintf(cmd, sizeof cmd, "rm -rf %.*s", (int)sizeof r->dir, r->dir);
     if (system(cmd) != 0) printf("# cleanup of %s failed\n", r->dir);
     memset(r, 0, sizeof *r);
 }
