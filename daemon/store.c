@@ -15,6 +15,7 @@
  * a released migration never changes. */
 static const char *const migrations[] = {
     migration_0001_init,
+    migration_0002_drop_photos_hash,
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == SBX_SCHEMA_VERSION,
                "one migration per schema version");

@@ -1,4 +1,4 @@
--- shoebox local database, schema version 1.
+-- shoebox local database, schema version 2.
 -- This file is the schema exactly as shoeboxd creates it (daemon/store.c);
 -- tests/unit/test_store.c fails when the two differ. docs/data-model.md
 -- explains every table and column.
@@ -144,7 +144,6 @@ CREATE TABLE photos (
   medium_path TEXT
 );
 CREATE INDEX photos_gallery ON photos(captured_at DESC, id) WHERE put_hlc IS NOT NULL AND is_deleted = 0;
-CREATE INDEX photos_hash ON photos(hash);
 CREATE INDEX photos_cursor ON photos(cursor_updated_at);
 
 -- Albums (the seed's Album). Like photos, a row can precede its create.
