@@ -47,6 +47,8 @@ struct sbx_daemon {
     uint16_t listen_port;
     uv_timer_t net_timer;
     bool net_timer_on;
+    uv_check_t net_check;
+    bool net_check_on;
     struct conn *conns;
     struct dialer *dialers;
     size_t n_dialers;

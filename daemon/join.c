@@ -102,6 +102,7 @@ static int run_session(int fd, sbx_peer *p, struct join_state *js, int64_t deadl
             sbx_peer_output(p, &out, &n);
         }
         if (js->closed) return js->joined ? 0 : SBX_EREFUSED;
+        if (js->joined) sbx_peer_apply(p);
         if (js->joined && sbx_peer_caught_up(p)) return 0;
         int64_t left = deadline_ms - sbx_now_ms();
         if (left <= 0) return SBX_EAGAIN;
@@ -120,6 +121,9 @@ static int run_session(int fd, sbx_peer *p, struct join_state *js, int64_t deadl
             return js->joined && sbx_peer_caught_up(p) ? 0 : SBX_EREFUSED;
         }
         sbx_peer_input(p, buf, (size_t)r, sbx_now_ms());
+        /* Apply when nothing more is waiting: batches stay large. */
+        struct pollfd more = {.fd = fd, .events = POLLIN};
+        if (poll(&more, 1, 0) == 0) sbx_peer_apply(p);
     }
 }
 

@@ -514,9 +514,28 @@ static void on_entry(sbx_engine *e, const struct sbx_entry *entry)
     for (struct conn *c = d->conns; c; c = c->next) flush(c);
 }
 
+/* After each round of I/O: apply what sessions received, in one transaction
+ * per session, then write what that produced. */
+static void on_check(uv_check_t *h)
+{
+    struct sbx_daemon *d = h->data;
+    for (struct conn *c = d->conns; c; c = c->next) {
+        if (!c->peer || c->closing || sbx_peer_is_closed(c->peer)) continue;
+        if (sbx_peer_apply(c->peer) != 0) {
+            sbx_peer_close(c->peer, "cannot store entries");
+            c->want_close = true;
+        }
+        flush(c);
+    }
+}
+
 int sbx_net_start(struct sbx_daemon *d, char *errmsg, size_t size)
 {
     sbx_engine_set_entry_cb(d->engine, on_entry);
+    uv_check_init(d->loop, &d->net_check);
+    d->net_check.data = d;
+    d->net_check_on = true;
+    uv_check_start(&d->net_check, on_check);
     uv_timer_init(d->loop, &d->net_timer);
     d->net_timer.data = d;
     d->net_timer_on = true;
@@ -554,6 +573,10 @@ void sbx_net_stop(struct sbx_daemon *d)
     if (d->net_timer_on) {
         uv_close((uv_handle_t *)&d->net_timer, NULL);
         d->net_timer_on = false;
+    }
+    if (d->net_check_on) {
+        uv_close((uv_handle_t *)&d->net_check, NULL);
+        d->net_check_on = false;
     }
     for (struct conn *c = d->conns; c; c = c->next) {
         if (c->peer && !sbx_peer_is_closed(c->peer)) sbx_peer_close(c->peer, "shutting down");

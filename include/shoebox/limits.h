@@ -75,6 +75,9 @@
  * closed. */
 #define SBX_PEER_KEEPALIVE_MS 15000
 #define SBX_PEER_IDLE_TIMEOUT_MS 60000
+/* Received entries a session applies in one transaction, at most. */
+#define SBX_PEER_APPLY_BATCH 512u
+#define SBX_PEER_APPLY_BYTES (16u << 20)
 /* Peer connections a daemon holds at once (inbound and outbound). */
 #define SBX_MAX_CONNECTIONS 64u
 /* Google Takeout import. A sidecar or album metadata JSON is a few hundred

@@ -82,6 +82,13 @@ void *sbx_peer_data(const sbx_peer *p);
  * which the session is closed (the CLOSED event has fired). */
 int sbx_peer_input(sbx_peer *p, const uint8_t *bytes, size_t len, int64_t now_ms);
 
+/* Applies the entries received so far in one transaction. The session
+ * batches received entries (up to SBX_PEER_APPLY_BATCH or
+ * SBX_PEER_APPLY_BYTES) and applies a full batch by itself; the transport
+ * calls this once it has read everything available (libuv: a check handle;
+ * tick does it too). */
+int sbx_peer_apply(sbx_peer *p);
+
 /* Time passes: keepalives and the idle time-out. */
 void sbx_peer_tick(sbx_peer *p, int64_t now_ms);
 
