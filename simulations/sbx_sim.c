@@ -449,7 +449,12 @@ static int setup(struct sim *s, uint64_t seed, int replicas)
     snprintf(path, sizeof path, "%s/shoebox.db", s->r[0].dir);
     sbx_store *st = NULL;
     int rc = sbx_store_open(&st, path, SBX_STORE_CREATE, err, sizeof err);
-    if (rc == 0) rc = sbx_engine_create_library(st, &s->r[0].id, "Sim", "r0", SBX_ROLE_FULL, clock_of(s, 0));
+    uint8_t nonce[16];
+    for (int k = 0; k < 16; k += 8) {
+        uint64_t v = rnd(s);
+        memcpy(nonce + k, &v, 8);
+    }
+    if (rc == 0) rc = sbx_engine_create_library_nonce(st, &s->r[0].id, nonce, "Sim", "r0", SBX_ROLE_FULL, clock_of(s, 0));
     sbx_store_close(st);
     if (rc != 0) return rc;
     if ((rc = replica_open(&s->r[0])) != 0) return rc;
