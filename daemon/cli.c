@@ -450,10 +450,12 @@ static int cmd_join(struct cli *c)
     }
     if (!*name || strlen(name) > SBX_MAX_NAME) die("--name must be 1 to %u bytes", SBX_MAX_NAME);
     char err[512] = "";
-    int rc = sbx_join_run(c->data_dir, uri, name, role, err, sizeof err);
+    uint64_t received = 0;
+    int rc = sbx_join_run(c->data_dir, uri, name, role, &received, err, sizeof err);
     if (rc != 0) die("%s", err[0] ? err : sbx_strerror(rc));
     if (c->json) {
-        json_t *o = json_pack("{s:s, s:s}", "data_dir", c->data_dir, "name", name);
+        json_t *o = json_pack("{s:s, s:s, s:I}", "data_dir", c->data_dir, "name", name, "bytes_received",
+                              (json_int_t)received);
         print_json(o);
         json_decref(o);
     } else {

@@ -12,7 +12,7 @@ PACKAGES=(
   libminiupnpc-dev libssl-dev libqrencode-dev libturbojpeg0-dev libheif-dev
   libjansson-dev libarchive-dev libh2o-dev libpng-dev
   # tests, demo and benchmarks
-  jq curl zip unzip sqlite3 zbar-tools iperf3 iproute2 procps psmisc
+  jq curl zip unzip sqlite3 zbar-tools iperf3 iproute2 procps psmisc bc
 )
 
 missing=()
