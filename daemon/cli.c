@@ -496,11 +496,69 @@ static int cmd_device(struct cli *c)
     return 0;
 }
 
+/* ---- originals ---- */
+
+static int cmd_get(struct cli *c)
+{
+    const char *out = take_opt(c, "--out");
+    const char *timeout_s = take_opt(c, "--timeout");
+    int64_t timeout_ms = (timeout_s ? atol(timeout_s) : 600) * 1000;
+    no_more_args(c, 1);
+    const char *id = need_arg(c, 0, "PHOTO_ID");
+    if (!out) die("--out FILE is needed");
+    char abs[4096];
+    if (out[0] == '/') snprintf(abs, sizeof abs, "%s", out);
+    else {
+        char cwd[3000];
+        if (!getcwd(cwd, sizeof cwd)) die("cannot read the current directory");
+        snprintf(abs, sizeof abs, "%s/%s", cwd, out);
+    }
+    bool tty = isatty(STDERR_FILENO) && !c->json;
+    int64_t start = sbx_now_ms();
+    for (int i = 0;; i++) {
+        json_t *r = call(c, "get", json_pack("{s:s}", "id", id));
+        bool held = json_is_true(json_object_get(r, "held"));
+        long long done = jint(r, "done"), size = jint(r, "size");
+        if (tty && size > 0) {
+            int width = 30, fill = (int)(done * width / (size ? size : 1));
+            double secs = (double)(sbx_now_ms() - start) / 1000.0;
+            fprintf(stderr, "\r[%.*s%*s] %5.1f%%  %.1f/%.1f MB  %.1f MB/s", fill,
+                    "##############################", width - fill, "", size ? 100.0 * (double)done / (double)size : 0,
+                    (double)done / 1e6, (double)size / 1e6, secs > 0 ? (double)done / 1e6 / secs : 0);
+        }
+        json_decref(r);
+        if (held) break;
+        if (sbx_now_ms() - start > timeout_ms)
+            die("the original did not arrive in time (is a peer holding it online?)");
+        usleep(200000);
+    }
+    json_t *r = call(c, "get", json_pack("{s:s, s:s}", "id", id, "out", abs));
+    if (tty) fprintf(stderr, "\n");
+    if (c->json) print_json(r);
+    else printf("wrote %s (%lld bytes)\n", abs, (long long)jint(r, "size"));
+    json_decref(r);
+    return 0;
+}
+
+static int cmd_free_space(struct cli *c)
+{
+    const char *min = take_opt(c, "--min-full-peers");
+    no_more_args(c, 0);
+    json_t *r = call(c, "free_space", json_pack("{s:I}", "min_full", (json_int_t)(min ? atol(min) : 1)));
+    if (c->json) print_json(r);
+    else printf("freed %lld originals (%.1f MB): each is held by a full peer\n", (long long)jint(r, "freed"),
+                (double)jint(r, "bytes") / 1e6);
+    json_decref(r);
+    return 0;
+}
+
 static const struct {
     const char *name;
     int (*fn)(struct cli *c);
     const char *help;
 } commands[] = {
+    {"get", cmd_get, "get PHOTO_ID --out FILE [--timeout S]   fetch an original (from peers if needed)"},
+    {"free-space", cmd_free_space, "free-space [--min-full-peers N]         delete local originals that full peers hold"},
     {"pair", cmd_pair, "pair [--ttl SECONDS] [--png FILE]        invite a new device: QR code and URI"},
     {"join", cmd_join, "join URI [--name NAME] [--role full|cache]  join a library from an invitation"},
     {"devices", cmd_devices, "devices [--json]                         the library's devices"},

@@ -1,5 +1,6 @@
 #include "daemon.h"
 
+#include "shoebox/blob.h"
 #include "shoebox/datadir.h"
 #include "shoebox/err.h"
 #include "shoebox/log.h"
@@ -76,6 +77,18 @@ int sbx_daemon_open(struct sbx_daemon *d, uv_loop_t *loop, const struct sbx_daem
         return rc;
     }
     sbx_engine_set_data(d->engine, d);
+    rc = sbx_blobstore_open(&d->blobs, d->data_dir, d->store);
+    if (rc != 0) {
+        snprintf(errmsg, size, "cannot open the blob store in %s: %s", d->data_dir, sbx_strerror(rc));
+        return rc;
+    }
+    if ((rc = sbx_transfer_init(d)) != 0) {
+        snprintf(errmsg, size, "out of memory");
+        return rc;
+    }
+    /* Test hook: this daemon serves corrupted chunks (a lying peer). */
+    const char *corrupt = getenv("SHOEBOX_TEST_CORRUPT_CHUNKS");
+    d->test_corrupt_chunks = corrupt && *corrupt == '1';
     sbx_store_meta_get_text(d->store, "device_name", d->device_name, sizeof d->device_name);
 
     uv_signal_init(loop, &d->sig_int);
@@ -106,6 +119,9 @@ void sbx_daemon_stop(struct sbx_daemon *d)
 
 void sbx_daemon_close(struct sbx_daemon *d)
 {
+    sbx_transfer_free(d);
+    sbx_blobstore_close(d->blobs);
+    d->blobs = NULL;
     free(d->dialers);
     d->dialers = NULL;
     sbx_engine_close(d->engine);

@@ -21,6 +21,10 @@ struct sbx_daemon_options {
 
 struct conn;
 struct dialer;
+struct sbx_transfers;
+struct sbx_blobstore;
+struct sbx_peer_blob_cb;
+typedef struct sbx_peer sbx_peer;
 
 /* A pairing invitation this daemon handed out (shoebox pair). */
 struct sbx_invite_slot {
@@ -54,6 +58,9 @@ struct sbx_daemon {
     size_t n_dialers;
     struct sbx_invite_slot invites[16];
     char upnp_external[80];
+    struct sbx_blobstore *blobs;
+    struct sbx_transfers *xfers;
+    bool test_corrupt_chunks;
     uv_signal_t sig_int, sig_term;
     bool signals_on;
     bool stopping;
@@ -85,6 +92,16 @@ json_t *sbx_net_invite(struct sbx_daemon *d, int64_t ttl_s, char *err, size_t er
 void sbx_net_add_address(struct sbx_daemon *d, const uint8_t key[32], const char *addr, const char *source);
 /* Parses HOST:PORT (IPv4) or [IPv6]:PORT. */
 int sbx_net_parse_addr(const char *text, struct sockaddr_storage *out);
+
+/* Blob transfers (daemon/transfer.c). */
+int sbx_transfer_init(struct sbx_daemon *d);
+void sbx_transfer_free(struct sbx_daemon *d);
+void sbx_transfer_tick(struct sbx_daemon *d);
+void sbx_transfer_session_closed(struct sbx_daemon *d, sbx_peer *p);
+const struct sbx_peer_blob_cb *sbx_transfer_callbacks(void);
+/* Fetch an original now (shoebox get); progress while it runs. */
+int sbx_transfer_want(struct sbx_daemon *d, const uint8_t hash[32]);
+int sbx_transfer_progress(struct sbx_daemon *d, const uint8_t hash[32], uint64_t *done, uint64_t *size);
 
 /* Imports files and folders (absolute paths); returns the summary
  * {imported, duplicates, skipped, errors: [{path, reason}], files, bytes}. */

@@ -5,6 +5,7 @@
  * entries, one SQLite transaction) per batch. */
 #include "daemon.h"
 
+#include "shoebox/blob.h"
 #include "shoebox/err.h"
 #include "shoebox/limits.h"
 #include "shoebox/log.h"
@@ -14,7 +15,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -47,9 +47,15 @@ static void report(struct import *im, const char *path, const char *reason)
 static int flush(struct import *im)
 {
     if (im->n == 0) return 0;
-    struct sbx_op ops[IMPORT_BATCH];
-    for (unsigned i = 0; i < im->n; i++) ops[i] = im->batch[i].op;
-    int rc = sbx_engine_write(im->d->engine, ops, im->n, sbx_now_ms());
+    /* Each photo: its put, and the announcement that this device holds its
+     * original (the backup peer fetches what someone holds). */
+    static struct sbx_op ops[2 * IMPORT_BATCH];
+    for (unsigned i = 0; i < im->n; i++) {
+        ops[2 * i] = im->batch[i].op;
+        ops[2 * i + 1] = (struct sbx_op){.type = SBX_OP_BLOB_HELD};
+        memcpy(ops[2 * i + 1].hash, im->batch[i].op.facts.hash, 32);
+    }
+    int rc = sbx_engine_write(im->d->engine, ops, 2 * (size_t)im->n, sbx_now_ms());
     if (rc == 0) im->imported += im->n;
     im->n = 0;
     return rc;
@@ -125,10 +131,14 @@ static void import_file(struct import *im, const char *path, const struct stat *
     struct pending_photo *p = &im->batch[im->n];
     memset(p, 0, sizeof *p);
     struct sbx_photo_facts *f = &p->op.facts;
-    unsigned int hlen = 0;
-    if (EVP_Digest(buf, len, f->hash, &hlen, EVP_sha256(), NULL) != 1 || hlen != 32) {
+    /* The blob store hashes as it stores (one pass) and keeps an original
+     * it already holds as it is. */
+    bool existed = false;
+    int brc = sbx_blob_put_buf(im->d->blobs, buf, len, SBX_BLOB_ORIGINAL, f->hash, &existed);
+    if (brc != 0) {
+        if (brc == SBX_ENOSPC) im->fatal = brc;
         im->skipped++;
-        report(im, path, "cannot hash the file");
+        report(im, path, brc == SBX_ENOSPC ? "disk full" : sbx_strerror(brc));
         goto out;
     }
     p->op.type = SBX_OP_PHOTO_PUT;

@@ -3,6 +3,7 @@
  * backoff and jitter, keeps one session per pair of devices, pushes new
  * entries to every session, and serves pairing invitations. */
 #include "daemon.h"
+#include "conn.h"
 
 #include "shoebox/devid.h"
 #include "shoebox/err.h"
@@ -16,24 +17,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#define READ_BUF 65536
 #define WRITE_SLICE (1u << 20)
 #define MAX_INFLIGHT (8u << 20)
 #define TICK_MS 1000
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
-
-struct conn {
-    uv_tcp_t tcp;
-    struct sbx_daemon *d;
-    sbx_peer *peer;
-    bool outbound, connected, closing, want_close;
-    size_t inflight;
-    char addr[80];
-    uint8_t dial_key[SBX_KEY_BYTES];
-    uint8_t buf[READ_BUF];
-    struct conn *next;
-};
 
 struct wreq {
     uv_write_t req;
@@ -121,6 +109,8 @@ static void touch_seen(struct sbx_daemon *d, const uint8_t key[SBX_KEY_BYTES])
     sqlite3_reset(st);
 }
 
+static void send_pex(struct sbx_daemon *d, struct conn *c);
+
 static void on_peer_event(sbx_peer *p, enum sbx_peer_event ev, const char *reason)
 {
     struct conn *c = sbx_peer_data(p);
@@ -162,17 +152,51 @@ static void on_peer_event(sbx_peer *p, enum sbx_peer_event ev, const char *reaso
             }
         }
         touch_seen(d, rk);
+        send_pex(d, c);
         break;
     }
     case SBX_PEER_JOINED:
         sbx_info("device %s (%s) joined the library", id, sbx_peer_remote_name(p));
         break;
     case SBX_PEER_CLOSED:
+        sbx_transfer_session_closed(d, p);
         if (rk) sbx_info("peer %s %s: session closed: %s", id, c->addr, reason ? reason : "");
         else sbx_warn("connection %s refused: %s", c->addr, reason ? reason : "");
         c->want_close = true;
         break;
     }
+}
+
+static void on_pex(sbx_peer *p, const uint8_t key[32], const char *addr)
+{
+    struct conn *c = sbx_peer_data(p);
+    struct sbx_daemon *d = c->d;
+    struct sockaddr_storage ss;
+    if (memcmp(key, d->id.pk, 32) == 0 || !sbx_engine_is_member(d->engine, key) || sbx_net_parse_addr(addr, &ss) != 0)
+        return;
+    sbx_net_add_address(d, key, addr, "pex");
+}
+
+/* Tells a new session where the other members were last reached. */
+static void send_pex(struct sbx_daemon *d, struct conn *c)
+{
+    const uint8_t *rk = sbx_peer_remote_key(c->peer);
+    sqlite3_stmt *st = sbx_store_stmt(d->store, "SELECT device_key, address FROM peer_addresses WHERE last_ok_at "
+                                                "IS NOT NULL OR source = 'peer' ORDER BY last_ok_at DESC LIMIT 64");
+    if (!st || !rk) return;
+    uint8_t keys[SBX_MAX_PEX_ADDRS][32];
+    char addrs[SBX_MAX_PEX_ADDRS][81];
+    const char *ptrs[SBX_MAX_PEX_ADDRS];
+    size_t n = 0;
+    while (n < SBX_MAX_PEX_ADDRS && sqlite3_step(st) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(st, 0) != 32 || memcmp(sqlite3_column_blob(st, 0), rk, 32) == 0) continue;
+        memcpy(keys[n], sqlite3_column_blob(st, 0), 32);
+        snprintf(addrs[n], sizeof addrs[n], "%s", (const char *)sqlite3_column_text(st, 1));
+        ptrs[n] = addrs[n];
+        n++;
+    }
+    sqlite3_reset(st);
+    if (n) sbx_peer_send_addrs(c->peer, (const uint8_t(*)[32])keys, ptrs, n);
 }
 
 static int find_invite(void *data, const uint8_t id[8], uint8_t psk[32])
@@ -214,6 +238,10 @@ static int session_start(struct conn *c)
         .platform = "linux",
         .app_version = SBX_VERSION,
         .listen_port = d->listen_port,
+        .blobs = d->blobs,
+        .blob_cb = sbx_transfer_callbacks(),
+        .corrupt_chunks = d->test_corrupt_chunks,
+        .addr_cb = on_pex,
     };
     return sbx_peer_new(&c->peer, &cfg, on_peer_event, c, sbx_now_ms());
 }
@@ -485,6 +513,8 @@ static void on_tick(uv_timer_t *t)
             /* still connecting */
         }
     }
+    sbx_transfer_tick(d);
+    for (struct conn *c = d->conns; c; c = c->next) flush(c);
     if (!sbx_engine_is_member(d->engine, d->id.pk)) return;
     sqlite3_stmt *st = sbx_store_stmt(d->store, "SELECT key FROM devices WHERE removed = 0 AND created_at IS NOT NULL "
                                                 "AND key != ?1");

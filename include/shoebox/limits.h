@@ -78,6 +78,15 @@
 /* Received entries a session applies in one transaction, at most. */
 #define SBX_PEER_APPLY_BATCH 512u
 #define SBX_PEER_APPLY_BYTES (16u << 20)
+/* Chunks a session has asked of its peer and not received (the transfer
+ * window: 16 MiB in flight fills a loopback link), chunk requests it queues
+ * to serve, and the size of the pieces a chunk travels in (one wire
+ * message each). */
+#define SBX_MAX_CHUNKS_IN_FLIGHT 16u
+#define SBX_MAX_SERVE_QUEUE 64u
+#define SBX_CHUNK_PIECE 65000u
+/* Addresses one peer-exchange message carries. */
+#define SBX_MAX_PEX_ADDRS 64u
 /* Peer connections a daemon holds at once (inbound and outbound). */
 #define SBX_MAX_CONNECTIONS 64u
 /* Google Takeout import. A sidecar or album metadata JSON is a few hundred
