@@ -82,4 +82,13 @@
  * flood can take (a verify costs ~75 us here). */
 #define SBX_MAX_DISCOVERY_VERIFY_PER_S 100u
 
+/* UPnP (net/upnp.c): the SSDP wait for routers to answer is bounded both
+ * ways, so a typo cannot make discovery hang for minutes. The floor is
+ * miniupnpc's: SSDP's MX is in whole seconds and it waits at least one. */
+#define SBX_MIN_UPNP_DISCOVER_MS 1000
+#define SBX_MAX_UPNP_DISCOVER_MS 10000
+/* External ports tried for one mapping: the internal port, then the next
+ * ones, when other hosts behind the router hold them. */
+#define SBX_MAX_UPNP_PORT_TRIES 16u
+
 #endif
