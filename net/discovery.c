@@ -303,7 +303,7 @@ static void impl_close(struct sbx_discovery_impl *s)
 }
 
 /* The interfaces to use for one family: the named one, or every non-loopback
- * one, or (on a host with no other) the loopback ones. Each name once. */
+ * one, or (IPv4, on a host with no other) the loopback ones. Each name once. */
 struct iface {
     char name[IF_NAMESIZE];
     char addr[INET6_ADDRSTRLEN + IF_NAMESIZE + 2]; /* what libuv wants for this family */
@@ -316,7 +316,10 @@ static size_t pick_interfaces(struct sbx_discovery_impl *s, int family, struct i
     int n = 0;
     if (uv_interface_addresses(&ifs, &n) != 0) return 0;
     size_t got = 0;
-    for (int pass = 0; pass < 2 && got == 0; pass++) {
+    /* The loopback fallback is for IPv4 only: Linux has no IPv6 multicast
+     * route on lo, so sending there only fails. */
+    int passes = family == AF_INET ? 2 : 1;
+    for (int pass = 0; pass < passes && got == 0; pass++) {
         bool want_internal = pass == 1;
         for (int i = 0; i < n && got < cap; i++) {
             uv_interface_address_t *f = &ifs[i];

@@ -170,8 +170,9 @@ struct sbx_discovery_stats {
  * joins the group(s) with multicast loop on (two daemons on one host find
  * each other), and announces at once and then every interval. IPv4 must
  * work; IPv6 is used when it does. Returns 0, SBX_EINVAL for a bad config,
- * or the socket error mapped (SBX_EBUSY: the port is taken without sharing;
- * SBX_EIO otherwise). On failure nothing stays open: `d` is left as it was
+ * SBX_ENOENT when the named interface does not exist, or the socket error
+ * mapped (SBX_EBUSY: the port is taken without sharing; SBX_EPERM; SBX_EIO
+ * otherwise). On failure nothing stays open: `d` is left as it was
  * and the callback never fires (any libuv handle already made is closed on
  * the loop's next turn). */
 int sbx_discovery_start(struct sbx_discovery *d, uv_loop_t *loop,
