@@ -13,6 +13,9 @@ PACKAGES=(
   libjansson-dev libarchive-dev libh2o-dev libpng-dev
   # tests, demo and benchmarks
   jq curl zip unzip sqlite3 zbar-tools iperf3 iproute2 procps psmisc bc
+  # the UPnP test's router in a network namespace (none of them starts a
+  # service on install: Debian ships them disabled)
+  miniupnpd nftables stun-server
 )
 
 missing=()

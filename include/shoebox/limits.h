@@ -118,5 +118,34 @@
  * and a device can hold in memory. */
 #define SBX_MAX_BLOB_BYTES (64ull << 30)
 #define SBX_MAX_BLOB_CHUNKS (SBX_MAX_BLOB_BYTES / SBX_BLOB_CHUNK)
+/* LAN discovery (net/discovery.c). An announcement carries at most this many
+ * TCP ports (IPv4 and IPv6 listeners, a pairing port, ...). */
+#define SBX_MAX_DISCOVERY_PORTS 4u
+/* The largest announcement: magic (4), version (1), port count (1), tag
+ * (16), key (32), timestamp (8), nonce (16), ports (2 each) and signature
+ * (64). Anything longer is refused before it is parsed. */
+#define SBX_MAX_DISCOVERY_PACKET (4u + 1u + 1u + 16u + 32u + 8u + 16u + 2u * SBX_MAX_DISCOVERY_PORTS + 64u)
+/* Announcements remembered against replays. Only announcements with a valid
+ * signature enter it; each stays until its timestamp leaves the skew window,
+ * so with the defaults (one every 30 s, a 5-minute window) it covers about a
+ * hundred announcing device-interfaces. */
+#define SBX_MAX_DISCOVERY_REPLAY 1024u
+/* The widest clock skew a caller may allow for announcements (ms): the window
+ * decides how long a replay cache entry must live. */
+#define SBX_MAX_DISCOVERY_SKEW_MS (24ll * 3600ll * 1000ll)
+/* Signature checks per second that discovery spends on packets carrying the
+ * library's tag: the tag is visible on the LAN, so anyone there can make
+ * packets that reach the (costly) Ed25519 check; this bounds the CPU a
+ * flood can take (a verify costs ~75 us here). */
+#define SBX_MAX_DISCOVERY_VERIFY_PER_S 100u
+
+/* UPnP (net/upnp.c): the SSDP wait for routers to answer is bounded both
+ * ways, so a typo cannot make discovery hang for minutes. The floor is
+ * miniupnpc's: SSDP's MX is in whole seconds and it waits at least one. */
+#define SBX_MIN_UPNP_DISCOVER_MS 1000
+#define SBX_MAX_UPNP_DISCOVER_MS 10000
+/* External ports tried for one mapping: the internal port, then the next
+ * ones, when other hosts behind the router hold them. */
+#define SBX_MAX_UPNP_PORT_TRIES 16u
 
 #endif
