@@ -1,6 +1,7 @@
 /* Pure helpers of the importer (see shoebox/import.h). */
 #include "shoebox/import.h"
 
+#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -140,10 +141,18 @@ static void fmt_duration(char *out, size_t cap, int64_t s)
     else snprintf(out, cap, "%lld:%02lld", (long long)(s / 60), (long long)(s % 60));
 }
 
-size_t sbx_import_progress_line(char *out, size_t cap, const struct sbx_import_progress *p,
+static int64_t nonneg(int64_t v) { return v < 0 ? 0 : v; }
+
+size_t sbx_import_progress_line(char *out, size_t cap, const struct sbx_import_progress *in,
                                 unsigned width)
 {
     if (cap == 0) return 0;
+    /* The figures come from another process: negative ones count as 0. */
+    struct sbx_import_progress q = {
+        nonneg(in->files_done), nonneg(in->files_total), nonneg(in->bytes_done),
+        nonneg(in->bytes_total), nonneg(in->rate_bytes), nonneg(in->rate_ms),
+    };
+    const struct sbx_import_progress *p = &q;
     char done[24], total[24], rate[24] = "", eta[24] = "--:--", files_total[24] = "?";
     double frac = -1.0;
     if (p->bytes_total > 0) frac = (double)p->bytes_done / (double)p->bytes_total;
@@ -154,13 +163,16 @@ size_t sbx_import_progress_line(char *out, size_t cap, const struct sbx_import_p
     else snprintf(total, sizeof total, "?");
     if (p->files_total > 0) snprintf(files_total, sizeof files_total, "%lld", (long long)p->files_total);
     if (p->rate_ms > 0 && p->rate_bytes > 0) {
-        int64_t per_s = (int64_t)((double)p->rate_bytes * 1000.0 / (double)p->rate_ms);
+        double r = (double)p->rate_bytes * 1000.0 / (double)p->rate_ms;
+        int64_t per_s = r < 9e18 ? (int64_t)r : INT64_MAX;
         fmt_bytes(rate, sizeof rate, per_s);
         strncat(rate, "/s", sizeof rate - strlen(rate) - 1);
-        if (p->bytes_total > p->bytes_done && per_s > 0)
-            fmt_duration(eta, sizeof eta, (p->bytes_total - p->bytes_done + per_s - 1) / per_s);
-        else if (p->bytes_total > 0)
+        if (p->bytes_total > p->bytes_done && per_s > 0) {
+            double secs = ceil((double)(p->bytes_total - p->bytes_done) / (double)per_s);
+            fmt_duration(eta, sizeof eta, secs < 1e9 ? (int64_t)secs : (int64_t)1e9);
+        } else if (p->bytes_total > 0) {
             fmt_duration(eta, sizeof eta, 0);
+        }
     }
     char pct[8] = "  ?%";
     if (frac >= 0.0) snprintf(pct, sizeof pct, "%3d%%", (int)(frac * 100.0));

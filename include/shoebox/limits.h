@@ -104,6 +104,9 @@
  * for the metadata probe and the renditions: every photo fits; of a larger
  * video only the start is probed (docs/import.md). */
 #define SBX_MAX_IMPORT_PROBE_BYTES (64u << 20)
+/* Threads that process the files of one import (one per core by default):
+ * each holds its own database connection and blob store handle. */
+#define SBX_MAX_IMPORT_THREADS 8u
 /* Errors an import's answer lists (all of them are counted and kept in the
  * job's rows): a folder of a million unreadable files must not make a
  * reply of a hundred megabytes. */

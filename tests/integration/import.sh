@@ -112,6 +112,25 @@ check "again: no entry written, same state digest" \
 ok "restore the trashed item" "$SB" --data "$A" restore "$(jq -r '.[0].id' "$T_TMP/deleted.json")"
 check "restored" '[ "$("$SB" --data "$A" photos --json | jq length)" = "$n_media" ]'
 
+# ---- a crash between the photos' transaction and the job's rows ----
+E=$T_TMP/e
+ok "init a library for the crash" "$SB" --data "$E" init --name crash
+export SHOEBOX_TEST_IMPORT_EXIT_AFTER_WRITE=1
+ok "daemon starts (test hook: exit after the first photo write)" start_daemon "$E"
+unset SHOEBOX_TEST_IMPORT_EXIT_AFTER_WRITE
+check "the import dies with the daemon" '! "$SB" --data "$E" import "$SRC/part1.zip" "$SRC/part2.data" 2>/dev/null'
+wait "$(daemon_pid "$E")" 2>/dev/null
+check "the photos of the first batch were written, their rows say applying" \
+  '[ "$(sqlite3 "$E/shoebox.db" "SELECT count(*) FROM photos")" -gt 0 ] && [ "$(sqlite3 "$E/shoebox.db" "SELECT count(*) FROM import_job_files WHERE state = '"'"'applying'"'"'")" -gt 0 ]'
+ok "daemon restarts" start_daemon "$E"
+ok "run the import again" bash -c "'$SB' --data '$E' import --json '$SRC/part1.zip' '$SRC/part2.data' >'$T_TMP/crash.json'"
+check "what the crashed run wrote counts as imported, not duplicate" \
+  '[ "$(jq -c "[.imported, .duplicates, .skipped]" "$T_TMP/crash.json")" = "$(jq -c "[.imported, .duplicates, .skipped]" "$T_TMP/imp.json")" ]'
+check "the album written after the crash is complete" \
+  '[ "$("$SB" --data "$E" albums --json | jq -c "[.[] | [.name, (.photo_ids | length)]]")" = "[[\"Wakacje 2020\",3]]" ]'
+check "the trashed item is deleted" '[ "$("$SB" --data "$E" photos --deleted --json | jq length)" = 1 ]'
+ok "stop it" stop_daemon "$E"
+
 # ---- the same Takeout extracted to a folder ----
 B=$T_TMP/b
 ok "init a second library" "$SB" --data "$B" init --name nas
