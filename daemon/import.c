@@ -775,7 +775,10 @@ static int collect(struct job *j, const char *path)
         walk(&w, path, 0);
         return w.rc;
     }
-    struct walk w = {.j = j, .rel = strlen(path) + 1};
+    size_t plen = strlen(path);
+    /* Paths inside the folder, relative to it ("/" is the one folder whose
+     * absolute path ends with a slash). */
+    struct walk w = {.j = j, .rel = plen + (plen > 0 && path[plen - 1] == '/' ? 0 : 1)};
     if (sbx_takeout_index_new(&w.ix) != 0) w.ix = NULL;
     size_t first = j->n_found;
     walk(&w, path, 0);
