@@ -111,6 +111,7 @@ static json_t *cmd_status(struct cmd_ctx *c)
                                                          "v.removed = 0)")));
         json_object_set_new(status, "peers", sbx_net_peers_json(d));
         json_object_set_new(status, "listen", d->listen_port ? json_string(d->listen) : json_null());
+        json_object_set_new(status, "import_jobs", sbx_import_jobs_json(d));
     }
     return status;
 }
@@ -615,12 +616,22 @@ static json_t *cmd_free_space(struct cmd_ctx *c)
 
 /* ---- import ---- */
 
+/* Answers when the import ends (it runs on a worker thread); progress
+ * comes from import.progress meanwhile. */
 static json_t *cmd_import(struct cmd_ctx *c)
 {
     json_t *paths = c->args ? json_object_get(c->args, "paths") : NULL;
     if (!json_is_array(paths) || json_array_size(paths) == 0) return fail(c, "give at least one path%s", "");
-    return sbx_import_run(c->d, paths, c->err, sizeof c->err);
+    sbx_control_pending *reply = sbx_control_defer(c->d);
+    if (sbx_import_start(c->d, paths, reply, c->err, sizeof c->err) != 0) {
+        /* Nothing started: answer now after all. */
+        json_t *resp = json_pack("{s:b, s:s}", "ok", 0, "error", c->err);
+        sbx_control_answer(reply, resp);
+    }
+    return json_object();
 }
+
+static json_t *cmd_import_progress(struct cmd_ctx *c) { return sbx_import_progress_json(c->d); }
 
 static const struct {
     const char *name;
@@ -629,6 +640,7 @@ static const struct {
     {"import", cmd_import},
     {"get", cmd_get},
     {"free_space", cmd_free_space},
+    {"import.progress", cmd_import_progress},
     {"pair", cmd_pair},
     {"devices", cmd_devices},
     {"device.remove", cmd_device_remove},

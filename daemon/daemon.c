@@ -77,11 +77,6 @@ int sbx_daemon_open(struct sbx_daemon *d, uv_loop_t *loop, const struct sbx_daem
         return rc;
     }
     sbx_engine_set_data(d->engine, d);
-    rc = sbx_blobstore_open(&d->blobs, d->data_dir, d->store);
-    if (rc != 0) {
-        snprintf(errmsg, size, "cannot open the blob store in %s: %s", d->data_dir, sbx_strerror(rc));
-        return rc;
-    }
     if ((rc = sbx_transfer_init(d)) != 0) {
         snprintf(errmsg, size, "out of memory");
         return rc;
@@ -90,6 +85,16 @@ int sbx_daemon_open(struct sbx_daemon *d, uv_loop_t *loop, const struct sbx_daem
     const char *corrupt = getenv("SHOEBOX_TEST_CORRUPT_CHUNKS");
     d->test_corrupt_chunks = corrupt && *corrupt == '1';
     sbx_store_meta_get_text(d->store, "device_name", d->device_name, sizeof d->device_name);
+    rc = sbx_blobstore_open(&d->blobs, d->data_dir, d->store);
+    if (rc != 0) {
+        snprintf(errmsg, size, "cannot open the blob store in %s/blobs: %s", d->data_dir, sbx_strerror(rc));
+        return rc;
+    }
+    rc = sbx_import_init(d);
+    if (rc != 0) {
+        snprintf(errmsg, size, "cannot prepare imports: %s", sbx_strerror(rc));
+        return rc;
+    }
 
     uv_signal_init(loop, &d->sig_int);
     uv_signal_init(loop, &d->sig_term);
@@ -108,6 +113,7 @@ void sbx_daemon_stop(struct sbx_daemon *d)
 {
     if (d->stopping) return;
     d->stopping = true;
+    sbx_import_stop(d);
     sbx_control_stop(d);
     sbx_net_stop(d);
     if (d->signals_on) {
@@ -120,10 +126,11 @@ void sbx_daemon_stop(struct sbx_daemon *d)
 void sbx_daemon_close(struct sbx_daemon *d)
 {
     sbx_transfer_free(d);
-    sbx_blobstore_close(d->blobs);
-    d->blobs = NULL;
     free(d->dialers);
     d->dialers = NULL;
+    sbx_import_close(d);
+    sbx_blobstore_close(d->blobs);
+    d->blobs = NULL;
     sbx_engine_close(d->engine);
     d->engine = NULL;
     sbx_store_close(d->store);

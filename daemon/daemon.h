@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "shoebox/blob.h"
 #include "shoebox/engine.h"
 #include "shoebox/limits.h"
 #include "shoebox/identity.h"
@@ -25,6 +26,8 @@ struct sbx_transfers;
 struct sbx_blobstore;
 struct sbx_peer_blob_cb;
 typedef struct sbx_peer sbx_peer;
+struct control_client;
+struct sbx_importer;
 
 /* A pairing invitation this daemon handed out (shoebox pair). */
 struct sbx_invite_slot {
@@ -40,10 +43,13 @@ struct sbx_daemon {
     struct sbx_identity id;
     sbx_store *store;
     sbx_engine *engine;
+    sbx_blobstore *blobs;           /* originals, thumbnails, mediums */
+    struct sbx_importer *importer;  /* daemon/import.c */
     int lock_fd;
     int64_t started_at_ms;
     uv_pipe_t control;
     bool control_open;
+    struct control_client *control_current; /* the request being dispatched */
     char device_name[SBX_MAX_NAME + 1];
     /* Peers (daemon/net.c). */
     uv_tcp_t listener;
@@ -58,7 +64,6 @@ struct sbx_daemon {
     size_t n_dialers;
     struct sbx_invite_slot invites[16];
     char upnp_external[80];
-    struct sbx_blobstore *blobs;
     struct sbx_transfers *xfers;
     bool test_corrupt_chunks;
     uv_signal_t sig_int, sig_term;
@@ -84,6 +89,14 @@ void sbx_control_stop(struct sbx_daemon *d);
  * {"ok": true, "result": ...} or {"ok": false, "error": "..."}. */
 json_t *sbx_control_dispatch(struct sbx_daemon *d, json_t *request);
 
+/* A request answered later (an import answers when it ends). A command
+ * calls sbx_control_defer while it runs: its own return value is then
+ * dropped, and the answer goes out through exactly one sbx_control_answer
+ * (which takes the response, as dispatch returns it). */
+typedef struct control_client sbx_control_pending;
+sbx_control_pending *sbx_control_defer(struct sbx_daemon *d);
+void sbx_control_answer(sbx_control_pending *p, json_t *response);
+
 /* Peers: listen, dial members, sessions (daemon/net.c). */
 int sbx_net_start(struct sbx_daemon *d, char *errmsg, size_t errmsg_size);
 void sbx_net_stop(struct sbx_daemon *d);
@@ -103,9 +116,24 @@ const struct sbx_peer_blob_cb *sbx_transfer_callbacks(void);
 int sbx_transfer_want(struct sbx_daemon *d, const uint8_t hash[32]);
 int sbx_transfer_progress(struct sbx_daemon *d, const uint8_t hash[32], uint64_t *done, uint64_t *size);
 
-/* Imports files and folders (absolute paths); returns the summary
- * {imported, duplicates, skipped, errors: [{path, reason}], files, bytes}. */
-json_t *sbx_import_run(struct sbx_daemon *d, json_t *paths, char *err, size_t errsz);
+/* Imports (daemon/import.c, docs/import.md). init runs in sbx_daemon_open:
+ * jobs a killed daemon left "running" become resumable "failed" ones. */
+int sbx_import_init(struct sbx_daemon *d);
+/* Asks a running import to stop; its request is answered when the worker
+ * has let go (the loop keeps running until then). */
+void sbx_import_stop(struct sbx_daemon *d);
+void sbx_import_close(struct sbx_daemon *d);
+/* Starts (or resumes) an import of files, folders and Takeout zips
+ * (absolute paths) on a worker thread; `reply` gets the summary
+ * {"ok": true, "result": {imported, duplicates, skipped, errors: [{path,
+ * reason}], files, bytes, job_id, resumed}} when it ends. 0, or an error
+ * code with a message in err (nothing started, reply untouched). */
+int sbx_import_start(struct sbx_daemon *d, json_t *paths, sbx_control_pending *reply, char *err,
+                     size_t errsz);
+/* The running import's progress ({"running": false} when none), and the
+ * list of running jobs for `shoebox status`. */
+json_t *sbx_import_progress_json(struct sbx_daemon *d);
+json_t *sbx_import_jobs_json(struct sbx_daemon *d);
 
 /* An RFC 3339 UTC string for ms since the epoch. */
 json_t *sbx_json_time(int64_t ms);

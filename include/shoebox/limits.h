@@ -103,6 +103,24 @@
 /* Zip parts of one Takeout (Google splits at 2-50 GB per part). */
 #define SBX_MAX_TAKEOUT_PARTS 4096u
 
+/* Import (daemon/import.c). Paths one import request names (files, folders,
+ * zip parts; a Takeout of 4096 parts fits). */
+#define SBX_MAX_IMPORT_PATHS SBX_MAX_TAKEOUT_PARTS
+/* Folder nesting an import walks: deeper trees are reported, not followed
+ * (a symlink loop ends here too). */
+#define SBX_MAX_IMPORT_DEPTH 64u
+/* Bytes of one zip member kept in memory while it streams to the blob store,
+ * for the metadata probe and the renditions: every photo fits; of a larger
+ * video only the start is probed (docs/import.md). */
+#define SBX_MAX_IMPORT_PROBE_BYTES (64u << 20)
+/* Threads that process the files of one import (one per core by default):
+ * each holds its own database connection and blob store handle. */
+#define SBX_MAX_IMPORT_THREADS 8u
+/* Errors an import's answer lists (all of them are counted and kept in the
+ * job's rows): a folder of a million unreadable files must not make a
+ * reply of a hundred megabytes. */
+#define SBX_MAX_IMPORT_ERRORS_SHOWN 10000u
+
 /* Blobs (daemon/blob.c) are cut into chunks of this fixed size, the last one
  * shorter. The chunk is the unit of transfer between peers (a fetch names
  * chunk indexes), the granularity of resume (a transfer killed midway keeps
