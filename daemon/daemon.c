@@ -30,6 +30,7 @@ int sbx_daemon_open(struct sbx_daemon *d, uv_loop_t *loop, const struct sbx_daem
     d->started_at_ms = sbx_now_ms();
     snprintf(d->data_dir, sizeof d->data_dir, "%s", opt->data_dir);
     if (opt->listen) snprintf(d->listen, sizeof d->listen, "%s", opt->listen);
+    d->discovery_on = !opt->no_discovery;
 
     struct stat st;
     if (stat(d->data_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -104,6 +105,15 @@ int sbx_daemon_open(struct sbx_daemon *d, uv_loop_t *loop, const struct sbx_daem
     d->signals_on = true;
     signal(SIGPIPE, SIG_IGN);
 
+    /* UPnP: by default the always-on backup maps its port, phones and
+     * laptops do not (they dial out). */
+    if (opt->upnp < 0) {
+        char role[16] = "";
+        sbx_store_meta_get_text(d->store, "role", role, sizeof role);
+        d->upnp_wanted = strcmp(role, "full") == 0;
+    } else {
+        d->upnp_wanted = opt->upnp == 1;
+    }
     rc = sbx_net_start(d, errmsg, size);
     if (rc != 0) return rc;
     return sbx_control_start(d, errmsg, size);

@@ -18,6 +18,8 @@ struct sbx_daemon_options {
     const char *listen;     /* HOST:PORT, may be NULL */
     const char *log_level;  /* may be NULL */
     uint64_t max_future_ms; /* 0: SBX_DEFAULT_MAX_FUTURE_MS */
+    bool no_discovery;      /* --no-discovery */
+    int upnp;               /* -1: by role (on for full), 0: off, 1: on */
 };
 
 struct conn;
@@ -64,6 +66,10 @@ struct sbx_daemon {
     size_t n_dialers;
     struct sbx_invite_slot invites[16];
     char upnp_external[80];
+    bool discovery_on, upnp_wanted, upnp_mapped, upnp_busy;
+    struct sbx_discovery *discovery;
+    struct sbx_upnp_req *upnp_req;
+    int64_t upnp_renew_at;
     struct sbx_transfers *xfers;
     bool test_corrupt_chunks;
     uv_signal_t sig_int, sig_term;

@@ -6,6 +6,8 @@
 #include "conn.h"
 
 #include "shoebox/devid.h"
+#include "shoebox/discovery.h"
+#include "shoebox/upnp.h"
 #include "shoebox/err.h"
 #include "shoebox/limits.h"
 #include "shoebox/log.h"
@@ -110,6 +112,7 @@ static void touch_seen(struct sbx_daemon *d, const uint8_t key[SBX_KEY_BYTES])
 }
 
 static void send_pex(struct sbx_daemon *d, struct conn *c);
+static void upnp_map(struct sbx_daemon *d);
 
 static void on_peer_event(sbx_peer *p, enum sbx_peer_event ev, const char *reason)
 {
@@ -514,6 +517,7 @@ static void on_tick(uv_timer_t *t)
         }
     }
     sbx_transfer_tick(d);
+    upnp_map(d);
     for (struct conn *c = d->conns; c; c = c->next) flush(c);
     if (!sbx_engine_is_member(d->engine, d->id.pk)) return;
     sqlite3_stmt *st = sbx_store_stmt(d->store, "SELECT key FROM devices WHERE removed = 0 AND created_at IS NOT NULL "
@@ -542,6 +546,60 @@ static void on_entry(sbx_engine *e, const struct sbx_entry *entry)
     /* Flushing from inside the engine's callback is fine: writes only
      * queue in libuv. */
     for (struct conn *c = d->conns; c; c = c->next) flush(c);
+}
+
+/* ---- LAN discovery and UPnP ---- */
+
+static void on_announce(struct sbx_discovery *disc, const struct sbx_announce *a, const struct sockaddr *from)
+{
+    struct sbx_daemon *d = disc->data;
+    if (memcmp(a->key, d->id.pk, 32) == 0 || !sbx_engine_is_member(d->engine, a->key) || a->n_ports == 0) return;
+    char host[64] = "", addr[96];
+    if (from->sa_family == AF_INET) {
+        uv_ip4_name((const struct sockaddr_in *)from, host, sizeof host);
+        snprintf(addr, sizeof addr, "%s:%u", host, a->ports[0]);
+    } else if (from->sa_family == AF_INET6) {
+        uv_ip6_name((const struct sockaddr_in6 *)from, host, sizeof host);
+        if (strchr(host, '%')) return; /* link-local with a zone: not dialable from HOST:PORT */
+        snprintf(addr, sizeof addr, "[%s]:%u", host, a->ports[0]);
+    } else {
+        return;
+    }
+    sbx_net_add_address(d, a->key, addr, "lan");
+    struct dialer *dl = dialer_for(d, a->key);
+    if (dl && !find_session(d, a->key, NULL)) dl->retry_at = 0; /* try it now */
+}
+
+static void on_upnp(struct sbx_upnp_req *req)
+{
+    struct sbx_daemon *d = req->data;
+    d->upnp_busy = false;
+    if (d->stopping) return;
+    if (req->status != 0) {
+        sbx_warn("UPnP: %s", req->error[0] ? req->error : sbx_strerror(req->status));
+        d->upnp_renew_at = sbx_now_ms() + 600000;
+        return;
+    }
+    d->upnp_mapped = true;
+    uint32_t lease = req->mapping.lease_s;
+    d->upnp_renew_at = sbx_now_ms() + (lease ? (int64_t)lease * 500 : 1800000);
+    if (req->mapping.external_ip[0])
+        snprintf(d->upnp_external, sizeof d->upnp_external, "%s:%u", req->mapping.external_ip,
+                 req->mapping.external_port);
+    sbx_info("UPnP: port %u mapped to %s (%s)", req->mapping.internal_port,
+             d->upnp_external[0] ? d->upnp_external : "unknown external address",
+             req->mapping.reachable ? "public" : "not a public address");
+}
+
+static void upnp_map(struct sbx_daemon *d)
+{
+    if (!d->upnp_wanted || d->upnp_busy || !d->listen_port || sbx_now_ms() < d->upnp_renew_at) return;
+    if (!d->upnp_req && !(d->upnp_req = calloc(1, sizeof *d->upnp_req))) return;
+    d->upnp_req->data = d;
+    d->upnp_req->op = SBX_UPNP_MAP;
+    d->upnp_req->internal_port = d->listen_port;
+    d->upnp_req->lease_s = 3600;
+    if (sbx_upnp_queue(d->loop, d->upnp_req, on_upnp) == 0) d->upnp_busy = true;
 }
 
 /* After each round of I/O: apply what sessions received, in one transaction
@@ -591,11 +649,45 @@ int sbx_net_start(struct sbx_daemon *d, char *errmsg, size_t size)
     d->listen_port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                        : ((struct sockaddr_in *)&bound)->sin_port);
     sbx_info("listening for peers on %s", d->listen);
+    if (d->discovery_on) {
+        d->discovery = calloc(1, sizeof *d->discovery);
+        struct sbx_discovery_config dc = {.id = &d->id, .library = sbx_engine_library(d->engine),
+                                          .ports = &d->listen_port, .n_ports = 1};
+        if (d->discovery) d->discovery->data = d;
+        if (!d->discovery || sbx_discovery_start(d->discovery, d->loop, &dc, on_announce) != 0) {
+            /* Discovery is a convenience: without it, peers are still found
+             * through invitations and peer exchange. */
+            sbx_warn("LAN discovery could not start; continuing without it");
+            free(d->discovery);
+            d->discovery = NULL;
+        }
+    }
+    upnp_map(d);
     return 0;
 }
 
 void sbx_net_stop(struct sbx_daemon *d)
 {
+    if (d->discovery) {
+        sbx_discovery_stop(d->discovery);
+        free(d->discovery);
+        d->discovery = NULL;
+    }
+    if (d->upnp_req) {
+        if (d->upnp_busy) sbx_upnp_cancel(d->upnp_req);
+        /* The mapping goes with the daemon (blocking, but bounded by the
+         * router's answer; only the backup peer maps at all). */
+        if (d->upnp_mapped && d->upnp_req->upnp) {
+            char err[256];
+            if (sbx_upnp_unmap(d->upnp_req->upnp, d->upnp_req->mapping.external_port, err, sizeof err) == 0)
+                sbx_info("UPnP: mapping removed");
+        }
+        if (!d->upnp_busy) {
+            sbx_upnp_free(d->upnp_req->upnp);
+            free(d->upnp_req);
+            d->upnp_req = NULL;
+        }
+    }
     if (d->listener_on) {
         uv_close((uv_handle_t *)&d->listener, NULL);
         d->listener_on = false;

@@ -21,6 +21,9 @@ static void usage(FILE *f)
             "  --data DIR           data directory made by 'shoebox init'\n"
             "  --listen HOST:PORT   address peers connect to\n"
             "  --log-level LEVEL    debug, info, warn or error (default info)\n"
+            "  --no-discovery       do not announce or look for peers on the LAN\n"
+            "  --upnp, --no-upnp    map the listen port on the router (default: on for\n"
+            "                       role full, off for cache)\n"
             "  --max-future SECONDS refuse (for now) entries stamped this far ahead of\n"
             "                       the local clock (default 86400)\n");
 }
@@ -32,11 +35,14 @@ int main(int argc, char **argv)
         {"listen", required_argument, NULL, 'l'},
         {"log-level", required_argument, NULL, 'v'},
         {"max-future", required_argument, NULL, 'f'},
+        {"no-discovery", no_argument, NULL, 'D'},
+        {"upnp", no_argument, NULL, 'U'},
+        {"no-upnp", no_argument, NULL, 'u'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    struct sbx_daemon_options opt = {0};
+    struct sbx_daemon_options opt = {.upnp = -1};
     char default_dir[4096];
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -60,6 +66,9 @@ int main(int argc, char **argv)
             opt.max_future_ms = secs * 1000;
             break;
         }
+        case 'D': opt.no_discovery = true; break;
+        case 'U': opt.upnp = 1; break;
+        case 'u': opt.upnp = 0; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("shoeboxd %s\n", SBX_VERSION); return 0;
         default: usage(stderr); return 2;
