@@ -13,12 +13,13 @@
 # 100 ms, bounded at 10 minutes). A's daemon is restarted after the import,
 # so its peak RSS (VmHWM, read at the end) covers the transfer, not the
 # import. A sample of files is checked byte for byte afterwards (not timed).
-# Run by scripts/bench.sh from the build's tests/bench/.
+# Run by scripts/bench.sh from the build's tests/bench/. SBX_KEEP=1 keeps
+# the temporary directory (libraries, daemon logs) for a look afterwards.
 set -euo pipefail
 BUILD=$(cd "$(dirname "$0")/../.." && pwd)
 MIB=${1:-1024}
 SB="$BUILD/shoebox" SBD="$BUILD/shoeboxd"
-for tool in iperf3 jq bc; do
+for tool in iperf3 jq; do
   command -v $tool >/dev/null || { echo "bench_transfer needs $tool (scripts/deps.sh)" >&2; exit 2; }
 done
 T=$(mktemp -d /tmp/sbx-bench-transfer-XXXXXX)
@@ -26,12 +27,14 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$T"
+  if [ -n "${SBX_KEEP:-}" ]; then echo "kept $T (daemon logs: a.log, b.log)"; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
 PA=$((40000 + $$ % 20000)) PB=$((40001 + $$ % 20000)) PI=$((40002 + $$ % 20000))
 
 now_ns() { date +%s%N; }
+# calc FORMAT EXPRESSION: awk arithmetic, printed with a leading zero.
+calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 # CPU seconds (user + system) a process has used so far.
 cpu_s() { awk '{ printf "%.2f", ($14 + $15) / '"$(getconf CLK_TCK)"' }' "/proc/$1/stat"; }
 hwm_mib() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
@@ -106,7 +109,7 @@ t0=$(now_ns)
 "$SB" --data "$T/a" import "$T/photos" --json >"$T/import.json"
 t1=$(now_ns)
 n=$("$SB" --data "$T/a" status --json | jq .photos)
-echo "import on A: $n photos in $(echo "scale=1; ($t1 - $t0) / 1000000000" | bc) s (setup, renditions off)"
+echo "import on A: $n photos in $(calc %.1f "($t1 - $t0) / 1e9") s (setup, renditions off)"
 [ "$n" = "$nfiles" ] || { echo "A imported $n of $nfiles files" >&2; cat "$T/import.json" >&2; exit 1; }
 stop_daemon $pid_a
 pid_a=$(start_daemon "$T/a" $PA); PIDS+=($pid_a)
@@ -129,10 +132,10 @@ while :; do
   sleep 0.1
 done
 t1=$(now_ns)
-secs=$(echo "scale=3; ($t1 - $t0) / 1000000000" | bc)
-cpu_a=$(echo "$(cpu_s $pid_a) - $cpu_a0" | bc) cpu_b=$(cpu_s $pid_b)
+secs=$(calc %.3f "($t1 - $t0) / 1e9")
+cpu_a=$(calc %.2f "$(cpu_s $pid_a) - $cpu_a0") cpu_b=$(cpu_s $pid_b)
 rss_a=$(hwm_mib $pid_a) rss_b=$(hwm_mib $pid_b)
-mbps=$(echo "scale=1; $total / 1000000 / $secs" | bc)
+mbps=$(calc %.1f "$total / 1e6 / $secs")
 echo "transfer of $n originals ($total bytes): ${secs} s, $mbps MB/s"
 echo "daemon CPU during the transfer: A $cpu_a s, B $cpu_b s (of ${secs} s wall)"
 echo "daemon peak RSS (VmHWM): A $rss_a MiB, B $rss_b MiB"
@@ -152,9 +155,9 @@ done
 [ $bad -eq 0 ] || exit 1
 echo "$checked sampled originals byte-identical on B"
 
-rel=$(echo "scale=3; $mbps / $loop" | bc)
+rel=$(calc %.3f "$mbps / $loop")
 echo "BENCH name=transfer_mbps value=$mbps unit=MB/s"
 echo "BENCH name=loopback_tcp_mbps value=$loop unit=MB/s"
-echo "BENCH name=transfer_vs_loopback value=$rel unit=ratio target=0.6 ratio=$(echo "scale=2; $rel / 0.6" | bc)"
-echo "BENCH name=daemon_peak_rss_a value=$rss_a unit=MiB target=64 ratio=$(echo "scale=2; 64 / $rss_a" | bc)"
-echo "BENCH name=daemon_peak_rss_b value=$rss_b unit=MiB target=64 ratio=$(echo "scale=2; 64 / $rss_b" | bc)"
+echo "BENCH name=transfer_vs_loopback value=$rel unit=ratio target=0.6 ratio=$(calc %.2f "$rel / 0.6")"
+echo "BENCH name=daemon_peak_rss_a value=$rss_a unit=MiB target=64 ratio=$(calc %.2f "64 / $rss_a")"
+echo "BENCH name=daemon_peak_rss_b value=$rss_b unit=MiB target=64 ratio=$(calc %.2f "64 / $rss_b")"
