@@ -59,7 +59,7 @@ stop_daemon() { # SIGTERM, then wait (bounded) for the exit
 }
 
 # 1. Raw loopback TCP, one stream, 5 s.
-iperf3 -s -1 -p $PI >"$T/iperf-server.log" 2>&1 & PIDS+=($!)
+iperf3 -s -1 -p $PI >"$T/iperf-server.log" 2>&1 & PIDS+=("$!")
 for _ in $(seq 50); do
   ss -ltn 2>/dev/null | grep -q ":$PI " && break
   sleep 0.1
@@ -104,7 +104,7 @@ echo "$nfiles files, $total bytes"
 
 # A imports them (renditions off), then restarts so its VmHWM is the transfer's.
 "$SB" --data "$T/a" init --name a --role cache >/dev/null
-pid_a=$(start_daemon "$T/a" $PA SHOEBOX_IMPORT_NO_RENDER=1); PIDS+=($pid_a)
+pid_a=$(start_daemon "$T/a" $PA SHOEBOX_IMPORT_NO_RENDER=1); PIDS+=("$pid_a")
 t0=$(now_ns)
 "$SB" --data "$T/a" import "$T/photos" --json >"$T/import.json"
 t1=$(now_ns)
@@ -112,7 +112,7 @@ n=$("$SB" --data "$T/a" status --json | jq .photos)
 echo "import on A: $n photos in $(calc %.1f "($t1 - $t0) / 1e9") s (setup, renditions off)"
 [ "$n" = "$nfiles" ] || { echo "A imported $n of $nfiles files" >&2; cat "$T/import.json" >&2; exit 1; }
 stop_daemon $pid_a
-pid_a=$(start_daemon "$T/a" $PA); PIDS+=($pid_a)
+pid_a=$(start_daemon "$T/a" $PA); PIDS+=("$pid_a")
 held_a=$("$SB" --data "$T/a" status --json | jq .blobs.held)
 [ "$held_a" = "$n" ] || { echo "A holds $held_a blobs, expected $n" >&2; exit 1; }
 
@@ -122,7 +122,7 @@ cpu_a0=$(cpu_s $pid_a)
 
 # B's daemon starts: the clock runs until it holds every original.
 t0=$(now_ns)
-"$SBD" --data "$T/b" --listen 127.0.0.1:$PB >>"$T/b.log" 2>&1 & pid_b=$!; PIDS+=($pid_b)
+"$SBD" --data "$T/b" --listen 127.0.0.1:$PB >>"$T/b.log" 2>&1 & pid_b=$!; PIDS+=("$pid_b")
 limit=$((t0 + 600 * 1000000000)) held=0
 while :; do
   held=$("$SB" --data "$T/b" status --json 2>/dev/null | jq .blobs.held 2>/dev/null || echo 0)
