@@ -31,6 +31,8 @@ int sbx_daemon_open(struct sbx_daemon *d, uv_loop_t *loop, const struct sbx_daem
     snprintf(d->data_dir, sizeof d->data_dir, "%s", opt->data_dir);
     if (opt->listen) snprintf(d->listen, sizeof d->listen, "%s", opt->listen);
     d->discovery_on = !opt->no_discovery;
+    d->trash_ms = (opt->trash_days >= 0 ? opt->trash_days : 30) * 86400000LL;
+    d->cache_quota_bytes = opt->cache_quota_mb >= 0 ? opt->cache_quota_mb * 1000000LL : -1;
 
     struct stat st;
     if (stat(d->data_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {

@@ -20,6 +20,8 @@ struct sbx_daemon_options {
     uint64_t max_future_ms; /* 0: SBX_DEFAULT_MAX_FUTURE_MS */
     bool no_discovery;      /* --no-discovery */
     int upnp;               /* -1: by role (on for full), 0: off, 1: on */
+    int64_t trash_days;     /* -1: 30 */
+    int64_t cache_quota_mb; /* -1: none */
 };
 
 struct conn;
@@ -70,6 +72,7 @@ struct sbx_daemon {
     struct sbx_discovery *discovery;
     struct sbx_upnp_req *upnp_req;
     int64_t upnp_renew_at;
+    int64_t trash_ms, cache_quota_bytes, gc_next_at;
     struct sbx_transfers *xfers;
     bool test_corrupt_chunks;
     uv_signal_t sig_int, sig_term;
@@ -116,6 +119,7 @@ int sbx_net_parse_addr(const char *text, struct sockaddr_storage *out);
 int sbx_transfer_init(struct sbx_daemon *d);
 void sbx_transfer_free(struct sbx_daemon *d);
 void sbx_transfer_tick(struct sbx_daemon *d);
+void sbx_transfer_gc(struct sbx_daemon *d);
 void sbx_transfer_session_closed(struct sbx_daemon *d, sbx_peer *p);
 const struct sbx_peer_blob_cb *sbx_transfer_callbacks(void);
 /* Fetch an original now (shoebox get); progress while it runs. */

@@ -517,6 +517,7 @@ static void on_tick(uv_timer_t *t)
         }
     }
     sbx_transfer_tick(d);
+    sbx_transfer_gc(d);
     upnp_map(d);
     for (struct conn *c = d->conns; c; c = c->next) flush(c);
     if (!sbx_engine_is_member(d->engine, d->id.pk)) return;

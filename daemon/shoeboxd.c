@@ -22,6 +22,9 @@ static void usage(FILE *f)
             "  --listen HOST:PORT   address peers connect to\n"
             "  --log-level LEVEL    debug, info, warn or error (default info)\n"
             "  --no-discovery       do not announce or look for peers on the LAN\n"
+            "  --trash-days N       deleted photos keep their original this long (default 30)\n"
+            "  --cache-quota-mb N   keep at most N MB of originals, evicting the least recently\n"
+            "                       used ones that a full peer holds (default: no quota)\n"
             "  --upnp, --no-upnp    map the listen port on the router (default: on for\n"
             "                       role full, off for cache)\n"
             "  --max-future SECONDS refuse (for now) entries stamped this far ahead of\n"
@@ -36,13 +39,15 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'v'},
         {"max-future", required_argument, NULL, 'f'},
         {"no-discovery", no_argument, NULL, 'D'},
+        {"trash-days", required_argument, NULL, 'T'},
+        {"cache-quota-mb", required_argument, NULL, 'Q'},
         {"upnp", no_argument, NULL, 'U'},
         {"no-upnp", no_argument, NULL, 'u'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    struct sbx_daemon_options opt = {.upnp = -1};
+    struct sbx_daemon_options opt = {.upnp = -1, .trash_days = -1, .cache_quota_mb = -1};
     char default_dir[4096];
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -67,6 +72,19 @@ int main(int argc, char **argv)
             break;
         }
         case 'D': opt.no_discovery = true; break;
+        case 'T':
+        case 'Q': {
+            char *end = NULL;
+            long long v = strtoll(optarg, &end, 10);
+            if (!end || *end || v < 0 || v > 100000000) {
+                fprintf(stderr, "shoeboxd: --%s takes a number of %s\n", c == 'T' ? "trash-days" : "cache-quota-mb",
+                        c == 'T' ? "days" : "MB");
+                return 2;
+            }
+            if (c == 'T') opt.trash_days = v;
+            else opt.cache_quota_mb = v;
+            break;
+        }
         case 'U': opt.upnp = 1; break;
         case 'u': opt.upnp = 0; break;
         case 'h': usage(stdout); return 0;

@@ -221,6 +221,10 @@ static void try_finish(struct sbx_daemon *d, struct transfer *t)
     if (b) b->retry_at = 0, b->failures = 0;
     if (t->kind == SBX_BLOB_ORIGINAL) announce_held(d, t->hash);
     transfer_free(t);
+    /* Start the next blob now, not at the next timer tick: a backup of many
+     * photos is a stream of blobs, and idle gaps between them cost more
+     * than anything else. */
+    sbx_transfer_tick(d);
 }
 
 static void request_chunks(struct sbx_daemon *d, struct transfer *t)
@@ -321,6 +325,7 @@ static void on_none(sbx_peer *p, const uint8_t hash[32])
     if (!t || !rk) return;
     key_add(t->excluded, &t->n_excluded, rk);
     t->asked = false;
+    sbx_transfer_tick(d); /* ask the next peer now */
 }
 
 static void on_chunk(sbx_peer *p, const uint8_t hash[32], uint32_t idx, const uint8_t *data, size_t len)
@@ -401,7 +406,7 @@ static void refill(struct sbx_daemon *d)
         "SELECT medium_hash, 2 FROM photos WHERE medium_hash IS NOT NULL AND is_deleted = 0 AND "
         "NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = photos.medium_hash AND b.complete = 1) LIMIT 32",
         /* Originals: the backup keeps all of them, when someone holds them. */
-        "SELECT p.hash, 0 FROM photos p WHERE p.put_hlc IS NOT NULL AND "
+        "SELECT p.hash, 0 FROM photos p WHERE p.put_hlc IS NOT NULL AND (p.is_deleted = 0 OR p.deleted_at >= ?1) AND "
         "NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = p.hash AND b.complete = 1) AND "
         "EXISTS (SELECT 1 FROM blob_holders h WHERE h.hash = p.hash AND h.held = 1) LIMIT 32",
     };
@@ -418,6 +423,7 @@ static void refill(struct sbx_daemon *d)
         if (q == 2 && !full) break;
         st = sbx_store_stmt(d->store, queries[q]);
         if (!st) continue;
+        if (q == 2) sqlite3_bind_int64(st, 1, sbx_now_ms() - d->trash_ms);
         while (active(d) < MAX_TRANSFERS && sqlite3_step(st) == SQLITE_ROW) {
             if (sqlite3_column_bytes(st, 0) != 32) continue;
             const uint8_t *h = sqlite3_column_blob(st, 0);
@@ -541,4 +547,59 @@ void sbx_transfer_free(struct sbx_daemon *d)
         }
     free(d->xfers);
     d->xfers = NULL;
+}
+
+/* Housekeeping, once a minute: deleted photos past the trash window lose
+ * their original on every device; a cache device over its quota evicts the
+ * least recently used originals that a full peer holds (never thumbnails or
+ * mediums, never an original no full peer holds). */
+void sbx_transfer_gc(struct sbx_daemon *d)
+{
+    int64_t now = sbx_now_ms();
+    if (!d->blobs || now < d->gc_next_at) return;
+    d->gc_next_at = now + 60000;
+    uint8_t (*drop)[32] = calloc(256, 32);
+    if (!drop) return;
+    size_t n = 0;
+    sqlite3_stmt *st = sbx_store_stmt(d->store, "SELECT b.hash FROM blobs b JOIN photos p ON p.hash = b.hash WHERE "
+                                                "b.kind = 'original' AND b.complete = 1 AND p.is_deleted = 1 AND "
+                                                "p.deleted_at < ?1 LIMIT 256");
+    if (st) {
+        sqlite3_bind_int64(st, 1, now - d->trash_ms);
+        while (n < 256 && sqlite3_step(st) == SQLITE_ROW) memcpy(drop[n++], sqlite3_column_blob(st, 0), 32);
+        sqlite3_reset(st);
+    }
+    size_t trash = n;
+    if (d->cache_quota_bytes >= 0) {
+        int64_t used = sbx_store_query_int(d->store, "SELECT ifnull(sum(size_bytes), 0) FROM blobs WHERE kind = "
+                                                     "'original' AND complete = 1");
+        st = sbx_store_stmt(d->store, "SELECT b.hash, b.size_bytes FROM blobs b WHERE b.kind = 'original' AND "
+                                      "b.complete = 1 AND EXISTS (SELECT 1 FROM blob_holders h JOIN authors a ON "
+                                      "a.ix = h.holder_ix JOIN devices v ON v.key = a.key WHERE h.hash = b.hash AND "
+                                      "h.held = 1 AND v.role = 1 AND v.removed = 0 AND v.key != ?1) "
+                                      "ORDER BY ifnull(b.last_access_at, 0), b.hash LIMIT 256");
+        if (st) {
+            sqlite3_bind_blob(st, 1, d->id.pk, 32, SQLITE_STATIC);
+            while (used > d->cache_quota_bytes && n < 256 && sqlite3_step(st) == SQLITE_ROW) {
+                memcpy(drop[n++], sqlite3_column_blob(st, 0), 32);
+                used -= sqlite3_column_int64(st, 1);
+            }
+            sqlite3_reset(st);
+        }
+    }
+    if (n > 0) {
+        struct sbx_op *ops = calloc(n, sizeof *ops);
+        for (size_t i = 0; ops && i < n; i++) {
+            ops[i].type = SBX_OP_BLOB_DROPPED;
+            memcpy(ops[i].hash, drop[i], 32);
+        }
+        /* Announce first: a device never claims to hold what it deleted. */
+        if (ops && sbx_engine_write(d->engine, ops, n, now) == 0) {
+            for (size_t i = 0; i < n; i++) sbx_blob_delete(d->blobs, drop[i]);
+            sbx_info("dropped %zu originals (%zu past the trash window, %zu over the cache quota)", n, trash,
+                     n - trash);
+        }
+        free(ops);
+    }
+    free(drop);
 }

@@ -79,3 +79,13 @@ kill_hard() {
   for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   wait "$pid" 2>/dev/null || true
 }
+
+# free_port: a TCP port nobody listens on now (tests run side by side).
+free_port() {
+  local p
+  for _ in $(seq 1 50); do
+    p=$((20000 + RANDOM % 40000))
+    if ! ss -ltnH "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return 0; fi
+  done
+  echo "$p"
+}

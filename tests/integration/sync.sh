@@ -4,8 +4,7 @@
 # are refused while the daemons keep serving their peers.
 . "$(dirname "$0")/lib.sh"
 FIX="$SHOEBOX_SHARED/fixtures/exif"
-base=$((20000 + ($$ % 20000)))
-PA=$base PB=$((base + 1)) PC=$((base + 2))
+PA=$(free_port) PB=$(free_port) PC=$(free_port)
 A=$T_TMP/a B=$T_TMP/b C=$T_TMP/c
 
 digest() { jq_status "$1" .state_digest; }
