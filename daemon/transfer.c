@@ -62,6 +62,10 @@ struct backoff {
 
 struct sbx_transfers {
     struct transfer t[MAX_TRANSFERS];
+    /* Originals received and not yet announced: one entry for many. */
+    uint8_t held[64][32];
+    size_t n_held;
+    int64_t held_since;
     struct backoff wait[256];
     size_t n_wait;
 };
@@ -166,12 +170,29 @@ static struct conn *pick_session(struct sbx_daemon *d, struct transfer *t)
     return any;
 }
 
+/* Held originals are announced in batches (one signed entry, one commit
+ * for up to 64), at the latest a second after the first. */
+static void flush_held(struct sbx_daemon *d)
+{
+    struct sbx_transfers *x = d->xfers;
+    if (x->n_held == 0) return;
+    struct sbx_op ops[64];
+    memset(ops, 0, sizeof ops);
+    for (size_t i = 0; i < x->n_held; i++) {
+        ops[i].type = SBX_OP_BLOB_HELD;
+        memcpy(ops[i].hash, x->held[i], 32);
+    }
+    int rc = sbx_engine_write(d->engine, ops, x->n_held, sbx_now_ms());
+    if (rc != 0) sbx_warn("cannot announce held blobs: %s", sbx_strerror(rc));
+    x->n_held = 0;
+}
+
 static void announce_held(struct sbx_daemon *d, const uint8_t hash[32])
 {
-    struct sbx_op op = {.type = SBX_OP_BLOB_HELD};
-    memcpy(op.hash, hash, 32);
-    int rc = sbx_engine_write(d->engine, &op, 1, sbx_now_ms());
-    if (rc != 0) sbx_warn("cannot announce a held blob: %s", sbx_strerror(rc));
+    struct sbx_transfers *x = d->xfers;
+    if (x->n_held == 0) x->held_since = sbx_now_ms();
+    memcpy(x->held[x->n_held++], hash, 32);
+    if (x->n_held == SBX_ARRAY_LEN(x->held)) flush_held(d);
 }
 
 static void sync_written(struct sbx_daemon *d, struct transfer *t)
@@ -436,6 +457,7 @@ static void refill(struct sbx_daemon *d)
 void sbx_transfer_tick(struct sbx_daemon *d)
 {
     if (!d->xfers || !d->blobs) return;
+    if (d->xfers->n_held && sbx_now_ms() - d->xfers->held_since >= 1000) flush_held(d);
     refill(d);
     int64_t now = sbx_now_ms();
     for (int i = 0; i < MAX_TRANSFERS; i++) {
@@ -540,6 +562,7 @@ int sbx_transfer_init(struct sbx_daemon *d)
 void sbx_transfer_free(struct sbx_daemon *d)
 {
     if (!d->xfers) return;
+    flush_held(d);
     for (int i = 0; i < MAX_TRANSFERS; i++)
         if (d->xfers->t[i].used) {
             sync_written(d, &d->xfers->t[i]);
