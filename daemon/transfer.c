@@ -581,6 +581,22 @@ void sbx_transfer_gc(struct sbx_daemon *d)
     int64_t now = sbx_now_ms();
     if (!d->blobs || now < d->gc_next_at) return;
     d->gc_next_at = now + 60000;
+    /* The log must say what this device holds: an original completed just
+     * before a crash (announcements are batched) is announced now. */
+    sqlite3_stmt *hs = sbx_store_stmt(d->store, "SELECT b.hash FROM blobs b WHERE b.kind = 'original' AND "
+                                                "b.complete = 1 AND NOT EXISTS (SELECT 1 FROM blob_holders h JOIN "
+                                                "authors a ON a.ix = h.holder_ix WHERE h.hash = b.hash AND "
+                                                "a.key = ?1 AND h.held = 1) LIMIT 64");
+    if (hs) {
+        sqlite3_bind_blob(hs, 1, d->id.pk, 32, SQLITE_STATIC);
+        while (sqlite3_step(hs) == SQLITE_ROW) {
+            bool pending = false;
+            for (size_t i = 0; i < d->xfers->n_held; i++)
+                if (memcmp(d->xfers->held[i], sqlite3_column_blob(hs, 0), 32) == 0) pending = true;
+            if (!pending) announce_held(d, sqlite3_column_blob(hs, 0));
+        }
+        sqlite3_reset(hs);
+    }
     uint8_t (*drop)[32] = calloc(256, 32);
     if (!drop) return;
     size_t n = 0;
