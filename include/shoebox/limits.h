@@ -107,4 +107,8 @@
 #define SBX_MAX_BLOB_BYTES (64ull << 30)
 #define SBX_MAX_BLOB_CHUNKS (SBX_MAX_BLOB_BYTES / SBX_BLOB_CHUNK)
 
+/* Passphrases of encrypted libraries (bytes, any encoding): far above what
+ * people type, and small enough to read from a file or a socket line. */
+#define SBX_MAX_PASSPHRASE 1024u
+
 #endif
