@@ -63,6 +63,7 @@ _Static_assert(SBX_MAX_BLOB_CHUNKS <= UINT32_MAX, "chunk indexes fit in 32 bits"
  * be read on another thread than the store's. */
 struct sealer {
     sbx_aead *aead;
+    struct sbx_nonce_seq nonces;
     uint8_t key[SBX_AEAD_KEY_BYTES];
     uint8_t *rec; /* one record of scratch (REC_MAX bytes) */
 };
@@ -326,6 +327,7 @@ static int sealer_init(struct sealer *s, const uint8_t key[SBX_AEAD_KEY_BYTES], 
     memset(s, 0, sizeof *s);
     memcpy(s->key, key, SBX_AEAD_KEY_BYTES);
     if (sbx_aead_new(&s->aead) != 0 || !(s->rec = malloc(rec_cap))) return SBX_ENOMEM;
+    sbx_nonce_seq_init(&s->nonces);
     return 0;
 }
 
@@ -400,7 +402,7 @@ static int seal_chunk(struct sealer *s, const uint8_t file_id[FILE_ID], uint32_t
 {
     uint8_t ad[CHUNK_AD];
     chunk_ad(ad, file_id, idx);
-    randombytes_buf(s->rec, SBX_AEAD_NONCE_BYTES);
+    sbx_nonce_seq_next(&s->nonces, s->rec);
     return sbx_aead_seal(s->aead, s->key, s->rec, ad, sizeof ad, plain, len, s->rec + SBX_AEAD_NONCE_BYTES,
                          s->rec + SBX_AEAD_NONCE_BYTES + len);
 }

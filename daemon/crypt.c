@@ -24,6 +24,21 @@ void sbx_subkey_derive(uint8_t out[SBX_AEAD_KEY_BYTES], const uint8_t storage_ke
     SBX_ASSERT(crypto_kdf_derive_from_key(out, SBX_AEAD_KEY_BYTES, (uint64_t)id, "sbxstore", storage_key) == 0);
 }
 
+void sbx_nonce_seq_init(struct sbx_nonce_seq *seq)
+{
+    randombytes_buf(seq->prefix, sizeof seq->prefix);
+    seq->counter = 0;
+}
+
+void sbx_nonce_seq_next(struct sbx_nonce_seq *seq, uint8_t nonce[SBX_AEAD_NONCE_BYTES])
+{
+    /* 2^64 seals from one handle cannot happen; stop rather than wrap. */
+    SBX_ASSERT(seq->counter != UINT64_MAX);
+    memcpy(nonce, seq->prefix, sizeof seq->prefix);
+    uint64_t c = seq->counter++;
+    for (int i = 0; i < 8; i++) nonce[16 + i] = (uint8_t)(c >> (8 * i));
+}
+
 int sbx_aead_new(sbx_aead **out)
 {
     sbx_aead *a = calloc(1, sizeof *a);

@@ -64,6 +64,7 @@ struct cfile {
     sqlite3_file *real; /* the inner VFS's file, placed right after this struct */
     enum kind kind;
     sbx_aead *aead;
+    struct sbx_nonce_seq nonces;
     uint8_t *buf; /* FRAME bytes of scratch */
     const char *name;
     /* Temporary files: a key for this file only, never written anywhere. */
@@ -130,7 +131,7 @@ static size_t ad_journal(uint8_t ad[AD_MAX], uint64_t off, const uint8_t pgno[4]
 /* Seals the usable part of a plaintext page into out (PAGE bytes). */
 static int seal_page(struct cfile *p, const uint8_t *plain, uint8_t *out, const uint8_t *ad, size_t adlen)
 {
-    randombytes_buf(out + NONCE_AT, SBX_AEAD_NONCE_BYTES);
+    sbx_nonce_seq_next(&p->nonces, out + NONCE_AT);
     return sbx_aead_seal(p->aead, p->vfs->key, out + NONCE_AT, ad, adlen, plain, USABLE, out, out + TAG_AT);
 }
 
@@ -578,6 +579,7 @@ static int v_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *f, int 
     else p->kind = K_TEMP; /* temp db, temp journal, transient db, subjournal */
     int rc = SQLITE_NOMEM;
     if (sbx_aead_new(&p->aead) != 0 || !(p->buf = malloc(FRAME))) goto fail;
+    sbx_nonce_seq_init(&p->nonces);
     if (p->kind == K_TEMP) {
         crypto_stream_xchacha20_keygen(p->tkey);
         randombytes_buf(p->tnonce, sizeof p->tnonce);

@@ -42,6 +42,20 @@ void sbx_subkey_derive(uint8_t out[SBX_AEAD_KEY_BYTES], const uint8_t storage_ke
 /* An AEAD context: holds libcrypto's cipher state so that sealing many
  * small units (4 KiB pages) costs no allocation. Not thread-safe: one per
  * thread or per handle. */
+/* Nonces for one sealing context (a database file handle, a blob writer):
+ * a random 16-byte prefix drawn once, then a 64-bit counter. Sealing a
+ * 4 KiB page then costs no system call for randomness (getrandom takes
+ * about 0.4 us here, a fifth of sealing the page), and no two seals share
+ * a nonce: within a sequence the counter differs, across sequences the
+ * random prefixes do (a collision among n sequences has probability about
+ * n^2 / 2^129). */
+struct sbx_nonce_seq {
+    uint8_t prefix[16];
+    uint64_t counter;
+};
+void sbx_nonce_seq_init(struct sbx_nonce_seq *seq);
+void sbx_nonce_seq_next(struct sbx_nonce_seq *seq, uint8_t nonce[SBX_AEAD_NONCE_BYTES]);
+
 typedef struct sbx_aead sbx_aead;
 
 int sbx_aead_new(sbx_aead **out);

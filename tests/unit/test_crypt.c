@@ -6,6 +6,7 @@
 #include "shoebox/err.h"
 #include "shoebox/identity.h"
 #include "shoebox/limits.h"
+#include "shoebox/passphrase.h"
 #include "shoebox/util.h"
 
 #include <fcntl.h>
@@ -298,7 +299,59 @@ SBX_TEST(rewrap_changes_only_the_wrapping)
     sbx_identity_wipe(&id2);
 }
 
-SBX_TEST_MAIN(SBX_CASE(aead_matches_libsodium_both_ways), SBX_CASE(aead_refuses_any_change_and_hands_out_nothing),
+SBX_TEST(nonces_never_repeat)
+{
+    struct sbx_nonce_seq a, b;
+    sbx_nonce_seq_init(&a);
+    sbx_nonce_seq_init(&b);
+    uint8_t n1[24], n2[24], n3[24];
+    sbx_nonce_seq_next(&a, n1);
+    sbx_nonce_seq_next(&a, n2);
+    sbx_nonce_seq_next(&b, n3);
+    CHECK(memcmp(n1, n2, 24) != 0);
+    CHECK(memcmp(n1, n2, 16) == 0); /* one prefix, two counters */
+    CHECK(memcmp(n1, n3, 16) != 0); /* another sequence, another prefix */
+}
+
+static int write_pass(const char *path, const char *text, unsigned mode)
+{
+    unlink(path);
+    return sbx_file_write_atomic(path, (const uint8_t *)text, strlen(text), mode);
+}
+
+SBX_TEST(passphrase_files)
+{
+    char path[128], out[SBX_PASSPHRASE_BUF];
+    size_t len = 99;
+    path_in_tmp(path, sizeof path, "pass");
+    REQUIRE(write_pass(path, "open sesame\nsecond line\n", 0600) == 0);
+    CHECK_EQ_INT(sbx_passphrase_read_file(path, out, &len), 0);
+    CHECK_EQ_INT(len, 11);
+    CHECK_EQ_STR(out, "open sesame");
+    REQUIRE(write_pass(path, "crlf\r\n", 0600) == 0);
+    CHECK_EQ_INT(sbx_passphrase_read_file(path, out, &len), 0);
+    CHECK_EQ_STR(out, "crlf");
+    REQUIRE(write_pass(path, "no newline", 0600) == 0);
+    CHECK_EQ_INT(sbx_passphrase_read_file(path, out, &len), 0);
+    CHECK_EQ_INT(len, 10);
+    REQUIRE(write_pass(path, "\n", 0600) == 0);
+    CHECK_EQ_INT(sbx_passphrase_read_file(path, out, &len), SBX_EINVAL);
+    REQUIRE(write_pass(path, "readable", 0644) == 0);
+    CHECK_EQ_INT(sbx_passphrase_read_file(path, out, &len), SBX_EPERM);
+    static char big[SBX_MAX_PASSPHRASE + 10];
+    memset(big, 'p', sizeof big - 1);
+    REQUIRE(write_pass(path, big, 0600) == 0);
+    CHECK_EQ_INT(sbx_passphrase_read_file(path, out, &len), SBX_ETOOBIG);
+    big[SBX_MAX_PASSPHRASE] = '\0';
+    REQUIRE(write_pass(path, big, 0600) == 0);
+    CHECK_EQ_INT(sbx_passphrase_read_file(path, out, &len), 0);
+    CHECK_EQ_INT(len, SBX_MAX_PASSPHRASE);
+    CHECK_EQ_INT(sbx_passphrase_read_file("/nonexistent/pass", out, &len), SBX_ENOENT);
+    sbx_passphrase_wipe(out);
+    CHECK(out[0] == 0);
+}
+
+SBX_TEST_MAIN(SBX_CASE(nonces_never_repeat), SBX_CASE(passphrase_files), SBX_CASE(aead_matches_libsodium_both_ways), SBX_CASE(aead_refuses_any_change_and_hands_out_nothing),
               SBX_CASE(subkeys_are_distinct_and_stable), SBX_CASE(sealed_key_file_round_trip),
               SBX_CASE(default_cost_is_moderate), SBX_CASE(hostile_cost_is_refused),
               SBX_CASE(rewrap_changes_only_the_wrapping))
