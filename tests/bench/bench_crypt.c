@@ -50,6 +50,19 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* CPU time of this process (user and system): what the work itself costs,
+ * apart from waits on the disk and from other processes on the machine. */
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double cpu_mark, cpu_last;
+static void cpu_begin(void) { cpu_mark = cpu_s(); }
+static void cpu_end(void) { cpu_last = cpu_s() - cpu_mark; }
+
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;
@@ -120,6 +133,7 @@ static double ingest(struct lib *l)
 {
     uint8_t h[32];
     double t0 = now_s();
+    cpu_begin();
     SBX_ASSERT(sbx_store_begin(l->s) == 0);
     for (int i = 0; i < NPHOTOS; i++) {
         SBX_ASSERT(sbx_blob_put_buf(l->bs, photos[i], PHOTO, SBX_BLOB_ORIGINAL, hashes[i], NULL) == 0);
@@ -127,6 +141,7 @@ static double ingest(struct lib *l)
         SBX_ASSERT(insert_row(l, i, hashes[i]) == 0);
     }
     SBX_ASSERT(sbx_store_commit(l->s) == 0);
+    cpu_end();
     return (double)NPHOTOS * (PHOTO + THUMB) / (now_s() - t0);
 }
 
@@ -135,6 +150,7 @@ static double metadata(struct lib *l)
 {
     uint8_t h[32] = {0};
     double t0 = now_s();
+    cpu_begin();
     for (int i = 0; i < NROWS; i += BATCH) {
         SBX_ASSERT(sbx_store_begin(l->s) == 0);
         for (int j = i; j < i + BATCH && j < NROWS; j++) {
@@ -146,6 +162,7 @@ static double metadata(struct lib *l)
     SBX_ASSERT(sbx_store_exec(l->s, "PRAGMA wal_checkpoint(TRUNCATE)") == 0);
     int64_t n = sbx_store_query_int(l->s, "SELECT count(*) FROM bench_photos WHERE note LIKE '%tower%'");
     SBX_ASSERT(n >= NROWS);
+    cpu_end();
     return NROWS / (now_s() - t0);
 }
 
@@ -176,6 +193,7 @@ static double transfer(struct lib *from, struct lib *to)
     uint32_t idx[8];
     SBX_ASSERT(chunk);
     double t0 = now_s();
+    cpu_begin();
     for (int i = 0; i < NPHOTOS; i++) {
         size_t n = 0;
         SBX_ASSERT(sbx_blob_chunk_hashes(from->bs, hashes[i], list, 8, &n) == 0 && n <= 8);
@@ -190,6 +208,7 @@ static double transfer(struct lib *from, struct lib *to)
         SBX_ASSERT(sbx_blob_partial_sync(to->bs, hashes[i], idx, n) == 0);
         SBX_ASSERT(sbx_blob_partial_finish(to->bs, hashes[i]) == 0);
     }
+    cpu_end();
     free(chunk);
     free(msg);
     return (double)NPHOTOS * PHOTO / (now_s() - t0);
@@ -200,6 +219,7 @@ static double reads(struct lib *l)
     uint8_t *buf = malloc(PHOTO);
     SBX_ASSERT(buf);
     double t0 = now_s();
+    cpu_begin();
     for (int r = 0; r < 4; r++) {
         for (int i = 0; i < NPHOTOS; i++) {
             size_t got = 0;
@@ -207,12 +227,13 @@ static double reads(struct lib *l)
         }
     }
     double rate = 4.0 * NPHOTOS * PHOTO / (now_s() - t0);
+    cpu_end();
     SBX_ASSERT(memcmp(buf, photos[NPHOTOS - 1], PHOTO) == 0);
     free(buf);
     return rate;
 }
 
-static double rate[2][4][ROUNDS];
+static double rate[2][4][ROUNDS], cpu[2][4][ROUNDS];
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -230,11 +251,16 @@ static double median(const double *v, int n)
 
 static void report(const char *id, const char *what, int k, double scale, const char *unit, bool target)
 {
-    double ratios[ROUNDS];
-    for (int r = 0; r < ROUNDS; r++) ratios[r] = (rate[0][k][r] / rate[1][k][r] - 1.0) * 100.0;
+    double ratios[ROUNDS], cpu_ratios[ROUNDS];
+    for (int r = 0; r < ROUNDS; r++) {
+        ratios[r] = (rate[0][k][r] / rate[1][k][r] - 1.0) * 100.0;
+        cpu_ratios[r] = (cpu[1][k][r] / cpu[0][k][r] - 1.0) * 100.0;
+    }
     double plain = median(rate[0][k], ROUNDS) / scale, enc = median(rate[1][k], ROUNDS) / scale;
-    double overhead = median(ratios, ROUNDS);
-    printf("%-34s plain %9.1f %-6s encrypted %9.1f %-6s overhead %5.1f%%\n", what, plain, unit, enc, unit, overhead);
+    double overhead = median(ratios, ROUNDS), cpu_overhead = median(cpu_ratios, ROUNDS);
+    printf("%-34s plain %9.1f %-6s encrypted %9.1f %-6s overhead %5.1f%% (CPU time %+5.1f%%)\n", what, plain, unit,
+           enc, unit, overhead, cpu_overhead);
+    printf("BENCH name=crypt_%s_cpu_overhead value=%.1f unit=%%\n", id, cpu_overhead);
     printf("BENCH name=crypt_%s_plain value=%.1f unit=%s\n", id, plain, unit);
     printf("BENCH name=crypt_%s_encrypted value=%.1f unit=%s\n", id, enc, unit);
     if (!target) {
@@ -275,9 +301,13 @@ int main(int argc, char **argv)
             lib_open(&a, root, "a", enc);
             lib_open(&b, root, "b", enc);
             rate[enc][0][r] = ingest(&a);
+            cpu[enc][0][r] = cpu_last;
             rate[enc][1][r] = metadata(&a);
+            cpu[enc][1][r] = cpu_last;
             rate[enc][2][r] = transfer(&a, &b);
+            cpu[enc][2][r] = cpu_last;
             rate[enc][3][r] = reads(&b);
+            cpu[enc][3][r] = cpu_last;
             lib_close(&a);
             lib_close(&b);
         }
