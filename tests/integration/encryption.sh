@@ -12,6 +12,8 @@ TOOL="$SBX_BLOBTOOL_BIN"
 FIX="$SHOEBOX_SHARED/fixtures/exif"
 PASS='correct horse battery staple'
 export SHOEBOX_PASSPHRASE="$PASS"
+base=$((20000 + ($$ % 20000) + 7))
+PA=$base PB=$((base + 1))
 
 A=$T_TMP/a
 ok "encrypted init (passphrase from SHOEBOX_PASSPHRASE)" "$SB" --data "$A" init --name laptop --encrypt
@@ -19,7 +21,7 @@ check "the key file is sealed" '[ "$(head -c 7 "$A/device.key")" = SBXKEY2 ] && 
 check "init --json says encrypted" \
   '"$SB" --data "$T_TMP/j" --json init --encrypt | jq -e ".encrypted == true" >/dev/null'
 
-ok "the daemon starts and waits locked" start_daemon "$A"
+ok "the daemon starts and waits locked" start_daemon "$A" --listen 127.0.0.1:$PA
 S=$("$SB" --data "$A" status --json)
 check "locked status: encrypted, locked, nothing else" \
   '[ "$(jq -c "[.encrypted, .locked, has(\"device_id\"), has(\"photos\")]" <<<"$S")" = "[true,true,false,false]" ]'
@@ -40,6 +42,20 @@ P=$("$SB" --data "$A" photos --json)
 check "the photos are in the library" '[ "$(jq length <<<"$P")" -ge 10 ]'
 check "with their GPS and makes" '[ "$(jq "[.[] | select(.location_lat != null)] | length" <<<"$P")" -ge 2 ]'
 ok "album and tag" bash -c "id=\$(\"$SB\" --data \"$A\" album create 'Holiday in Toscana') && \"$SB\" --data \"$A\" tag \"$(jq -r '.[0].id' <<<"$P")\" sunset-over-siena"
+
+# A device joining with --encrypt keeps what it receives encrypted too.
+B=$T_TMP/b
+URI=$("$SB" --data "$A" pair --json | jq -r .uri)
+ok "b joins with --encrypt" env SHOEBOX_PASSPHRASE='b has its own' "$SB" --data "$B" join "$URI" --name phone --encrypt
+check "b's key file is sealed" '[ "$(head -c 7 "$B/device.key")" = SBXKEY2 ]'
+ok "b starts locked" start_daemon "$B" --listen 127.0.0.1:$PB
+check "b is locked" '[ "$(jq_status "$B" .locked)" = true ]'
+check "a's passphrase does not open b" \
+  '! "$SB" --data "$B" unlock 2>"$T_TMP/err" && grep -q "wrong passphrase" "$T_TMP/err"'
+ok "b unlocks with its own" env SHOEBOX_PASSPHRASE='b has its own' "$SB" --data "$B" unlock
+ok "a and b converge" until_true 30 bash -c '[ "$("$0" --data "$1" status --json | jq -r .state_digest)" = "$("$0" --data "$2" status --json | jq -r .state_digest)" ]' "$SB" "$A" "$B"
+check "b holds the photos" '[ "$(jq_status "$B" .photos)" = "$(jq length <<<"$P")" ]'
+ok "b stops" stop_daemon "$B"
 ok "the daemon stops" stop_daemon "$A"
 # The originals in the blob store (the importer stores them itself once it
 # writes blobs; the tool puts them in either way).
@@ -58,6 +74,7 @@ while read -r lat lon; do
 done < <(jq -r '.[] | select(.location_lat != null) | "\(.location_lat) \(.location_lon)"' <<<"$P")
 while read -r h; do scan_args+=(-s "$h"); done < <(jq -r '.[].hash' <<<"$P")
 ok "no known plaintext in any file of the encrypted data dir" "$TOOL" scan "$A" "${scan_args[@]}"
+ok "none in the joined device's data dir either" "$TOOL" scan "$B" "${scan_args[@]}"
 check "the scan covered the database and the blobs" \
   '[ "$(find "$A" -type f | wc -l)" -ge 12 ] && [ "$(find "$A/blobs" -type f | wc -l)" -ge 11 ]'
 check "grep finds no camera make either" '! grep -r -a -l -F -e Canon -e NIKON -e "Toscana" "$A"'
