@@ -506,7 +506,37 @@ SBX_TEST(page_size_cannot_change)
     raw_close(db, vfs);
 }
 
-SBX_TEST_MAIN(SBX_CASE(store_round_trip_leaves_no_plaintext), SBX_CASE(every_tampered_page_is_reported_damaged),
+/* Two connections to one encrypted database (each store has its own VFS
+ * instance, the same key): they share the WAL and its index, as two plain
+ * connections do. */
+SBX_TEST(two_connections_share_the_wal)
+{
+    char path[128], err[256];
+    uint8_t key[32];
+    key_of(key, 9);
+    path_in_tmp(path, sizeof path, "two.db");
+    unlink_db(path);
+    sbx_store *a = NULL, *b = NULL;
+    REQUIRE(sbx_store_open_key(&a, path, SBX_STORE_CREATE, key, err, sizeof err) == 0);
+    REQUIRE(sbx_store_exec(a, "CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, b BLOB)") == 0);
+    REQUIRE(sbx_store_open_key(&b, path, 0, key, err, sizeof err) == 0);
+    for (int round = 0; round < 3; round++) {
+        REQUIRE(sbx_store_begin(a) == 0);
+        REQUIRE(insert_rows(sbx_store_db(a), round * 50, round * 50 + 50) == SQLITE_OK);
+        REQUIRE(sbx_store_commit(a) == 0);
+        CHECK_EQ_INT(sbx_store_query_int(b, "SELECT count(*) FROM t"), (round + 1) * 50);
+        /* And the other way round. */
+        REQUIRE(sbx_store_exec(b, "UPDATE t SET a = a || ' seen' WHERE id % 7 = 0") == 0);
+        CHECK(sbx_store_query_int(a, "SELECT count(*) FROM t WHERE a LIKE '% seen%'") > 0);
+    }
+    CHECK_EQ_INT(sbx_store_exec(a, "PRAGMA wal_checkpoint(TRUNCATE)"), 0);
+    CHECK_EQ_INT(sbx_store_query_int(b, "SELECT count(*) FROM t WHERE length(b) = 6000"), 150);
+    sbx_store_close(b);
+    sbx_store_close(a);
+    CHECK(!file_has(path, MARKER, strlen(MARKER)));
+}
+
+SBX_TEST_MAIN(SBX_CASE(two_connections_share_the_wal), SBX_CASE(store_round_trip_leaves_no_plaintext), SBX_CASE(every_tampered_page_is_reported_damaged),
               SBX_CASE(wrong_key_and_wrong_mode_are_refused), SBX_CASE(wal_is_encrypted_and_recovers_after_a_crash),
               SBX_CASE(hot_journal_rolls_back_through_the_vfs), SBX_CASE(temporary_files_are_encrypted),
               SBX_CASE(page_size_cannot_change))
