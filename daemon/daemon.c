@@ -35,8 +35,9 @@ static const char *key_problem(int rc)
  * sbx_daemon_unlock brings the passphrase (`pass`, NULL for a plain
  * library). */
 static int open_library(struct sbx_daemon *d, const struct sbx_daemon_options *opt, const char *pass,
-                        size_t passlen, char *errmsg, size_t size)
+                        size_t passlen, bool *net_failed, char *errmsg, size_t size)
 {
+    *net_failed = false;
     char path[4096];
     uint8_t storage_key[SBX_STORAGE_KEY_BYTES];
     bool sealed = false;
@@ -63,7 +64,10 @@ static int open_library(struct sbx_daemon *d, const struct sbx_daemon_options *o
     sbx_engine_set_data(d->engine, d);
     sbx_store_meta_get_text(d->store, "device_name", d->device_name, sizeof d->device_name);
     rc = sbx_net_start(d, errmsg, size);
-    if (rc != 0) return rc;
+    if (rc != 0) {
+        *net_failed = true;
+        return rc;
+    }
     d->locked = false;
     return 0;
 }
@@ -123,7 +127,8 @@ int sbx_daemon_open(struct sbx_daemon *d, uv_loop_t *loop, const struct sbx_daem
         d->locked = true;
         sbx_info("the library is encrypted: waiting for its passphrase ('shoebox unlock')");
     } else {
-        rc = open_library(d, opt, opt->passphrase, opt->passphrase_len, errmsg, size);
+        bool net_failed;
+        rc = open_library(d, opt, opt->passphrase, opt->passphrase_len, &net_failed, errmsg, size);
         if (rc != 0) return rc;
     }
     return sbx_control_start(d, errmsg, size);
@@ -135,10 +140,18 @@ int sbx_daemon_unlock(struct sbx_daemon *d, const char *pass, size_t passlen, ch
         snprintf(errmsg, size, "%s", d->encrypted ? "the library is already unlocked" : "the library is not encrypted");
         return SBX_ESTATE;
     }
-    int rc = open_library(d, &d->options, pass, passlen, errmsg, size);
+    bool net_failed;
+    int rc = open_library(d, &d->options, pass, passlen, &net_failed, errmsg, size);
+    if (rc != 0 && net_failed) {
+        /* The passphrase was right but networking cannot start (the listen
+         * address is taken): as at an unlocked start, the daemon stops, and
+         * its handles close on the way out rather than being reused. */
+        sbx_error("%s", errmsg);
+        sbx_daemon_stop(d);
+        return rc;
+    }
     if (rc != 0) {
         /* Back to locked, with nothing of the library open. */
-        sbx_net_stop(d);
         sbx_engine_close(d->engine);
         d->engine = NULL;
         sbx_store_close(d->store);
