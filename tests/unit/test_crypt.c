@@ -10,6 +10,7 @@
 #include "shoebox/util.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <sodium.h>
 #include <stdbool.h>
 #include <sys/stat.h>
@@ -17,11 +18,22 @@
 
 static char tmpdir[64];
 
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void rm_tmpdir(void) { nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+
 static void path_in_tmp(char *out, size_t size, const char *name)
 {
     if (!tmpdir[0]) {
         snprintf(tmpdir, sizeof tmpdir, "/tmp/sbx-crypt-XXXXXX");
         if (!mkdtemp(tmpdir)) abort();
+        atexit(rm_tmpdir);
     }
     snprintf(out, size, "%s/%s", tmpdir, name);
 }
