@@ -1,8 +1,19 @@
 /* The content-addressed blob store (see shoebox/blob.h for the contract).
  *
  * Every byte of every blob goes through this file: the paths are private to
- * it, so that encryption at rest can wrap the reads and writes here. */
+ * it, and so is encryption at rest. In an encrypted data dir (the store was
+ * opened with a storage key) a blob file is
+ *     header: a random 16-byte file id | a 16-byte MAC of (file id, blob
+ *             hash, size) under the header subkey
+ *     then per chunk: 24-byte random nonce | ciphertext | 16-byte tag
+ * each chunk sealed with XChaCha20-Poly1305 under the blob data subkey with
+ * (file id, chunk index) as associated data, and the file is named by a
+ * keyed BLAKE2b of the blob's SHA-256 instead of the SHA-256 itself. So a
+ * chunk cannot move within a file or to another file, a file cannot be
+ * swapped for another blob's, and a range read decrypts only the chunks it
+ * touches. A chunk that fails its tag is SBX_ECORRUPT: never handed out. */
 #include "shoebox/blob.h"
+#include "shoebox/crypt.h"
 #include "shoebox/err.h"
 #include "shoebox/log.h"
 #include "shoebox/util.h"
@@ -12,6 +23,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/evp.h>
+#include <sodium.h>
 #include <sqlite3.h>
 #include <string.h>
 #include <sys/file.h>
@@ -39,9 +51,31 @@
 
 _Static_assert(SBX_MAX_BLOB_CHUNKS <= UINT32_MAX, "chunk indexes fit in 32 bits");
 
+/* Encrypted blob files: header, then one record per chunk. */
+#define FILE_ID 16
+#define ENC_HDR (FILE_ID + 16)
+#define REC_OVERHEAD (SBX_AEAD_NONCE_BYTES + SBX_AEAD_TAG_BYTES)
+#define REC_MAX (SBX_BLOB_CHUNK + REC_OVERHEAD)
+#define CHUNK_AD 28
+
+/* What sealing or opening a chunk needs: the data key and a cipher context.
+ * Each handle (store, writer, open file) has its own, so an open file can
+ * be read on another thread than the store's. */
+struct sealer {
+    sbx_aead *aead;
+    struct sbx_nonce_seq nonces;
+    uint8_t key[SBX_AEAD_KEY_BYTES];
+    uint8_t *rec; /* one record of scratch (REC_MAX bytes) */
+};
+
 struct sbx_blobstore {
     sbx_store *store;
     EVP_MD *md; /* SHA-256, fetched once rather than at every digest init */
+    /* Encryption at rest, when the store has a storage key. */
+    bool enc;
+    struct sealer seal;
+    uint8_t k_name[SBX_AEAD_KEY_BYTES]; /* file names */
+    uint8_t k_hdr[SBX_AEAD_KEY_BYTES];  /* header MACs */
     /* DATA_DIR/blobs. Shorter than PATH_MAX by more than any name appended
      * to it, so every path built below provably fits. */
     char root[PATH_MAX - 128];
@@ -65,12 +99,26 @@ struct sbx_blob_writer {
     int err; /* sticky: the first write error */
     uint64_t kicked; /* bytes handed to writeback so far */
     struct hasher h;
+    /* Encrypted: the current chunk's plaintext, sealed once full. */
+    struct sealer seal;
+    uint8_t *pending;
+    size_t pending_len;
+    uint32_t next_idx;
+    uint8_t file_id[FILE_ID];
     char tmp[PATH_MAX];
 };
 
 struct sbx_blob_file {
     int fd;
     uint64_t size;
+    /* Encrypted: the file id, and the last chunk opened, so that small
+     * sequential range reads open each chunk once. */
+    bool enc;
+    uint32_t chunk_size;
+    uint8_t file_id[FILE_ID];
+    struct sealer seal;
+    uint8_t *cache;
+    int64_t cached; /* chunk index in cache, -1 for none */
 };
 
 /* A blob's row. */
@@ -136,17 +184,31 @@ static size_t chunk_len(const struct row *r, uint32_t idx)
     return (size_t)(left < r->chunk_size ? left : r->chunk_size);
 }
 
+/* The file name of a blob: its SHA-256 in hex, or in an encrypted store a
+ * keyed BLAKE2b of it, so the names on disk do not tell which photos (of
+ * known hash) the library holds. */
+static void blob_name(const sbx_blobstore *bs, const uint8_t hash[HASH], char hex[HEX_LEN + 1])
+{
+    if (!bs->enc) {
+        sbx_hex_encode(hex, hash, HASH);
+        return;
+    }
+    uint8_t name[HASH];
+    crypto_generichash(name, sizeof name, hash, HASH, bs->k_name, sizeof bs->k_name);
+    sbx_hex_encode(hex, name, HASH);
+}
+
 static void final_path(const sbx_blobstore *bs, const uint8_t hash[HASH], char out[PATH_MAX])
 {
     char hex[HEX_LEN + 1];
-    sbx_hex_encode(hex, hash, HASH);
+    blob_name(bs, hash, hex);
     snprintf(out, PATH_MAX, "%s/%.2s/%.2s/%s", bs->root, hex, hex + 2, hex);
 }
 
 static void partial_path(const sbx_blobstore *bs, const uint8_t hash[HASH], char out[PATH_MAX])
 {
     char hex[HEX_LEN + 1];
-    sbx_hex_encode(hex, hash, HASH);
+    blob_name(bs, hash, hex);
     snprintf(out, PATH_MAX, "%s/partial/%s", bs->root, hex);
 }
 
@@ -181,7 +243,7 @@ static int mkdir_durable(const char *dir)
 static int ensure_fanout(const sbx_blobstore *bs, const uint8_t hash[HASH])
 {
     char hex[HEX_LEN + 1], dir[PATH_MAX];
-    sbx_hex_encode(hex, hash, HASH);
+    blob_name(bs, hash, hex);
     snprintf(dir, sizeof dir, "%s/%.2s", bs->root, hex);
     int rc = mkdir_durable(dir);
     if (rc) return rc;
@@ -254,6 +316,114 @@ static int sha256(const sbx_blobstore *bs, const void *data, size_t len, uint8_t
     if (!EVP_Digest(data, len, out, &outlen, bs->md, NULL)) return SBX_ENOMEM;
     SBX_ASSERT(outlen == HASH);
     return 0;
+}
+
+/* ---- Encryption --------------------------------------------------------- */
+
+/* rec_cap: the largest record the handle will see (a whole chunk and its
+ * overhead, or less for a small blob opened for reading). */
+static int sealer_init(struct sealer *s, const uint8_t key[SBX_AEAD_KEY_BYTES], size_t rec_cap)
+{
+    memset(s, 0, sizeof *s);
+    memcpy(s->key, key, SBX_AEAD_KEY_BYTES);
+    if (sbx_aead_new(&s->aead) != 0 || !(s->rec = malloc(rec_cap))) return SBX_ENOMEM;
+    sbx_nonce_seq_init(&s->nonces);
+    return 0;
+}
+
+static void sealer_free(struct sealer *s)
+{
+    sbx_aead_free(s->aead);
+    free(s->rec);
+    sodium_memzero(s, sizeof *s);
+}
+
+/* Where chunk idx starts on disk, and how big the file of a blob is. */
+static uint64_t rec_off(bool enc, uint32_t chunk_size, uint32_t idx)
+{
+    return enc ? ENC_HDR + (uint64_t)idx * (chunk_size + REC_OVERHEAD) : (uint64_t)idx * chunk_size;
+}
+
+static uint64_t disk_size(bool enc, uint64_t size, uint32_t chunk_size)
+{
+    return enc ? ENC_HDR + size + (uint64_t)chunks_for(size, chunk_size) * REC_OVERHEAD : size;
+}
+
+static void header_mac(const uint8_t key[SBX_AEAD_KEY_BYTES], const uint8_t file_id[FILE_ID],
+                       const uint8_t hash[HASH], uint64_t size, uint8_t out[16])
+{
+    uint8_t le[8];
+    for (int i = 0; i < 8; i++) le[i] = (uint8_t)(size >> (8 * i));
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, key, SBX_AEAD_KEY_BYTES, 16);
+    crypto_generichash_update(&st, (const uint8_t *)"sbxblob1", 8);
+    crypto_generichash_update(&st, file_id, FILE_ID);
+    crypto_generichash_update(&st, hash, HASH);
+    crypto_generichash_update(&st, le, sizeof le);
+    crypto_generichash_final(&st, out, 16);
+}
+
+/* A new header for the blob `hash` of `size` bytes, with a fresh file id. */
+static void header_make(const sbx_blobstore *bs, const uint8_t hash[HASH], uint64_t size,
+                        uint8_t hdr[ENC_HDR])
+{
+    randombytes_buf(hdr, FILE_ID);
+    header_mac(bs->k_hdr, hdr, hash, size, hdr + FILE_ID);
+}
+
+/* Reads and checks the header of an encrypted blob file: the file must be
+ * the one made for this hash and size (not another blob's, swapped in). */
+static int header_check(const uint8_t k_hdr[SBX_AEAD_KEY_BYTES], int fd, const uint8_t hash[HASH],
+                        uint64_t size, uint8_t file_id[FILE_ID])
+{
+    uint8_t hdr[ENC_HDR], mac[16];
+    int rc = pread_exact(fd, hdr, sizeof hdr, 0);
+    if (rc) return rc;
+    header_mac(k_hdr, hdr, hash, size, mac);
+    if (sodium_memcmp(mac, hdr + FILE_ID, 16) != 0) {
+        /* No hash in the log: in an encrypted store it is not to be seen. */
+        sbx_warn("blob store: a file header failed authentication (damaged, tampered with or swapped)");
+        return SBX_ECORRUPT;
+    }
+    memcpy(file_id, hdr, FILE_ID);
+    return 0;
+}
+
+static void chunk_ad(uint8_t ad[CHUNK_AD], const uint8_t file_id[FILE_ID], uint32_t idx)
+{
+    memcpy(ad, "sbxblob1", 8);
+    memcpy(ad + 8, file_id, FILE_ID);
+    for (int i = 0; i < 4; i++) ad[24 + i] = (uint8_t)(idx >> (8 * i));
+}
+
+/* Seals chunk idx (len plaintext bytes) into s->rec: nonce | ciphertext | tag. */
+static int seal_chunk(struct sealer *s, const uint8_t file_id[FILE_ID], uint32_t idx, const uint8_t *plain,
+                      size_t len)
+{
+    uint8_t ad[CHUNK_AD];
+    chunk_ad(ad, file_id, idx);
+    sbx_nonce_seq_next(&s->nonces, s->rec);
+    return sbx_aead_seal(s->aead, s->key, s->rec, ad, sizeof ad, plain, len, s->rec + SBX_AEAD_NONCE_BYTES,
+                         s->rec + SBX_AEAD_NONCE_BYTES + len);
+}
+
+/* Reads chunk idx (clen plaintext bytes) of a blob file into out: as it is
+ * on disk when plain, opened when encrypted (file_id non-NULL). */
+static int read_plain_chunk(struct sealer *s, int fd, const uint8_t *file_id, uint32_t chunk_size, uint32_t idx,
+                            size_t clen, uint8_t *out)
+{
+    if (!file_id) return pread_exact(fd, out, clen, rec_off(false, chunk_size, idx));
+    int rc = pread_exact(fd, s->rec, clen + REC_OVERHEAD, rec_off(true, chunk_size, idx));
+    if (rc) return rc;
+    uint8_t ad[CHUNK_AD];
+    chunk_ad(ad, file_id, idx);
+    rc = sbx_aead_open(s->aead, s->key, s->rec, ad, sizeof ad, s->rec + SBX_AEAD_NONCE_BYTES, clen, out,
+                       s->rec + SBX_AEAD_NONCE_BYTES + clen);
+    if (rc == SBX_ECRYPTO) {
+        sbx_warn("blob store: chunk %u failed authentication (damaged or tampered with)", idx);
+        return SBX_ECORRUPT;
+    }
+    return rc;
 }
 
 void sbx_blob_sha256(const void *data, size_t len, uint8_t out[SBX_BLOB_HASH_BYTES])
@@ -373,17 +543,20 @@ fail:
     return rc;
 }
 
-/* SHA-256 of the first `size` bytes of fd, read sequentially. */
-static int hash_fd(const sbx_blobstore *bs, int fd, uint64_t size, uint8_t out[HASH])
+/* SHA-256 of the `size` bytes of the blob in fd, read chunk by chunk
+ * (opened when encrypted: file_id non-NULL). */
+static int hash_fd(sbx_blobstore *bs, int fd, const uint8_t *file_id, uint64_t size, uint32_t chunk_size,
+                   uint8_t out[HASH])
 {
     int rc = SBX_ENOMEM;
     uint8_t *buf = malloc(IO_BUF);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    _Static_assert(IO_BUF >= SBX_BLOB_CHUNK, "a chunk fits the buffer");
     if (!buf || !ctx || !EVP_DigestInit_ex2(ctx, bs->md, NULL)) goto fail;
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    for (uint64_t off = 0; off < size;) {
-        size_t want = size - off < IO_BUF ? (size_t)(size - off) : IO_BUF;
-        if ((rc = pread_exact(fd, buf, want, off)) != 0) goto fail;
+    for (uint64_t off = 0, idx = 0; off < size; idx++) {
+        size_t want = size - off < chunk_size ? (size_t)(size - off) : chunk_size;
+        if ((rc = read_plain_chunk(&bs->seal, fd, file_id, chunk_size, (uint32_t)idx, want, buf)) != 0) goto fail;
         rc = SBX_ENOMEM;
         if (!EVP_DigestUpdate(ctx, buf, want)) goto fail;
         off += want;
@@ -587,6 +760,28 @@ static void sweep_tmp(sbx_blobstore *bs)
     closedir(d);
 }
 
+static const char SQL_PARTIALS[] = "SELECT hash FROM blobs WHERE complete = 0";
+
+/* In an encrypted store a file name is a keyed hash that cannot be turned
+ * back into the blob's hash: a partial file is live when one of the
+ * partial rows (few: transfers under way) has its name. 1 live, 0 not, -1
+ * unsure (a database error). */
+static int enc_partial_live(sbx_blobstore *bs, const char *name)
+{
+    sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_PARTIALS);
+    if (!st) return -1;
+    int live = 0, rc;
+    while (!live && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        char hex[HEX_LEN + 1];
+        if (sqlite3_column_bytes(st, 0) != HASH) continue;
+        blob_name(bs, sqlite3_column_blob(st, 0), hex);
+        live = strcmp(hex, name) == 0;
+    }
+    if (!live && rc != SQLITE_DONE) live = -1;
+    sqlite3_reset(st);
+    return live;
+}
+
 /* Removes partial files with no partial row (a crash between creating the
  * file and recording it, or a row deleted while a file stayed). */
 static void sweep_partial(sbx_blobstore *bs)
@@ -600,7 +795,9 @@ static void sweep_partial(sbx_blobstore *bs)
         if (e->d_name[0] == '.' || !old_enough(dirfd(d), e->d_name)) continue;
         uint8_t hash[HASH];
         struct row r;
-        if (is_hex_name(e->d_name, hash)) {
+        if (bs->enc) {
+            if (enc_partial_live(bs, e->d_name) != 0) continue; /* live, or unsure: keep it */
+        } else if (is_hex_name(e->d_name, hash)) {
             int rc = row_get(bs, hash, &r);
             if (rc == 0 && !r.complete) continue;
             if (rc != 0 && rc != SBX_ENOENT) continue; /* unsure: keep it */
@@ -621,6 +818,16 @@ int sbx_blobstore_open(sbx_blobstore **out, const char *data_dir, sbx_store *sto
     int n = snprintf(bs->root, sizeof bs->root, "%s/blobs", data_dir);
     if (n < 0 || (size_t)n >= sizeof bs->root) { rc = SBX_ETOOBIG; goto fail; }
     if (!(bs->md = EVP_MD_fetch(NULL, "SHA256", NULL))) { rc = SBX_EUNSUPPORTED; goto fail; }
+    uint8_t key[SBX_AEAD_KEY_BYTES];
+    if (sbx_store_subkey(store, SBX_SUBKEY_BLOB_DATA, key) == 0) {
+        /* The store is encrypted, so are its blobs. */
+        bs->enc = true;
+        rc = sealer_init(&bs->seal, key, REC_MAX);
+        sodium_memzero(key, sizeof key);
+        if (rc) goto fail;
+        sbx_store_subkey(store, SBX_SUBKEY_BLOB_NAME, bs->k_name);
+        sbx_store_subkey(store, SBX_SUBKEY_BLOB_HEADER, bs->k_hdr);
+    }
     char dir[PATH_MAX];
     if ((rc = sbx_mkdir_p(bs->root, DIR_MODE)) != 0) goto fail;
     snprintf(dir, sizeof dir, "%s/tmp", bs->root);
@@ -640,6 +847,9 @@ void sbx_blobstore_close(sbx_blobstore *bs)
 {
     if (!bs) return;
     EVP_MD_free(bs->md);
+    sealer_free(&bs->seal);
+    sodium_memzero(bs->k_name, sizeof bs->k_name);
+    sodium_memzero(bs->k_hdr, sizeof bs->k_hdr);
     free(bs);
 }
 
@@ -722,13 +932,25 @@ int sbx_blob_put_buf(sbx_blobstore *bs, const void *data, size_t len, sbx_blob_k
     uint32_t n = chunks_for(len, SBX_BLOB_CHUNK);
     if (!(chunks = malloc((size_t)n * HASH + 1))) return SBX_ENOMEM;
     if ((rc = tmp_create(bs, tmp, &fd)) != 0) goto out;
+    uint8_t hdr[ENC_HDR];
+    if (bs->enc) {
+        header_make(bs, hash, len, hdr);
+        rc = pwrite_all(fd, hdr, sizeof hdr, 0);
+    }
     /* Chunk by chunk: write, start its writeback, then hash the next while
      * the disk works, so the final fsync has little left to wait for. */
     for (uint32_t i = 0; i < n && rc == 0; i++) {
         size_t off = (size_t)i * SBX_BLOB_CHUNK;
         size_t clen = len - off < SBX_BLOB_CHUNK ? len - off : SBX_BLOB_CHUNK;
-        rc = write_all(fd, p + off, clen);
-        if (rc == 0) kick_writeback(fd, off, clen);
+        if (bs->enc) {
+            uint64_t at = rec_off(true, SBX_BLOB_CHUNK, i);
+            rc = seal_chunk(&bs->seal, hdr, i, p + off, clen);
+            if (rc == 0) rc = pwrite_all(fd, bs->seal.rec, clen + REC_OVERHEAD, at);
+            if (rc == 0) kick_writeback(fd, at, clen + REC_OVERHEAD);
+        } else {
+            rc = write_all(fd, p + off, clen);
+            if (rc == 0) kick_writeback(fd, off, clen);
+        }
         if (rc == 0 && i == 0) memcpy(chunks, chunk0, HASH);
         if (rc == 0 && i > 0) rc = sha256(bs, p + off, clen, chunks + (size_t)i * HASH);
     }
@@ -752,13 +974,49 @@ int sbx_blob_writer_begin(sbx_blobstore *bs, sbx_blob_kind kind, sbx_blob_writer
     w->kind = kind;
     w->fd = -1;
     int rc = hasher_init(&w->h, bs->md);
+    if (rc == 0 && bs->enc) {
+        rc = sealer_init(&w->seal, bs->seal.key, REC_MAX);
+        if (rc == 0 && !(w->pending = malloc(SBX_BLOB_CHUNK))) rc = SBX_ENOMEM;
+        randombytes_buf(w->file_id, sizeof w->file_id);
+    }
     if (rc == 0) rc = tmp_create(bs, w->tmp, &w->fd);
     if (rc) {
-        hasher_free(&w->h);
-        free(w);
+        sbx_blob_writer_abort(w);
         return rc;
     }
     *out = w;
+    return 0;
+}
+
+/* Seals the pending plaintext as the next chunk and writes its record. */
+static int writer_seal(sbx_blob_writer *w)
+{
+    uint64_t at = rec_off(true, SBX_BLOB_CHUNK, w->next_idx);
+    size_t n = w->pending_len + REC_OVERHEAD;
+    int rc = seal_chunk(&w->seal, w->file_id, w->next_idx, w->pending, w->pending_len);
+    if (rc == 0) rc = pwrite_all(w->fd, w->seal.rec, n, at);
+    if (rc == 0) kick_writeback(w->fd, at, n);
+    w->next_idx++;
+    w->pending_len = 0;
+    return rc;
+}
+
+/* Encrypted writes gather a whole chunk before sealing it: a record is the
+ * unit that range reads and transfers open. */
+static int writer_push(sbx_blob_writer *w, const uint8_t *p, size_t len)
+{
+    while (len > 0) {
+        size_t take = SBX_BLOB_CHUNK - w->pending_len;
+        if (take > len) take = len;
+        memcpy(w->pending + w->pending_len, p, take);
+        w->pending_len += take;
+        p += take;
+        len -= take;
+        if (w->pending_len == SBX_BLOB_CHUNK) {
+            int rc = writer_seal(w);
+            if (rc) return rc;
+        }
+    }
     return 0;
 }
 
@@ -767,6 +1025,11 @@ int sbx_blob_writer_write(sbx_blob_writer *w, const void *data, size_t len)
     if (!w || (!data && len)) return SBX_EINVAL;
     if (w->err) return w->err;
     int rc = hasher_update(&w->h, w->bs->md, data, len);
+    if (rc == 0 && w->bs->enc) {
+        rc = writer_push(w, data, len);
+        w->err = rc;
+        return rc;
+    }
     if (rc == 0) rc = write_all(w->fd, data, len);
     uint64_t whole = w->h.size - w->h.fill; /* up to the last chunk boundary */
     if (rc == 0 && whole > w->kicked) {
@@ -785,6 +1048,9 @@ void sbx_blob_writer_abort(sbx_blob_writer *w)
         unlink(w->tmp);
     }
     hasher_free(&w->h);
+    sealer_free(&w->seal);
+    if (w->pending) sodium_memzero(w->pending, SBX_BLOB_CHUNK);
+    free(w->pending);
     free(w);
 }
 
@@ -807,6 +1073,16 @@ int sbx_blob_writer_commit(sbx_blob_writer *w, const uint8_t *expect,
         goto fail; /* drops the temp file; rc is 0 */
     }
     if (rc != SBX_ENOENT) goto fail;
+    if (w->bs->enc) {
+        /* The last, shorter chunk, then the header binding the file to the
+         * hash now known. */
+        rc = w->pending_len > 0 ? writer_seal(w) : 0;
+        uint8_t hdr[ENC_HDR];
+        memcpy(hdr, w->file_id, FILE_ID);
+        header_mac(w->bs->k_hdr, w->file_id, hash, w->h.size, hdr + FILE_ID);
+        if (rc == 0) rc = pwrite_all(w->fd, hdr, sizeof hdr, 0);
+        if (rc) goto fail;
+    }
     rc = install(w->bs, w->kind, w->tmp, w->fd, hash, w->h.size, w->h.chunks, w->h.n);
     w->fd = -1; /* install closed it and moved or removed the file */
 fail:
@@ -866,12 +1142,20 @@ static int partial_create(sbx_blobstore *bs, const uint8_t hash[HASH], uint64_t 
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, FILE_MODE);
     if (fd < 0) return errno_rc();
     int rc = 0;
-    if (size > 0) {
-        int e = posix_fallocate(fd, 0, (off_t)size);
+    uint64_t on_disk = disk_size(bs->enc, size, SBX_BLOB_CHUNK);
+    if (on_disk > 0) {
+        int e = posix_fallocate(fd, 0, (off_t)on_disk);
         /* A file system without fallocate still works, without the early
          * full-disk check. */
-        if (e == EOPNOTSUPP || e == EINVAL) e = ftruncate(fd, (off_t)size) == 0 ? 0 : errno;
+        if (e == EOPNOTSUPP || e == EINVAL) e = ftruncate(fd, (off_t)on_disk) == 0 ? 0 : errno;
         if (e) rc = sbx_err_from_errno(e);
+    }
+    if (rc == 0 && bs->enc) {
+        /* A new file id: chunks written under an earlier one (a reset
+         * partial) no longer open. */
+        uint8_t hdr[ENC_HDR];
+        header_make(bs, hash, size, hdr);
+        rc = pwrite_all(fd, hdr, sizeof hdr, 0);
     }
     if (rc == 0 && fsync(fd) != 0) rc = errno_rc();
     if (close(fd) != 0 && rc == 0) rc = errno_rc();
@@ -925,7 +1209,8 @@ int sbx_blob_partial_begin(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_B
         char path[PATH_MAX];
         struct stat st;
         partial_path(bs, hash, path);
-        if (stat(path, &st) == 0 && (uint64_t)st.st_size == size) return 0; /* resume */
+        if (stat(path, &st) == 0 && (uint64_t)st.st_size == disk_size(bs->enc, size, SBX_BLOB_CHUNK))
+            return 0; /* resume */
     }
     /* New, or its file went missing: (re)create the file, then the rows
      * with every chunk missing. */
@@ -937,6 +1222,8 @@ int sbx_blob_partial_begin(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_B
     }
     return rc;
 }
+
+static int partial_reset(sbx_blobstore *bs, const uint8_t hash[HASH], const struct row *r);
 
 /* The row of a partial blob (not complete). */
 static int partial_row(sbx_blobstore *bs, const uint8_t hash[HASH], struct row *r)
@@ -983,11 +1270,28 @@ int sbx_blob_partial_write_chunk(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_
     if (memcmp(got, want, HASH) != 0) return SBX_ECRYPTO;
     if (have) return 0; /* the same bytes are already there */
     int fd;
-    if ((rc = open_partial(bs, hash, O_WRONLY, &fd)) != 0) return rc;
-    rc = pwrite_all(fd, data, len, (uint64_t)idx * r.chunk_size);
+    if ((rc = open_partial(bs, hash, bs->enc ? O_RDWR : O_WRONLY, &fd)) != 0) return rc;
+    uint64_t at = rec_off(bs->enc, r.chunk_size, idx);
+    size_t n = bs->enc ? len + REC_OVERHEAD : len;
+    const uint8_t *bytes = data;
+    if (bs->enc) {
+        uint8_t file_id[FILE_ID];
+        rc = header_check(bs->k_hdr, fd, hash, r.size, file_id);
+        if (rc == SBX_ECORRUPT) {
+            /* A damaged header makes every chunk of the file unreadable:
+             * start the file over (all chunks missing) with this one. */
+            close(fd);
+            if ((rc = partial_reset(bs, hash, &r)) != 0) return rc;
+            if ((rc = open_partial(bs, hash, O_RDWR, &fd)) != 0) return rc;
+            rc = header_check(bs->k_hdr, fd, hash, r.size, file_id);
+        }
+        if (rc == 0) rc = seal_chunk(&bs->seal, file_id, idx, data, len);
+        bytes = bs->seal.rec;
+    }
+    if (rc == 0) rc = pwrite_all(fd, bytes, n, at);
     /* The bytes must be on disk before the row says they are. */
     if (rc == 0 && !(flags & SBX_BLOB_NOSYNC) && fdatasync(fd) != 0) rc = errno_rc();
-    if (rc == 0 && (flags & SBX_BLOB_NOSYNC)) kick_writeback(fd, (uint64_t)idx * r.chunk_size, len);
+    if (rc == 0 && (flags & SBX_BLOB_NOSYNC)) kick_writeback(fd, at, n);
     if (close(fd) != 0 && rc == 0) rc = errno_rc();
     if (rc == 0 && !(flags & SBX_BLOB_NOSYNC)) rc = set_have(bs, hash, idx, 1);
     return rc;
@@ -1050,7 +1354,7 @@ static int partial_reset(sbx_blobstore *bs, const uint8_t hash[HASH], const stru
 /* After a whole-file mismatch: re-reads every present chunk and marks those
  * that no longer match missing. *bad counts them. */
 static int recheck_chunks(sbx_blobstore *bs, const uint8_t hash[HASH], const struct row *r, int fd,
-                          size_t *bad)
+                          const uint8_t *file_id, size_t *bad)
 {
     *bad = 0;
     uint8_t *want = malloc((size_t)r->n_chunks * HASH + 1);
@@ -1074,7 +1378,7 @@ static int recheck_chunks(sbx_blobstore *bs, const uint8_t hash[HASH], const str
     for (uint32_t i = 0; i < n; i++) {
         size_t len = chunk_len(r, i);
         uint8_t got[HASH];
-        rc = pread_exact(fd, buf, len, (uint64_t)i * r->chunk_size);
+        rc = read_plain_chunk(&bs->seal, fd, file_id, r->chunk_size, i, len, buf);
         if (rc == 0) rc = sha256(bs, buf, len, got);
         if (rc == SBX_ECORRUPT || (rc == 0 && memcmp(got, want + (size_t)i * HASH, HASH) != 0)) {
             (*bad)++;
@@ -1114,7 +1418,9 @@ int sbx_blob_partial_finish(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_
          * place and the row partial: check it and record it. */
         fd = open(dst, O_RDONLY | O_CLOEXEC);
         if (fd < 0 && errno != ENOENT) return errno_rc();
-        rc = fd < 0 ? SBX_ECORRUPT : hash_fd(bs, fd, r.size, got);
+        uint8_t file_id[FILE_ID];
+        rc = fd < 0 ? SBX_ECORRUPT : bs->enc ? header_check(bs->k_hdr, fd, hash, r.size, file_id) : 0;
+        if (rc == 0) rc = hash_fd(bs, fd, bs->enc ? file_id : NULL, r.size, r.chunk_size, got);
         if (fd >= 0) close(fd);
         if (rc == 0 && memcmp(got, hash, HASH) != 0) rc = SBX_ECORRUPT;
         if (rc == 0) goto record;
@@ -1124,16 +1430,22 @@ int sbx_blob_partial_finish(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_
         return rc ? rc : SBX_ECORRUPT;
     }
     struct stat st;
+    uint8_t file_id[FILE_ID];
     if (fstat(fd, &st) != 0) { rc = errno_rc(); goto fail; }
-    if ((uint64_t)st.st_size != r.size) {
+    if ((uint64_t)st.st_size != disk_size(bs->enc, r.size, r.chunk_size) ||
+        (bs->enc && header_check(bs->k_hdr, fd, hash, r.size, file_id) != 0)) {
         close(fd);
         rc = partial_reset(bs, hash, &r);
         return rc ? rc : SBX_ECORRUPT;
     }
-    if ((rc = hash_fd(bs, fd, r.size, got)) != 0) goto fail;
-    if (memcmp(got, hash, HASH) != 0) {
+    rc = hash_fd(bs, fd, bs->enc ? file_id : NULL, r.size, r.chunk_size, got);
+    /* Encrypted, a damaged chunk fails its tag before the whole hash can
+     * fail: either way the chunks are checked one by one. */
+    bool mismatch = rc == 0 ? memcmp(got, hash, HASH) != 0 : bs->enc && rc == SBX_ECORRUPT;
+    if (rc != 0 && !mismatch) goto fail;
+    if (mismatch) {
         size_t bad = 0;
-        rc = recheck_chunks(bs, hash, &r, fd, &bad);
+        rc = recheck_chunks(bs, hash, &r, fd, bs->enc ? file_id : NULL, &bad);
         if (rc == 0) rc = bad ? SBX_ECORRUPT : SBX_ECRYPTO;
         goto fail;
     }
@@ -1212,8 +1524,10 @@ int sbx_blob_chunk_hashes(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BY
     return 0;
 }
 
-/* Opens a complete blob's file and checks its size against the row. */
-static int open_final(sbx_blobstore *bs, const uint8_t hash[HASH], struct row *r, int *fd_out)
+/* Opens a complete blob's file and checks its size against the row (and
+ * when encrypted its header, whose file id goes to file_id). */
+static int open_final(sbx_blobstore *bs, const uint8_t hash[HASH], struct row *r, int *fd_out,
+                      uint8_t file_id[FILE_ID])
 {
     int rc = row_get(bs, hash, r);
     if (rc) return rc;
@@ -1224,7 +1538,8 @@ static int open_final(sbx_blobstore *bs, const uint8_t hash[HASH], struct row *r
     if (fd < 0) return errno == ENOENT ? SBX_ENOENT : errno_rc();
     struct stat st;
     if (fstat(fd, &st) != 0) rc = errno_rc();
-    else if ((uint64_t)st.st_size != r->size) rc = SBX_ECORRUPT;
+    else if ((uint64_t)st.st_size != disk_size(bs->enc, r->size, r->chunk_size)) rc = SBX_ECORRUPT;
+    else if (bs->enc) rc = header_check(bs->k_hdr, fd, hash, r->size, file_id);
     if (rc) {
         close(fd);
         return rc;
@@ -1238,15 +1553,27 @@ int sbx_blob_open(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES], sb
     if (!bs || !hash || !out) return SBX_EINVAL;
     struct row r;
     int fd;
-    int rc = open_final(bs, hash, &r, &fd);
+    uint8_t file_id[FILE_ID];
+    int rc = open_final(bs, hash, &r, &fd, file_id);
     if (rc) return rc;
-    sbx_blob_file *f = malloc(sizeof *f);
+    sbx_blob_file *f = calloc(1, sizeof *f);
     if (!f) {
         close(fd);
         return SBX_ENOMEM;
     }
     f->fd = fd;
     f->size = r.size;
+    f->cached = -1;
+    if (bs->enc) {
+        f->enc = true;
+        f->chunk_size = r.chunk_size;
+        memcpy(f->file_id, file_id, FILE_ID);
+        size_t biggest = r.size < r.chunk_size ? (size_t)r.size : r.chunk_size;
+        if ((rc = sealer_init(&f->seal, bs->seal.key, biggest + REC_OVERHEAD)) != 0) {
+            sbx_blob_file_close(f);
+            return rc;
+        }
+    }
     touch_row(bs, hash, &r);
     *out = f;
     return 0;
@@ -1260,15 +1587,49 @@ int sbx_blob_file_read(sbx_blob_file *f, uint64_t offset, void *buf, size_t len,
     *got = 0;
     if (offset > f->size) return SBX_EINVAL;
     size_t want = f->size - offset < len ? (size_t)(f->size - offset) : len;
-    int rc = pread_exact(f->fd, buf, want, offset);
-    if (rc == 0) *got = want;
-    return rc;
+    if (!f->enc) {
+        int rc = pread_exact(f->fd, buf, want, offset);
+        if (rc == 0) *got = want;
+        return rc;
+    }
+    /* Chunk by chunk: a whole chunk opens straight into the caller's buffer,
+     * a part of one goes through the cache so the next read of the same
+     * chunk (a player's small sequential ranges) costs a copy. */
+    uint8_t *dst = buf;
+    uint32_t cs = f->chunk_size;
+    for (size_t done = 0; done < want;) {
+        uint64_t pos = offset + done;
+        uint32_t idx = (uint32_t)(pos / cs);
+        size_t within = (size_t)(pos % cs);
+        uint64_t left = f->size - (uint64_t)idx * cs;
+        size_t clen = left < cs ? (size_t)left : cs;
+        size_t n = clen - within < want - done ? clen - within : want - done;
+        int rc = 0;
+        if (f->cached != (int64_t)idx && within == 0 && n == clen) {
+            rc = read_plain_chunk(&f->seal, f->fd, f->file_id, cs, idx, clen, dst + done);
+        } else {
+            if (f->cached != (int64_t)idx) {
+                f->cached = -1;
+                if (!f->cache && !(f->cache = malloc(f->size < cs ? (size_t)f->size : cs))) return SBX_ENOMEM;
+                rc = read_plain_chunk(&f->seal, f->fd, f->file_id, cs, idx, clen, f->cache);
+                if (rc == 0) f->cached = idx;
+            }
+            if (rc == 0) memcpy(dst + done, f->cache + within, n);
+        }
+        if (rc) return rc;
+        done += n;
+    }
+    *got = want;
+    return 0;
 }
 
 void sbx_blob_file_close(sbx_blob_file *f)
 {
     if (!f) return;
     close(f->fd);
+    if (f->cache) sodium_memzero(f->cache, f->size < f->chunk_size ? (size_t)f->size : f->chunk_size);
+    free(f->cache);
+    sealer_free(&f->seal);
     free(f);
 }
 
@@ -1297,8 +1658,9 @@ int sbx_blob_read_chunk(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTE
     size_t clen = chunk_len(&r, idx);
     if (clen > cap) return SBX_ETOOBIG;
     int fd;
+    uint8_t file_id[FILE_ID];
     if (r.complete) {
-        if ((rc = open_final(bs, hash, &r, &fd)) != 0) return rc;
+        if ((rc = open_final(bs, hash, &r, &fd, file_id)) != 0) return rc;
     } else {
         sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_CHUNK);
         if (!st) return SBX_EDB;
@@ -1310,8 +1672,12 @@ int sbx_blob_read_chunk(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTE
         if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sbx_store_err(rc);
         if (!have) return SBX_ENOENT;
         if ((rc = open_partial(bs, hash, O_RDONLY, &fd)) != 0) return rc;
+        if (bs->enc && (rc = header_check(bs->k_hdr, fd, hash, r.size, file_id)) != 0) {
+            close(fd);
+            return rc;
+        }
     }
-    rc = pread_exact(fd, buf, clen, (uint64_t)idx * r.chunk_size);
+    rc = read_plain_chunk(&bs->seal, fd, bs->enc ? file_id : NULL, r.chunk_size, idx, clen, buf);
     close(fd);
     if (rc) return rc;
     if (r.complete) touch_row(bs, hash, &r);
@@ -1333,10 +1699,11 @@ int sbx_blob_verify(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES])
     if (!bs || !hash) return SBX_EINVAL;
     struct row r;
     int fd;
-    int rc = open_final(bs, hash, &r, &fd);
+    uint8_t file_id[FILE_ID];
+    int rc = open_final(bs, hash, &r, &fd, file_id);
     if (rc) return rc;
     uint8_t got[HASH];
-    rc = hash_fd(bs, fd, r.size, got);
+    rc = hash_fd(bs, fd, bs->enc ? file_id : NULL, r.size, r.chunk_size, got);
     close(fd);
     if (rc == 0 && memcmp(got, hash, HASH) != 0) rc = SBX_ECORRUPT;
     return rc;

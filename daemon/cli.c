@@ -9,6 +9,7 @@
 #include "shoebox/import.h"
 #include "shoebox/limits.h"
 #include "shoebox/log.h"
+#include "shoebox/passphrase.h"
 #include "shoebox/store.h"
 #include "shoebox/util.h"
 
@@ -120,6 +121,7 @@ static int call_send(struct cli *c, const char *cmd, json_t *args)
         if (w < 0) die("cannot talk to the daemon: %s", strerror(errno));
         off += (size_t)w;
     }
+    sodium_memzero(text, len); /* it may carry a passphrase (unlock) */
     free(text);
     return fd;
 }
@@ -166,6 +168,48 @@ static const char *jstr(json_t *o, const char *k)
 
 static json_int_t jint(json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
 
+/* ---- passphrases ---- */
+
+/* A passphrase from --passphrase-file FILE, else the environment variable
+ * `env`, else the terminal (asked twice when `confirm`). */
+static size_t get_passphrase(const char *file, const char *env, const char *prompt, bool confirm,
+                             char out[SBX_PASSPHRASE_BUF])
+{
+    size_t len = 0;
+    int rc;
+    if (file) {
+        rc = sbx_passphrase_read_file(file, out, &len);
+        if (rc != 0)
+            die("cannot use the passphrase file %s: %s", file,
+                rc == SBX_EPERM    ? "others can read it (chmod 600 it)"
+                : rc == SBX_EINVAL ? "it is empty"
+                                   : sbx_strerror(rc));
+        return len;
+    }
+    const char *v = getenv(env);
+    if (v && *v) {
+        len = strlen(v);
+        if (len > SBX_MAX_PASSPHRASE) die("$%s is longer than %u bytes", env, SBX_MAX_PASSPHRASE);
+        memcpy(out, v, len + 1);
+        return len;
+    }
+    rc = sbx_passphrase_prompt(prompt, out, &len);
+    if (rc == SBX_ENOENT) die("no passphrase: there is no terminal to ask on; give --passphrase-file FILE or set %s", env);
+    if (rc != 0) die("no passphrase: %s", rc == SBX_EINVAL ? "it is empty" : sbx_strerror(rc));
+    if (confirm) {
+        char again[SBX_PASSPHRASE_BUF];
+        size_t len2 = 0;
+        rc = sbx_passphrase_prompt("Repeat it: ", again, &len2);
+        bool same = rc == 0 && len2 == len && sodium_memcmp(again, out, len) == 0;
+        sbx_passphrase_wipe(again);
+        if (!same) {
+            sbx_passphrase_wipe(out);
+            die("the two passphrases differ; nothing changed");
+        }
+    }
+    return len;
+}
+
 /* ---- init ---- */
 
 static int cmd_init(struct cli *c)
@@ -173,7 +217,12 @@ static int cmd_init(struct cli *c)
     const char *name = take_opt(c, "--name");
     const char *role_s = take_opt(c, "--role");
     const char *libname = take_opt(c, "--library-name");
+    const char *pass_file = take_opt(c, "--passphrase-file");
+    bool encrypt = take_flag(c, "--encrypt");
+    bool plain = take_flag(c, "--no-encrypt");
     no_more_args(c, 0);
+    if (encrypt && plain) die("--encrypt and --no-encrypt contradict each other");
+    if (pass_file && !encrypt) die("--passphrase-file goes with --encrypt");
     enum sbx_role role = SBX_ROLE_CACHE;
     if (role_s && strcmp(role_s, "full") == 0) role = SBX_ROLE_FULL;
     else if (role_s && strcmp(role_s, "cache") != 0) die("--role is full or cache, not '%s'", role_s);
@@ -201,11 +250,23 @@ static int cmd_init(struct cli *c)
         die("%s already holds a library; nothing changed", c->data_dir);
 
     struct sbx_identity id;
-    rc = sbx_identity_create(keypath, &id);
+    uint8_t storage_key[SBX_STORAGE_KEY_BYTES];
+    if (encrypt) {
+        /* The device key and a new storage key, sealed under the
+         * passphrase (Argon2id); the database and blobs are encrypted
+         * under subkeys of the storage key. */
+        char pass[SBX_PASSPHRASE_BUF];
+        size_t passlen = get_passphrase(pass_file, "SHOEBOX_PASSPHRASE", "Passphrase for the new library: ", true, pass);
+        rc = sbx_identity_create_sealed(keypath, pass, passlen, NULL, &id, storage_key);
+        sbx_passphrase_wipe(pass);
+    } else {
+        rc = sbx_identity_create(keypath, &id);
+    }
     if (rc != 0) die("cannot create the device key %s: %s", keypath, sbx_strerror(rc));
     sbx_store *store = NULL;
     char err[512] = "";
-    rc = sbx_store_open(&store, dbpath, SBX_STORE_CREATE, err, sizeof err);
+    rc = sbx_store_open_key(&store, dbpath, SBX_STORE_CREATE, encrypt ? storage_key : NULL, err, sizeof err);
+    sodium_memzero(storage_key, sizeof storage_key);
     if (rc == 0)
         rc = sbx_engine_create_library(store, &id, libname, name, role, sbx_now_ms());
     sbx_store_close(store);
@@ -223,14 +284,72 @@ static int cmd_init(struct cli *c)
     }
     sbx_identity_wipe(&id);
     if (c->json) {
-        json_t *o = json_pack("{s:s, s:s, s:s}", "data_dir", c->data_dir, "name", name, "role",
-                              role == SBX_ROLE_FULL ? "full" : "cache");
+        json_t *o = json_pack("{s:s, s:s, s:s, s:b}", "data_dir", c->data_dir, "name", name, "role",
+                              role == SBX_ROLE_FULL ? "full" : "cache", "encrypted", encrypt);
         print_json(o);
         json_decref(o);
     } else {
-        printf("initialised a new library in %s (device \"%s\", role %s)\n", c->data_dir, name,
-               role == SBX_ROLE_FULL ? "full" : "cache");
+        printf("initialised a new %slibrary in %s (device \"%s\", role %s)\n", encrypt ? "encrypted " : "",
+               c->data_dir, name, role == SBX_ROLE_FULL ? "full" : "cache");
         printf("start the daemon with: shoeboxd --data %s\n", c->data_dir);
+        if (encrypt)
+            printf("it waits locked until 'shoebox unlock' (or give it --passphrase-file FILE);\n"
+                   "without the passphrase nothing in %s can be read: keep it safe\n", c->data_dir);
+    }
+    return 0;
+}
+
+/* ---- unlock, passwd ---- */
+
+static int cmd_unlock(struct cli *c)
+{
+    const char *pass_file = take_opt(c, "--passphrase-file");
+    no_more_args(c, 0);
+    json_t *st = call(c, "status", NULL);
+    bool locked = json_is_true(json_object_get(st, "locked"));
+    bool encrypted = json_is_true(json_object_get(st, "encrypted"));
+    json_decref(st);
+    if (!locked) die("%s", encrypted ? "the library is already unlocked" : "the library is not encrypted");
+    char pass[SBX_PASSPHRASE_BUF], hex[2 * SBX_MAX_PASSPHRASE + 1];
+    size_t len = get_passphrase(pass_file, "SHOEBOX_PASSPHRASE", "Passphrase: ", false, pass);
+    sbx_hex_encode(hex, (const uint8_t *)pass, len);
+    sbx_passphrase_wipe(pass);
+    json_t *r = call(c, "unlock", json_pack("{s:s}", "passphrase_hex", hex));
+    sodium_memzero(hex, sizeof hex);
+    if (c->json) print_json(r);
+    else printf("unlocked: device %s\n", jstr(r, "device_id"));
+    json_decref(r);
+    return 0;
+}
+
+/* The passphrase wraps the keys, not the data: changing it re-seals the
+ * key file alone, so it works with the daemon running or not. */
+static int cmd_passwd(struct cli *c)
+{
+    const char *old_file = take_opt(c, "--passphrase-file");
+    const char *new_file = take_opt(c, "--new-passphrase-file");
+    no_more_args(c, 0);
+    char keypath[4096];
+    sbx_datadir_path(keypath, sizeof keypath, c->data_dir, SBX_FILE_KEY);
+    bool sealed = false;
+    int rc = sbx_identity_probe(keypath, &sealed);
+    if (rc == SBX_ENOENT) die("no library in %s", c->data_dir);
+    if (rc != 0) die("cannot read the device key %s: %s", keypath, sbx_strerror(rc));
+    if (!sealed) die("the library in %s is not encrypted (encryption is chosen at init)", c->data_dir);
+    char old[SBX_PASSPHRASE_BUF], new_pass[SBX_PASSPHRASE_BUF];
+    size_t oldlen = get_passphrase(old_file, "SHOEBOX_PASSPHRASE", "Current passphrase: ", false, old);
+    size_t newlen = get_passphrase(new_file, "SHOEBOX_NEW_PASSPHRASE", "New passphrase: ", true, new_pass);
+    rc = sbx_identity_rewrap(keypath, old, oldlen, new_pass, newlen, NULL);
+    sbx_passphrase_wipe(old);
+    sbx_passphrase_wipe(new_pass);
+    if (rc == SBX_ECRYPTO) die("wrong passphrase; nothing changed");
+    if (rc != 0) die("cannot change the passphrase: %s; nothing changed", sbx_strerror(rc));
+    if (c->json) {
+        json_t *o = json_pack("{s:b}", "changed", 1);
+        print_json(o);
+        json_decref(o);
+    } else {
+        printf("passphrase changed (the keys it wraps, and so the data, stay as they were)\n");
     }
     return 0;
 }
@@ -243,12 +362,15 @@ static int cmd_status(struct cli *c)
     json_t *r = call(c, "status", NULL);
     if (c->json) {
         print_json(r);
+    } else if (json_is_true(json_object_get(r, "locked"))) {
+        printf("locked   the library is encrypted; run 'shoebox unlock' to open it\n");
     } else {
         printf("device   %s  \"%s\" (%s)\n", jstr(r, "device_id"), jstr(r, "device_name"), jstr(r, "role"));
         printf("library  %s  \"%s\"\n", jstr(r, "library_id"), jstr(r, "library_name"));
         printf("members  %lld   photos %lld   albums %lld   tags %lld\n", (long long)jint(r, "devices"),
                (long long)jint(r, "photos"), (long long)jint(r, "albums"), (long long)jint(r, "tags"));
         printf("log      %lld entries   digest %s\n", (long long)jint(r, "entries"), jstr(r, "state_digest"));
+        printf("storage  %s\n", json_is_true(json_object_get(r, "encrypted")) ? "encrypted" : "not encrypted");
         size_t i;
         json_t *v;
         json_array_foreach(json_object_get(r, "peers"), i, v)
@@ -505,7 +627,10 @@ static int cmd_join(struct cli *c)
 {
     const char *name = take_opt(c, "--name");
     const char *role_s = take_opt(c, "--role");
+    const char *pass_file = take_opt(c, "--passphrase-file");
+    bool encrypt = take_flag(c, "--encrypt");
     no_more_args(c, 1);
+    if (pass_file && !encrypt) die("--passphrase-file goes with --encrypt");
     const char *uri = need_arg(c, 0, "the invitation URI (shoebox://pair?...)");
     enum sbx_role role = SBX_ROLE_CACHE;
     if (role_s && strcmp(role_s, "full") == 0) role = SBX_ROLE_FULL;
@@ -516,9 +641,12 @@ static int cmd_join(struct cli *c)
         name = host;
     }
     if (!*name || strlen(name) > SBX_MAX_NAME) die("--name must be 1 to %u bytes", SBX_MAX_NAME);
-    char err[512] = "";
+    char err[512] = "", pass[SBX_PASSPHRASE_BUF];
+    size_t passlen = 0;
+    if (encrypt) passlen = get_passphrase(pass_file, "SHOEBOX_PASSPHRASE", "Passphrase for this device: ", true, pass);
     uint64_t received = 0;
-    int rc = sbx_join_run(c->data_dir, uri, name, role, &received, err, sizeof err);
+    int rc = sbx_join_run(c->data_dir, uri, name, role, encrypt ? pass : NULL, passlen, &received, err, sizeof err);
+    sbx_passphrase_wipe(pass);
     if (rc != 0) die("%s", err[0] ? err : sbx_strerror(rc));
     if (c->json) {
         json_t *o = json_pack("{s:s, s:s, s:I}", "data_dir", c->data_dir, "name", name, "bytes_received",
@@ -627,11 +755,13 @@ static const struct {
     {"get", cmd_get, "get PHOTO_ID --out FILE [--timeout S]   fetch an original (from peers if needed)"},
     {"free-space", cmd_free_space, "free-space [--min-full-peers N]         delete local originals that full peers hold"},
     {"pair", cmd_pair, "pair [--ttl SECONDS] [--png FILE]        invite a new device: QR code and URI"},
-    {"join", cmd_join, "join URI [--name NAME] [--role full|cache]  join a library from an invitation"},
+    {"join", cmd_join, "join URI [--name NAME] [--role full|cache] [--encrypt [--passphrase-file FILE]]  join a library"},
     {"devices", cmd_devices, "devices [--json]                         the library's devices"},
     {"device", cmd_device, "device remove DEVICE_ID                  remove a device: it can no longer connect or write"},
     {"import", cmd_import, "import PATH... [--json]                  import photos and videos: files, folders, Google Takeout zips"},
-    {"init", cmd_init, "init [--name NAME] [--role full|cache]   create a device and a new library"},
+    {"init", cmd_init, "init [--name NAME] [--role full|cache] [--encrypt [--passphrase-file FILE]]  create a library"},
+    {"unlock", cmd_unlock, "unlock [--passphrase-file FILE]          open an encrypted library in a waiting daemon"},
+    {"passwd", cmd_passwd, "passwd [--passphrase-file F] [--new-passphrase-file F]  change an encrypted library's passphrase"},
     {"status", cmd_status, "status [--json]                          this device, its library and peers"},
     {"photos", cmd_photos, "photos [--deleted] [--json]              list photos (newest first)"},
     {"rm", cmd_rm, "rm PHOTO_ID                              delete a photo (soft: restore brings it back)"},
@@ -647,7 +777,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: shoebox [--data DIR] [--json] COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < SBX_ARRAY_LEN(commands); i++) fprintf(f, "  %s\n", commands[i].help);
     fprintf(f, "\nIds print in full; a unique prefix is accepted.\n"
-               "DIR defaults to $XDG_DATA_HOME/shoebox. Every command but init needs shoeboxd running.\n");
+               "DIR defaults to $XDG_DATA_HOME/shoebox. Every command but init, join and passwd needs\n"
+               "shoeboxd running. Passphrases come from --passphrase-file, else $SHOEBOX_PASSPHRASE\n"
+               "(passwd: $SHOEBOX_NEW_PASSPHRASE for the new one), else the terminal.\n");
 }
 
 int main(int argc, char **argv)

@@ -8,6 +8,7 @@
 #include "shoebox/limits.h"
 #include "shoebox/util.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <unistd.h>
 #include <string.h>
@@ -39,6 +40,10 @@ static json_t *cmd_status(struct cmd_ctx *c)
 {
     struct sbx_daemon *d = c->d;
     sbx_store *s = d->store;
+    /* Locked, nothing of the library is open: say only that. */
+    if (d->locked)
+        return json_pack("{s:b, s:b, s:s, s:o}", "encrypted", 1, "locked", 1, "version", SBX_VERSION, "started_at",
+                         sbx_json_time(d->started_at_ms));
     char devid[SBX_DEVID_STRLEN + 1], lib[SBX_UUID_STRLEN + 1], name[256] = "", libname[256] = "",
          role[16] = "cache";
     sbx_devid_format(devid, d->id.pk);
@@ -89,7 +94,7 @@ static json_t *cmd_status(struct cmd_ctx *c)
         "tags", (json_int_t)sbx_store_query_int(s, "SELECT count(*) FROM tags WHERE label IS NOT NULL"),
         "devices", (json_int_t)sbx_store_query_int(s, "SELECT count(*) FROM devices WHERE removed = 0"),
         "entries", (json_int_t)sbx_store_query_int(s, "SELECT count(*) FROM entries"),
-        "state_digest", digest_hex, "forks", forks, "refused", refused, "encrypted", 0,
+        "state_digest", digest_hex, "forks", forks, "refused", refused, "encrypted", (int)sbx_store_encrypted(s),
         "schema_version", sbx_store_schema_version(s), "version", SBX_VERSION, "started_at",
         sbx_json_time(d->started_at_ms));
     if (status) {
@@ -112,6 +117,7 @@ static json_t *cmd_status(struct cmd_ctx *c)
         json_object_set_new(status, "peers", sbx_net_peers_json(d));
         json_object_set_new(status, "listen", d->listen_port ? json_string(d->listen) : json_null());
         json_object_set_new(status, "import_jobs", sbx_import_jobs_json(d));
+        json_object_set_new(status, "locked", json_false());
     }
     return status;
 }
@@ -614,6 +620,25 @@ static json_t *cmd_free_space(struct cmd_ctx *c)
     return json_pack("{s:I, s:I}", "freed", (json_int_t)freed, "bytes", bytes);
 }
 
+/* ---- unlock ---- */
+
+/* The passphrase comes hex-encoded: any bytes, where a JSON string must be
+ * UTF-8. It is wiped once used. */
+static json_t *cmd_unlock(struct cmd_ctx *c)
+{
+    const char *hex = arg_str(c, "passphrase_hex");
+    size_t n = hex ? strlen(hex) : 0;
+    if (n == 0 || n % 2 != 0 || n / 2 > SBX_MAX_PASSPHRASE) return fail(c, "a passphrase is needed%s", "");
+    char pass[SBX_MAX_PASSPHRASE];
+    if (sbx_hex_decode((uint8_t *)pass, n / 2, hex) != 0) return fail(c, "the passphrase is not hex%s", "");
+    int rc = sbx_daemon_unlock(c->d, pass, n / 2, c->err, sizeof c->err);
+    sodium_memzero(pass, sizeof pass);
+    if (rc != 0) return NULL;
+    char devid[SBX_DEVID_STRLEN + 1];
+    sbx_devid_format(devid, c->d->id.pk);
+    return json_pack("{s:b, s:s}", "unlocked", 1, "device_id", devid);
+}
+
 /* ---- import ---- */
 
 /* Answers when the import ends (it runs on a worker thread); progress
@@ -637,6 +662,7 @@ static const struct {
     const char *name;
     cmd_fn fn;
 } commands[] = {
+    {"unlock", cmd_unlock},
     {"import", cmd_import},
     {"get", cmd_get},
     {"free_space", cmd_free_space},
@@ -664,6 +690,9 @@ json_t *sbx_control_dispatch(struct sbx_daemon *d, json_t *request)
     if (!name) return json_pack("{s:b, s:s}", "ok", 0, "error", "request has no \"cmd\"");
     json_t *args = json_object_get(request, "args");
     struct cmd_ctx c = {.d = d, .args = json_is_object(args) ? args : NULL};
+    if (d->locked && strcmp(name, "status") != 0 && strcmp(name, "unlock") != 0)
+        return json_pack("{s:b, s:s}", "ok", 0, "error",
+                         "the library is encrypted and locked: run 'shoebox unlock' first");
     for (size_t i = 0; i < SBX_ARRAY_LEN(commands); i++) {
         if (strcmp(commands[i].name, name) != 0) continue;
         json_t *result = commands[i].fn(&c);

@@ -9,6 +9,7 @@
 #include "shoebox/log.h"
 #include "shoebox/util.h"
 
+#include <sodium.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -31,6 +32,8 @@ struct control_write {
 static void client_closed(uv_handle_t *h)
 {
     struct control_client *c = h->data;
+    /* A request may have carried a passphrase (unlock). */
+    if (c->buf) sodium_memzero(c->buf, c->cap);
     free(c->buf);
     free(c);
 }

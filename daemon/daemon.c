@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,6 +19,84 @@ static void on_signal(uv_signal_t *h, int signum)
     struct sbx_daemon *d = h->data;
     sbx_info("received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
     sbx_daemon_stop(d);
+}
+
+static const char *key_problem(int rc)
+{
+    return rc == SBX_ENOENT     ? "missing; run 'shoebox init'"
+           : rc == SBX_EPERM    ? "unreadable, or readable by others (chmod 600 it)"
+           : rc == SBX_ECORRUPT ? "damaged"
+           : rc == SBX_ECRYPTO  ? "sealed with another passphrase: wrong passphrase"
+           : rc == SBX_ELOCKED  ? "sealed: the library is encrypted and needs its passphrase"
+                                : sbx_strerror(rc);
+}
+
+/* Opens the key, the database and the engine, then starts networking:
+ * everything that needs the library. A locked daemon runs none of it until
+ * sbx_daemon_unlock brings the passphrase (`pass`, NULL for a plain
+ * library). */
+static int open_library(struct sbx_daemon *d, const struct sbx_daemon_options *opt, const char *pass,
+                        size_t passlen, bool *net_failed, char *errmsg, size_t size)
+{
+    *net_failed = false;
+    char path[4096];
+    uint8_t storage_key[SBX_STORAGE_KEY_BYTES];
+    bool sealed = false;
+    sbx_datadir_path(path, sizeof path, d->data_dir, SBX_FILE_KEY);
+    int rc = sbx_identity_unseal(path, pass, passlen, &d->id, storage_key, &sealed);
+    if (rc != 0) {
+        snprintf(errmsg, size, "device key %s is %s", path, key_problem(rc));
+        return rc;
+    }
+    sbx_datadir_path(path, sizeof path, d->data_dir, SBX_FILE_DB);
+    char dberr[512] = "";
+    rc = sbx_store_open_key(&d->store, path, 0, sealed ? storage_key : NULL, dberr, sizeof dberr);
+    sodium_memzero(storage_key, sizeof storage_key);
+    if (rc != 0) {
+        snprintf(errmsg, size, "%s: %s", path, dberr);
+        return rc;
+    }
+    struct sbx_engine_config cfg = {.max_future_ms = opt->max_future_ms};
+    rc = sbx_engine_open(&d->engine, d->store, &d->id, &cfg);
+    if (rc != 0) {
+        snprintf(errmsg, size, "cannot open the library in %s: %s", d->data_dir, sbx_strerror(rc));
+        return rc;
+    }
+    sbx_engine_set_data(d->engine, d);
+    sbx_store_meta_get_text(d->store, "device_name", d->device_name, sizeof d->device_name);
+    if ((rc = sbx_transfer_init(d)) != 0) {
+        snprintf(errmsg, size, "out of memory");
+        return rc;
+    }
+    /* Test hook: this daemon serves corrupted chunks (a lying peer). */
+    const char *corrupt = getenv("SHOEBOX_TEST_CORRUPT_CHUNKS");
+    d->test_corrupt_chunks = corrupt && *corrupt == '1';
+    rc = sbx_blobstore_open(&d->blobs, d->data_dir, d->store);
+    if (rc != 0) {
+        snprintf(errmsg, size, "cannot open the blob store in %s/blobs: %s", d->data_dir, sbx_strerror(rc));
+        return rc;
+    }
+    rc = sbx_import_init(d);
+    if (rc != 0) {
+        snprintf(errmsg, size, "cannot prepare imports: %s", sbx_strerror(rc));
+        return rc;
+    }
+    /* UPnP: by default the always-on backup maps its port, phones and
+     * laptops do not (they dial out). */
+    if (opt->upnp < 0) {
+        char role[16] = "";
+        sbx_store_meta_get_text(d->store, "role", role, sizeof role);
+        d->upnp_wanted = strcmp(role, "full") == 0;
+    } else {
+        d->upnp_wanted = opt->upnp == 1;
+    }
+    rc = sbx_net_start(d, errmsg, size);
+    if (rc != 0) {
+        *net_failed = true;
+        return rc;
+    }
+    d->locked = false;
+    return 0;
 }
 
 int sbx_daemon_open(struct sbx_daemon *d, uv_loop_t *loop, const struct sbx_daemon_options *opt,
@@ -57,47 +136,14 @@ int sbx_daemon_open(struct sbx_daemon *d, uv_loop_t *loop, const struct sbx_daem
 
     char path[4096];
     sbx_datadir_path(path, sizeof path, d->data_dir, SBX_FILE_KEY);
-    rc = sbx_identity_load(path, &d->id);
+    rc = sbx_identity_probe(path, &d->encrypted);
     if (rc != 0) {
-        const char *why = rc == SBX_ENOENT   ? "missing; run 'shoebox init'"
-                          : rc == SBX_EPERM  ? "unreadable, or readable by others (chmod 600 it)"
-                          : rc == SBX_ECORRUPT ? "damaged"
-                                               : sbx_strerror(rc);
-        snprintf(errmsg, size, "device key %s is %s", path, why);
+        snprintf(errmsg, size, "device key %s is %s", path, key_problem(rc));
         return rc;
     }
-    sbx_datadir_path(path, sizeof path, d->data_dir, SBX_FILE_DB);
-    char dberr[512] = "";
-    rc = sbx_store_open(&d->store, path, 0, dberr, sizeof dberr);
-    if (rc != 0) {
-        snprintf(errmsg, size, "%s: %s", path, dberr);
-        return rc;
-    }
-    struct sbx_engine_config cfg = {.max_future_ms = opt->max_future_ms};
-    rc = sbx_engine_open(&d->engine, d->store, &d->id, &cfg);
-    if (rc != 0) {
-        snprintf(errmsg, size, "cannot open the library in %s: %s", d->data_dir, sbx_strerror(rc));
-        return rc;
-    }
-    sbx_engine_set_data(d->engine, d);
-    if ((rc = sbx_transfer_init(d)) != 0) {
-        snprintf(errmsg, size, "out of memory");
-        return rc;
-    }
-    /* Test hook: this daemon serves corrupted chunks (a lying peer). */
-    const char *corrupt = getenv("SHOEBOX_TEST_CORRUPT_CHUNKS");
-    d->test_corrupt_chunks = corrupt && *corrupt == '1';
-    sbx_store_meta_get_text(d->store, "device_name", d->device_name, sizeof d->device_name);
-    rc = sbx_blobstore_open(&d->blobs, d->data_dir, d->store);
-    if (rc != 0) {
-        snprintf(errmsg, size, "cannot open the blob store in %s/blobs: %s", d->data_dir, sbx_strerror(rc));
-        return rc;
-    }
-    rc = sbx_import_init(d);
-    if (rc != 0) {
-        snprintf(errmsg, size, "cannot prepare imports: %s", sbx_strerror(rc));
-        return rc;
-    }
+    d->options = *opt;
+    d->options.passphrase = NULL;
+    d->options.passphrase_len = 0;
 
     uv_signal_init(loop, &d->sig_int);
     uv_signal_init(loop, &d->sig_term);
@@ -107,18 +153,45 @@ int sbx_daemon_open(struct sbx_daemon *d, uv_loop_t *loop, const struct sbx_daem
     d->signals_on = true;
     signal(SIGPIPE, SIG_IGN);
 
-    /* UPnP: by default the always-on backup maps its port, phones and
-     * laptops do not (they dial out). */
-    if (opt->upnp < 0) {
-        char role[16] = "";
-        sbx_store_meta_get_text(d->store, "role", role, sizeof role);
-        d->upnp_wanted = strcmp(role, "full") == 0;
+    if (d->encrypted && !opt->passphrase) {
+        d->locked = true;
+        sbx_info("the library is encrypted: waiting for its passphrase ('shoebox unlock')");
     } else {
-        d->upnp_wanted = opt->upnp == 1;
+        bool net_failed;
+        rc = open_library(d, opt, opt->passphrase, opt->passphrase_len, &net_failed, errmsg, size);
+        if (rc != 0) return rc;
     }
-    rc = sbx_net_start(d, errmsg, size);
-    if (rc != 0) return rc;
     return sbx_control_start(d, errmsg, size);
+}
+
+int sbx_daemon_unlock(struct sbx_daemon *d, const char *pass, size_t passlen, char *errmsg, size_t size)
+{
+    if (!d->locked) {
+        snprintf(errmsg, size, "%s", d->encrypted ? "the library is already unlocked" : "the library is not encrypted");
+        return SBX_ESTATE;
+    }
+    bool net_failed;
+    int rc = open_library(d, &d->options, pass, passlen, &net_failed, errmsg, size);
+    if (rc != 0 && net_failed) {
+        /* The passphrase was right but networking cannot start (the listen
+         * address is taken): as at an unlocked start, the daemon stops, and
+         * its handles close on the way out rather than being reused. */
+        sbx_error("%s", errmsg);
+        sbx_daemon_stop(d);
+        return rc;
+    }
+    if (rc != 0) {
+        /* Back to locked, with nothing of the library open. */
+        sbx_engine_close(d->engine);
+        d->engine = NULL;
+        sbx_store_close(d->store);
+        d->store = NULL;
+        sbx_identity_wipe(&d->id);
+        d->locked = true;
+        return rc;
+    }
+    sbx_info("library unlocked");
+    return 0;
 }
 
 void sbx_daemon_stop(struct sbx_daemon *d)

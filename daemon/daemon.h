@@ -22,6 +22,10 @@ struct sbx_daemon_options {
     int upnp;               /* -1: by role (on for full), 0: off, 1: on */
     int64_t trash_days;     /* -1: 30 */
     int64_t cache_quota_mb; /* -1: none */
+    /* The passphrase of an encrypted library (shoeboxd --passphrase-file);
+     * NULL: such a library waits locked for 'shoebox unlock'. */
+    const char *passphrase;
+    size_t passphrase_len;
 };
 
 struct conn;
@@ -55,6 +59,12 @@ struct sbx_daemon {
     bool control_open;
     struct control_client *control_current; /* the request being dispatched */
     char device_name[SBX_MAX_NAME + 1];
+    /* An encrypted library (sealed key file). Locked: only the control
+     * socket runs, answering status and unlock, until the passphrase
+     * comes; no key, database or blob is open. */
+    bool encrypted;
+    bool locked;
+    struct sbx_daemon_options options; /* as started, without the passphrase */
     /* Peers (daemon/net.c). */
     uv_tcp_t listener;
     bool listener_on;
@@ -84,6 +94,10 @@ struct sbx_daemon {
  * socket. On failure prints nothing; `errmsg` says what went wrong. */
 int sbx_daemon_open(struct sbx_daemon *d, uv_loop_t *loop, const struct sbx_daemon_options *opt,
                     char *errmsg, size_t errmsg_size);
+/* Opens a locked daemon's library with the passphrase, then starts what
+ * an unlocked daemon runs. SBX_ECRYPTO for a wrong passphrase, SBX_ESTATE
+ * when not locked; on failure the daemon stays locked, nothing changed. */
+int sbx_daemon_unlock(struct sbx_daemon *d, const char *pass, size_t passlen, char *errmsg, size_t errmsg_size);
 /* Closes every handle, then lets the loop end. */
 void sbx_daemon_stop(struct sbx_daemon *d);
 /* Frees what is left after the loop ended. */

@@ -941,7 +941,7 @@ static int open_worker_stores(struct job *j, char *err, size_t errsz)
     int rc = sbx_datadir_path(path, sizeof path, im->d->data_dir, SBX_FILE_DB);
     for (size_t i = 0; i < j->n_threads && rc == 0; i++) {
         if (im->wstore[i]) continue;
-        rc = sbx_store_open(&im->wstore[i], path, 0, err, errsz);
+        rc = sbx_store_open_sibling(&im->wstore[i], im->d->store, path, err, errsz);
         if (rc == 0) rc = sbx_blobstore_open(&im->wblobs[i], im->d->data_dir, im->wstore[i]);
         if (rc != 0) {
             sbx_blobstore_close(im->wblobs[i]);

@@ -128,8 +128,8 @@ static int run_session(int fd, sbx_peer *p, struct join_state *js, int64_t deadl
     }
 }
 
-int sbx_join_run(const char *dir, const char *uri, const char *name, enum sbx_role role, uint64_t *bytes_received,
-                 char *err, size_t errsz)
+int sbx_join_run(const char *dir, const char *uri, const char *name, enum sbx_role role, const char *pass,
+                 size_t passlen, uint64_t *bytes_received, char *err, size_t errsz)
 {
     uint64_t received = 0;
     sbx_pair_invite inv;
@@ -152,6 +152,7 @@ int sbx_join_run(const char *dir, const char *uri, const char *name, enum sbx_ro
     sbx_engine *engine = NULL;
     sbx_peer *peer = NULL;
     bool created = false;
+    uint8_t storage_key[SBX_STORAGE_KEY_BYTES];
     memset(&id, 0, sizeof id);
     if ((rc = sbx_mkdir_p(dir, 0700)) != 0) {
         snprintf(err, errsz, "cannot create data dir %s: %s", dir, sbx_strerror(rc));
@@ -172,15 +173,26 @@ int sbx_join_run(const char *dir, const char *uri, const char *name, enum sbx_ro
         snprintf(err, errsz, "%s already holds a library; join needs a new data dir", dir);
         goto out;
     }
-    rc = sbx_identity_load(keypath, &id);
-    if (rc == SBX_ENOENT) rc = sbx_identity_create(keypath, &id);
+    bool sealed = false;
+    rc = sbx_identity_unseal(keypath, pass, passlen, &id, storage_key, &sealed);
+    if (rc == SBX_ENOENT) {
+        sealed = pass != NULL;
+        rc = sealed ? sbx_identity_create_sealed(keypath, pass, passlen, NULL, &id, storage_key)
+                    : sbx_identity_create(keypath, &id);
+    } else if (rc == 0 && pass && !sealed) {
+        rc = SBX_ESTATE;
+    }
     if (rc != 0) {
-        snprintf(err, errsz, "cannot use the device key %s: %s", keypath, sbx_strerror(rc));
+        snprintf(err, errsz, "cannot use the device key %s: %s", keypath,
+                 rc == SBX_ELOCKED  ? "it is sealed: join with --encrypt and its passphrase"
+                 : rc == SBX_ECRYPTO ? "wrong passphrase"
+                 : rc == SBX_ESTATE  ? "it is not sealed; to encrypt, join from a new data dir"
+                                     : sbx_strerror(rc));
         goto out;
     }
     char dberr[256] = "";
     created = true;
-    rc = sbx_store_open(&store, dbpath, SBX_STORE_CREATE, dberr, sizeof dberr);
+    rc = sbx_store_open_key(&store, dbpath, SBX_STORE_CREATE, sealed ? storage_key : NULL, dberr, sizeof dberr);
     if (rc == 0) rc = sbx_engine_prepare_join(store, &id, inv.library, name, role);
     if (rc == 0) rc = sbx_engine_open(&engine, store, &id, NULL);
     if (rc != 0) {
@@ -239,6 +251,7 @@ out:
         unlink(side);
     }
     sbx_identity_wipe(&id);
+    sodium_memzero(storage_key, sizeof storage_key);
     sbx_pair_invite_wipe(&inv);
     if (lock_fd >= 0) close(lock_fd);
     if (bytes_received) *bytes_received = received;

@@ -8,8 +8,11 @@
 
 /* Creates the identity (if the data dir is new) and joins the library of an
  * invitation URI: pairs with the inviter, waits until every entry it had is
- * here. On failure nothing but the device key is left, and `err` says why. */
-int sbx_join_run(const char *dir, const char *uri, const char *name, enum sbx_role role, uint64_t *bytes_received,
-                 char *err, size_t errsz);
+ * here. On failure nothing but the device key is left, and `err` says why.
+ * With a passphrase (pass non-NULL) this device's storage is encrypted: a
+ * new key file is sealed under it, an existing one must be sealed and open
+ * with it. */
+int sbx_join_run(const char *dir, const char *uri, const char *name, enum sbx_role role, const char *pass,
+                 size_t passlen, uint64_t *bytes_received, char *err, size_t errsz);
 
 #endif

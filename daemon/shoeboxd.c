@@ -4,6 +4,7 @@
 #include "shoebox/datadir.h"
 #include "shoebox/err.h"
 #include "shoebox/log.h"
+#include "shoebox/passphrase.h"
 
 #include <getopt.h>
 #include <sodium.h>
@@ -15,6 +16,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: shoeboxd [--data DIR] [--listen HOST:PORT] [--log-level LEVEL]\n"
+            "                [--passphrase-file FILE]\n"
             "\n"
             "Runs the shoebox daemon for the library in DIR (default $XDG_DATA_HOME/shoebox)\n"
             "in the foreground. SIGINT or SIGTERM stops it cleanly.\n"
@@ -28,7 +30,10 @@ static void usage(FILE *f)
             "  --upnp, --no-upnp    map the listen port on the router (default: on for\n"
             "                       role full, off for cache)\n"
             "  --max-future SECONDS refuse (for now) entries stamped this far ahead of\n"
-            "                       the local clock (default 86400)\n");
+            "                       the local clock (default 86400)\n"
+            "  --passphrase-file FILE  the passphrase of an encrypted library (first line,\n"
+            "                       file mode 0600), for unattended starts; without it an\n"
+            "                       encrypted library waits locked for 'shoebox unlock'\n");
 }
 
 int main(int argc, char **argv)
@@ -43,11 +48,13 @@ int main(int argc, char **argv)
         {"cache-quota-mb", required_argument, NULL, 'Q'},
         {"upnp", no_argument, NULL, 'U'},
         {"no-upnp", no_argument, NULL, 'u'},
+        {"passphrase-file", required_argument, NULL, 'p'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     struct sbx_daemon_options opt = {.upnp = -1, .trash_days = -1, .cache_quota_mb = -1};
+    const char *pass_file = NULL;
     char default_dir[4096];
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -87,6 +94,7 @@ int main(int argc, char **argv)
         }
         case 'U': opt.upnp = 1; break;
         case 'u': opt.upnp = 0; break;
+        case 'p': pass_file = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("shoeboxd %s\n", SBX_VERSION); return 0;
         default: usage(stderr); return 2;
@@ -108,11 +116,25 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    static char pass[SBX_PASSPHRASE_BUF];
+    if (pass_file) {
+        size_t len = 0;
+        int prc = sbx_passphrase_read_file(pass_file, pass, &len);
+        if (prc != 0) {
+            fprintf(stderr, "shoeboxd: cannot use the passphrase file %s: %s\n", pass_file,
+                    prc == SBX_EPERM ? "others can read it (chmod 600 it)" : sbx_strerror(prc));
+            return 1;
+        }
+        opt.passphrase = pass;
+        opt.passphrase_len = len;
+    }
+
     uv_loop_t loop;
     uv_loop_init(&loop);
     static struct sbx_daemon d;
     char err[1024] = "";
     int rc = sbx_daemon_open(&d, &loop, &opt, err, sizeof err);
+    sbx_passphrase_wipe(pass);
     if (rc != 0) {
         fprintf(stderr, "shoeboxd: %s\n", err[0] ? err : sbx_strerror(rc));
         sbx_daemon_stop(&d);

@@ -1,9 +1,11 @@
 #include "shoebox/store.h"
+#include "shoebox/cryptvfs.h"
 #include "shoebox/err.h"
 #include "shoebox/log.h"
 #include "shoebox/util.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -25,6 +27,11 @@ _Static_assert(sizeof migrations / sizeof migrations[0] == SBX_SCHEMA_VERSION,
 
 struct sbx_store {
     sqlite3 *db;
+    /* Encrypted databases: the VFS that seals every page, and the storage
+     * key that other modules derive their subkeys from (sbx_store_subkey). */
+    sbx_cryptvfs *vfs;
+    bool encrypted;
+    uint8_t storage_key[SBX_STORAGE_KEY_BYTES];
     struct {
         const char *sql; /* the caller's string constant: compared by address */
         sqlite3_stmt *stmt;
@@ -34,6 +41,9 @@ struct sbx_store {
 
 int sbx_store_err(int rc)
 {
+    /* The encrypting VFS reports a page that fails authentication this way
+     * (as SQLite's checksum VFS does for a bad checksum). */
+    if (rc == SQLITE_IOERR_DATA) return SBX_ECORRUPT;
     switch (rc & 0xff) {
     case SQLITE_OK:
     case SQLITE_DONE:
@@ -81,13 +91,17 @@ static int check_integrity(sqlite3 *db, char *errmsg, size_t size)
     int rc = sqlite3_prepare_v2(db, "PRAGMA quick_check(1)", -1, &st, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_step(st);
     int ok = rc == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0;
-    if (!ok && rc == SQLITE_ROW)
+    if (rc == SQLITE_IOERR_DATA)
+        set_err(errmsg, size, "database is damaged: a page failed authentication (corrupted, tampered "
+                              "with, or not this library's key)%s", "");
+    else if (!ok && rc == SQLITE_ROW)
         set_err(errmsg, size, "database is damaged: %s", (const char *)sqlite3_column_text(st, 0));
     else if (!ok)
         set_err(errmsg, size, "database is damaged or not a shoebox database: %s", sqlite3_errmsg(db));
     sqlite3_finalize(st);
     if (ok) return 0;
-    return (rc == SQLITE_ROW || (rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB)
+    return (rc == SQLITE_ROW || (rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB ||
+            rc == SQLITE_IOERR_DATA)
                ? SBX_ECORRUPT
                : sbx_store_err(rc);
 }
@@ -115,11 +129,19 @@ static int migrate(sqlite3 *db, int64_t from, char *errmsg, size_t size)
 
 int sbx_store_open(sbx_store **out, const char *path, int flags, char *errmsg, size_t size)
 {
+    return sbx_store_open_key(out, path, flags, NULL, errmsg, size);
+}
+
+int sbx_store_open_key(sbx_store **out, const char *path, int flags,
+                       const uint8_t *storage_key, char *errmsg, size_t size)
+{
     int rc;
     sbx_store *s = calloc(1, sizeof *s);
     if (!s) return SBX_ENOMEM;
     struct stat st;
+    bool new_file = false;
     if (stat(path, &st) != 0) {
+        new_file = true;
         if (errno != ENOENT || !(flags & SBX_STORE_CREATE)) {
             rc = sbx_err_from_errno(errno);
             set_err(errmsg, size, "cannot open database: %s", strerror(errno));
@@ -129,16 +151,42 @@ int sbx_store_open(sbx_store **out, const char *path, int flags, char *errmsg, s
         rc = SBX_EPERM;
         set_err(errmsg, size, "cannot open database: %s", strerror(errno));
         goto fail;
+    } else if (st.st_size == 0) {
+        new_file = true;
+    }
+    if (storage_key) {
+        uint8_t dbkey[SBX_AEAD_KEY_BYTES];
+        sbx_subkey_derive(dbkey, storage_key, SBX_SUBKEY_DB);
+        rc = sbx_cryptvfs_new(&s->vfs, dbkey);
+        sodium_memzero(dbkey, sizeof dbkey);
+        if (rc != 0) {
+            set_err(errmsg, size, "cannot set up database encryption: %s", sbx_strerror(rc));
+            goto fail;
+        }
+        memcpy(s->storage_key, storage_key, SBX_STORAGE_KEY_BYTES);
+        s->encrypted = true;
     }
     int oflags = (flags & SBX_STORE_READONLY) ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
     if (flags & SBX_STORE_CREATE) oflags |= SQLITE_OPEN_CREATE;
-    rc = sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, NULL);
+    rc = sqlite3_open_v2(path, &s->db, oflags | SQLITE_OPEN_NOMUTEX, s->vfs ? sbx_cryptvfs_name(s->vfs) : NULL);
     if (rc != SQLITE_OK) {
-        set_err(errmsg, size, "cannot open database: %s", s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        /* Opening reads the database header, which for an encrypted file
+         * means opening page 1. */
+        if (s->db) rc = sqlite3_extended_errcode(s->db);
+        if (rc == SQLITE_IOERR_DATA)
+            set_err(errmsg, size, "database is damaged: its first page failed authentication (corrupted, "
+                                  "tampered with, or not this library's key)%s", "");
+        else
+            set_err(errmsg, size, "cannot open database: %s", s->db ? sqlite3_errmsg(s->db) : "out of memory");
         rc = sbx_store_err(rc);
         goto fail;
     }
     sqlite3_extended_result_codes(s->db, 1);
+    if (s->vfs && (rc = sbx_cryptvfs_prepare(s->db, new_file)) != SQLITE_OK) {
+        set_err(errmsg, size, "cannot set up database encryption: %s", sqlite3_errmsg(s->db));
+        rc = sbx_store_err(rc);
+        goto fail;
+    }
     sqlite3_busy_timeout(s->db, 5000);
     if ((rc = check_integrity(s->db, errmsg, size)) != 0) goto fail;
     int64_t version = 0;
@@ -184,8 +232,26 @@ void sbx_store_close(sbx_store *s)
 {
     if (!s) return;
     for (int i = 0; i < s->n_cached; i++) sqlite3_finalize(s->cache[i].stmt);
-    sqlite3_close_v2(s->db);
+    if (s->vfs && sqlite3_close(s->db) != SQLITE_OK) {
+        /* A statement someone did not finalize keeps the connection, and so
+         * its VFS and key, alive: leak them rather than free what it uses. */
+        sbx_error("database closed with statements still open; its encryption key stays in memory");
+        sqlite3_close_v2(s->db);
+    } else {
+        if (!s->vfs) sqlite3_close_v2(s->db);
+        sbx_cryptvfs_free(s->vfs);
+    }
+    sodium_memzero(s->storage_key, sizeof s->storage_key);
     free(s);
+}
+
+bool sbx_store_encrypted(const sbx_store *s) { return s->encrypted; }
+
+int sbx_store_subkey(const sbx_store *s, enum sbx_subkey id, uint8_t out[SBX_AEAD_KEY_BYTES])
+{
+    if (!s->encrypted) return SBX_ESTATE;
+    sbx_subkey_derive(out, s->storage_key, id);
+    return 0;
 }
 
 sqlite3 *sbx_store_db(sbx_store *s) { return s->db; }
@@ -292,4 +358,9 @@ int64_t sbx_store_query_int(sbx_store *s, const char *sql)
     int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
     sqlite3_reset(st);
     return v;
+}
+
+int sbx_store_open_sibling(sbx_store **out, const sbx_store *like, const char *path, char *errmsg, size_t size)
+{
+    return sbx_store_open_key(out, path, 0, like->encrypted ? like->storage_key : NULL, errmsg, size);
 }

@@ -2,11 +2,18 @@
  * named by the SHA-256 of their bytes.
  *
  * This module owns every read and write of blob bytes, so that encryption at
- * rest can later slot in here without its callers changing: nothing outside
- * it learns a blob's path. On disk a blob lives at
- * DATA_DIR/blobs/ab/cd/<64 hex> (two levels of fan-out), and the database
- * records it in `blobs` (size, chunk size, kind, complete) and its chunk
- * hashes in `blob_chunks` (SHA-256 of every SBX_BLOB_CHUNK bytes).
+ * rest lives here without its callers knowing: nothing outside it learns a
+ * blob's path. On disk a blob lives at DATA_DIR/blobs/ab/cd/<64 hex> (two
+ * levels of fan-out), and the database records it in `blobs` (size, chunk
+ * size, kind, complete) and its chunk hashes in `blob_chunks` (SHA-256 of
+ * every SBX_BLOB_CHUNK bytes).
+ *
+ * Encrypted data dirs: when the store was opened with a storage key
+ * (sbx_store_open_key), every blob file is encrypted, one sealed record per
+ * chunk, and named by a keyed hash of its SHA-256 instead of the SHA-256
+ * (docs/security.md). The API is the same; a chunk that fails its
+ * authentication tag is SBX_ECORRUPT and none of it is handed out. An open
+ * sbx_blob_file keeps a one-chunk cache: use it from one thread at a time.
  *
  * Guarantees:
  * - A file under a hash name is always whole: writes go to a temp file in
@@ -63,9 +70,9 @@ struct sbx_blob_info {
 };
 
 /* Opens the blob store of a data dir, whose database `store` is (the handle
- * keeps a pointer: close the blob store first). Creates blobs/, blobs/tmp/
- * and blobs/partial/ when missing, and removes temp files a crash left
- * behind and partial files with no partial row. */
+ * keeps a pointer: close the blob store first), encrypted when the store is.
+ * Creates blobs/, blobs/tmp/ and blobs/partial/ when missing, and removes
+ * temp files a crash left behind and partial files with no partial row. */
 int sbx_blobstore_open(sbx_blobstore **out, const char *data_dir, sbx_store *store);
 void sbx_blobstore_close(sbx_blobstore *bs);
 

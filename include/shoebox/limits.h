@@ -166,4 +166,8 @@
  * ones, when other hosts behind the router hold them. */
 #define SBX_MAX_UPNP_PORT_TRIES 16u
 
+/* Passphrases of encrypted libraries (bytes, any encoding): far above what
+ * people type, and small enough to read from a file or a socket line. */
+#define SBX_MAX_PASSPHRASE 1024u
+
 #endif

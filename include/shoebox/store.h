@@ -4,8 +4,11 @@
 #define SHOEBOX_STORE_H
 
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "shoebox/crypt.h"
 
 #define SBX_SCHEMA_VERSION 3
 
@@ -23,7 +26,25 @@ enum {
  * Errors: SBX_ENOENT, SBX_EPERM, SBX_ECORRUPT (not a database, or damaged),
  * SBX_EUNSUPPORTED (written by a newer shoebox), SBX_EBUSY, SBX_EDB. */
 int sbx_store_open(sbx_store **out, const char *path, int flags, char *errmsg, size_t errmsg_size);
+
+/* The same for an encrypted database: with a storage key (NULL: plain, as
+ * sbx_store_open) every page, WAL frame and temporary file goes through the
+ * encrypting VFS (shoebox/cryptvfs.h) under a subkey of it. A page that
+ * fails authentication (a flipped bit, a foreign page, another key) is
+ * SBX_ECORRUPT with "damaged" in *errmsg, like any other damage. The store
+ * keeps a copy of the key (wiped at close) for sbx_store_subkey. */
+int sbx_store_open_key(sbx_store **out, const char *path, int flags,
+                       const uint8_t *storage_key, char *errmsg, size_t errmsg_size);
 void sbx_store_close(sbx_store *s);
+
+/* Whether the database is encrypted, and the subkeys of its storage key for
+ * the other stores of the data dir (the blob store): SBX_ESTATE when it is
+ * not encrypted. */
+bool sbx_store_encrypted(const sbx_store *s);
+/* Another connection to the same database with the same key (worker
+ * threads: each needs its own connection). */
+int sbx_store_open_sibling(sbx_store **out, const sbx_store *like, const char *path, char *errmsg, size_t size);
+int sbx_store_subkey(const sbx_store *s, enum sbx_subkey id, uint8_t out[SBX_AEAD_KEY_BYTES]);
 
 sqlite3 *sbx_store_db(sbx_store *s);
 int sbx_store_schema_version(sbx_store *s);

@@ -25,6 +25,45 @@
 #define C SBX_BLOB_CHUNK
 #define MiB (1u << 20)
 
+#ifdef SBX_BLOB_TEST_ENCRYPTED
+/* Built a second time as the test 'blob_encrypted': every case runs on an
+ * encrypted store, where a file is named by a keyed hash and holds a header
+ * and one sealed record (nonce, ciphertext, tag) per chunk. */
+#include "shoebox/crypt.h"
+#include <sodium.h>
+static const uint8_t storage_key[32] = {7, 1, 8, 2, 8, 1, 8, 2, 8, 4, 5, 9, 0, 4, 5, 2,
+                                        3, 5, 3, 6, 0, 2, 8, 7, 4, 7, 1, 3, 5, 2, 6, 6};
+#define STORAGE_KEY storage_key
+#define ENC_HDR 32
+#define REC_OVERHEAD 40
+#else
+#define STORAGE_KEY NULL
+#define ENC_HDR 0
+#define REC_OVERHEAD 0
+#endif
+
+/* The file name of a blob. */
+static void name_hex(const uint8_t hash[32], char hex[65])
+{
+#ifdef SBX_BLOB_TEST_ENCRYPTED
+    uint8_t k[32], name[32];
+    sbx_subkey_derive(k, storage_key, SBX_SUBKEY_BLOB_NAME);
+    crypto_generichash(name, sizeof name, hash, 32, k, sizeof k);
+    sbx_hex_encode(hex, name, 32);
+#else
+    sbx_hex_encode(hex, hash, 32);
+#endif
+}
+
+/* The size of a blob's file, and where byte `off` of the blob lies in it. */
+static size_t disk_len(size_t len) { return ENC_HDR + len + (len + C - 1) / C * REC_OVERHEAD; }
+
+static off_t disk_off(size_t off)
+{
+    if (!REC_OVERHEAD) return (off_t)off;
+    return (off_t)(ENC_HDR + off / C * (C + REC_OVERHEAD) + 24 + off % C);
+}
+
 struct env {
     char dir[64];
     char db[128];
@@ -35,7 +74,7 @@ struct env {
 static int open_handles(struct env *e)
 {
     char err[256] = "";
-    int rc = sbx_store_open(&e->s, e->db, SBX_STORE_CREATE, err, sizeof err);
+    int rc = sbx_store_open_key(&e->s, e->db, SBX_STORE_CREATE, STORAGE_KEY, err, sizeof err);
     if (rc) {
         printf("# store open: %s: %s\n", sbx_strerror(rc), err);
         return rc;
@@ -102,14 +141,14 @@ static uint8_t *random_buf(size_t n, uint64_t seed)
 static void layout_path(const struct env *e, const uint8_t hash[32], char *out, size_t size)
 {
     char hex[65];
-    sbx_hex_encode(hex, hash, 32);
+    name_hex(hash, hex);
     snprintf(out, size, "%s/blobs/%.2s/%.2s/%s", e->dir, hex, hex + 2, hex);
 }
 
 static void partial_file(const struct env *e, const uint8_t hash[32], char *out, size_t size)
 {
     char hex[65];
-    sbx_hex_encode(hex, hash, 32);
+    name_hex(hash, hex);
     snprintf(out, size, "%s/blobs/partial/%s", e->dir, hex);
 }
 
@@ -188,7 +227,7 @@ static void check_blob(struct env *e, const uint8_t hash[32], const uint8_t *dat
     char path[256];
     layout_path(e, hash, path, sizeof path);
     struct stat st;
-    CHECK(stat(path, &st) == 0 && (size_t)st.st_size == len);
+    CHECK(stat(path, &st) == 0 && (size_t)st.st_size == disk_len(len));
 
     uint8_t *expect_chunks = malloc(nchunks * 32 + 1), *got_chunks = malloc(nchunks * 32 + 1);
     size_t n = 0, n2 = 0;
@@ -426,7 +465,7 @@ SBX_TEST(failed_puts_leave_nothing)
     uint8_t real[32];
     sbx_blob_sha256(data, len, real);
     char squat[256], hex[65];
-    sbx_hex_encode(hex, real, 32);
+    name_hex(real, hex);
     snprintf(squat, sizeof squat, "%s/blobs/%.2s", e.dir, hex);
     REQUIRE(write_file(squat, (const uint8_t *)"x", 1) == 0);
     CHECK(sbx_blob_put_buf(e.bs, data, len, SBX_BLOB_ORIGINAL, hash, NULL) < 0);
@@ -606,8 +645,8 @@ SBX_TEST(partial_transfer_resumes_after_restart)
     char part[256];
     partial_file(&e, hash, part, sizeof part);
     struct stat st;
-    CHECK(stat(part, &st) == 0 && (size_t)st.st_size == len);
-    CHECK(stat(part, &st) == 0 && (size_t)st.st_blocks * 512 >= len); /* preallocated */
+    CHECK(stat(part, &st) == 0 && (size_t)st.st_size == disk_len(len));
+    CHECK(stat(part, &st) == 0 && (size_t)st.st_blocks * 512 >= disk_len(len)); /* preallocated */
 
     uint32_t missing[16];
     size_t nm = 0;
@@ -723,7 +762,7 @@ SBX_TEST(partial_damage_found_at_finish)
     /* The disk changes a byte of chunk 2 behind our back. */
     char part[256];
     partial_file(&e, hash, part, sizeof part);
-    flip_byte(part, 2 * C + 5);
+    flip_byte(part, disk_off(2 * C + 5));
     CHECK_EQ_INT(sbx_blob_partial_finish(e.bs, hash), SBX_ECORRUPT);
     uint32_t missing[8];
     size_t nm = 0;
@@ -800,12 +839,12 @@ SBX_TEST(flipped_byte_detected_by_verify)
     CHECK_EQ_INT(sbx_blob_verify(e.bs, hash), 0);
     char path[256];
     layout_path(&e, hash, path, sizeof path);
-    flip_byte(path, (off_t)len - 1);
+    flip_byte(path, disk_off(len - 1));
     CHECK_EQ_INT(sbx_blob_verify(e.bs, hash), SBX_ECORRUPT);
-    flip_byte(path, (off_t)len - 1);
+    flip_byte(path, disk_off(len - 1));
     CHECK_EQ_INT(sbx_blob_verify(e.bs, hash), 0);
     /* A truncated file is caught before any read. */
-    REQUIRE(truncate(path, (off_t)len - 10) == 0);
+    REQUIRE(truncate(path, (off_t)disk_len(len) - 10) == 0);
     CHECK_EQ_INT(sbx_blob_verify(e.bs, hash), SBX_ECORRUPT);
     sbx_blob_file *f = NULL;
     CHECK_EQ_INT(sbx_blob_open(e.bs, hash, &f), SBX_ECORRUPT);
