@@ -88,7 +88,9 @@ int sbx_daemon_open(struct sbx_daemon *d, uv_loop_t *loop, const struct sbx_daem
 
     rc = sbx_net_start(d, errmsg, size);
     if (rc != 0) return rc;
-    return sbx_control_start(d, errmsg, size);
+    rc = sbx_control_start(d, errmsg, size);
+    if (rc != 0) return rc;
+    return sbx_api_start(d, opt, errmsg, size);
 }
 
 void sbx_daemon_stop(struct sbx_daemon *d)
@@ -96,6 +98,7 @@ void sbx_daemon_stop(struct sbx_daemon *d)
     if (d->stopping) return;
     d->stopping = true;
     sbx_control_stop(d);
+    sbx_api_stop(d);
     sbx_net_stop(d);
     if (d->signals_on) {
         uv_close((uv_handle_t *)&d->sig_int, NULL);
@@ -108,6 +111,7 @@ void sbx_daemon_close(struct sbx_daemon *d)
 {
     free(d->dialers);
     d->dialers = NULL;
+    sbx_api_close(d);
     sbx_engine_close(d->engine);
     d->engine = NULL;
     sbx_store_close(d->store);

@@ -17,10 +17,15 @@ struct sbx_daemon_options {
     const char *listen;     /* HOST:PORT, may be NULL */
     const char *log_level;  /* may be NULL */
     uint64_t max_future_ms; /* 0: SBX_DEFAULT_MAX_FUTURE_MS */
+    /* The HTTP API (daemon/api.c): local listener (NULL: 127.0.0.1 and the
+     * default port; "off": unix socket only), share server (NULL: off),
+     * the base of share URLs, TLS for the share server. */
+    const char *api_listen, *public_listen, *public_url, *tls_cert, *tls_key;
 };
 
 struct conn;
 struct dialer;
+struct sbx_api;
 
 /* A pairing invitation this daemon handed out (shoebox pair). */
 struct sbx_invite_slot {
@@ -55,6 +60,7 @@ struct sbx_daemon {
     uv_signal_t sig_int, sig_term;
     bool signals_on;
     bool stopping;
+    struct sbx_api *api; /* daemon/api.c */
 };
 
 /* Opens everything (lock, key, database, engine) and starts the control
@@ -87,6 +93,23 @@ int sbx_net_parse_addr(const char *text, struct sockaddr_storage *out);
 /* Imports files and folders (absolute paths); returns the summary
  * {imported, duplicates, skipped, errors: [{path, reason}], files, bytes}. */
 json_t *sbx_import_run(struct sbx_daemon *d, json_t *paths, char *err, size_t errsz);
+
+/* The HTTP API and the share server (daemon/api*.c). start runs in
+ * sbx_daemon_open, stop in sbx_daemon_stop, close after the loop ended. */
+int sbx_api_start(struct sbx_daemon *d, const struct sbx_daemon_options *opt, char *errmsg, size_t errmsg_size);
+void sbx_api_stop(struct sbx_daemon *d);
+void sbx_api_close(struct sbx_daemon *d);
+/* Control commands the API module adds (share.*, rebuild); *handled false
+ * when `name` is none of them. */
+json_t *sbx_api_control(struct sbx_daemon *d, const char *name, json_t *args, char *err, size_t errsz,
+                        bool *handled);
+
+/* From commands.c, for the API: the photo columns of a listing and the
+ * JSON of one such row; id (or unique prefix) resolution. */
+extern const char sbx_photo_columns[];
+json_t *sbx_photo_json(sqlite3_stmt *st);
+int sbx_resolve_id(struct sbx_daemon *d, const char *what, const char *table, const char *prefix, uint8_t out[16],
+                   char *err, size_t errsz);
 
 /* An RFC 3339 UTC string for ms since the epoch. */
 json_t *sbx_json_time(int64_t ms);

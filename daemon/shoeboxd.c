@@ -1,6 +1,7 @@
 /* shoeboxd: the shoebox daemon. One per data dir; runs in the foreground. */
 #include "daemon.h"
 
+#include "shoebox/api.h"
 #include "shoebox/datadir.h"
 #include "shoebox/err.h"
 #include "shoebox/log.h"
@@ -14,7 +15,8 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: shoeboxd [--data DIR] [--listen HOST:PORT] [--log-level LEVEL]\n"
+            "usage: shoeboxd [--data DIR] [--listen HOST:PORT] [--api HOST:PORT] [--public HOST:PORT]\n"
+            "                [--log-level LEVEL] ...\n"
             "\n"
             "Runs the shoebox daemon for the library in DIR (default $XDG_DATA_HOME/shoebox)\n"
             "in the foreground. SIGINT or SIGTERM stops it cleanly.\n"
@@ -22,7 +24,15 @@ static void usage(FILE *f)
             "  --listen HOST:PORT   address peers connect to\n"
             "  --log-level LEVEL    debug, info, warn or error (default info)\n"
             "  --max-future SECONDS refuse (for now) entries stamped this far ahead of\n"
-            "                       the local clock (default 86400)\n");
+            "                       the local clock (default 86400)\n"
+            "  --api HOST:PORT      the local HTTP API (default 127.0.0.1:%u; 'off' for\n"
+            "                       the unix socket DIR/api.sock only); bearer token in\n"
+            "                       DIR/api-token\n"
+            "  --public HOST:PORT   serve share links (GET /s/TOKEN) there (default off)\n"
+            "  --public-url URL     the base of printed share links (default from --public)\n"
+            "  --tls-cert FILE      PEM certificate chain for the share server (with\n"
+            "  --tls-key FILE       its key): HTTPS and HTTP/2\n",
+            SBX_API_DEFAULT_PORT);
 }
 
 int main(int argc, char **argv)
@@ -32,6 +42,11 @@ int main(int argc, char **argv)
         {"listen", required_argument, NULL, 'l'},
         {"log-level", required_argument, NULL, 'v'},
         {"max-future", required_argument, NULL, 'f'},
+        {"api", required_argument, NULL, 'a'},
+        {"public", required_argument, NULL, 'p'},
+        {"public-url", required_argument, NULL, 'u'},
+        {"tls-cert", required_argument, NULL, 'c'},
+        {"tls-key", required_argument, NULL, 'k'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -60,6 +75,11 @@ int main(int argc, char **argv)
             opt.max_future_ms = secs * 1000;
             break;
         }
+        case 'a': opt.api_listen = optarg; break;
+        case 'p': opt.public_listen = optarg; break;
+        case 'u': opt.public_url = optarg; break;
+        case 'c': opt.tls_cert = optarg; break;
+        case 'k': opt.tls_key = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("shoeboxd %s\n", SBX_VERSION); return 0;
         default: usage(stderr); return 2;
