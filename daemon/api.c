@@ -332,11 +332,32 @@ static void on_accept(uv_stream_t *server, int status)
     h2o_accept(public ? &api->accept_public : &api->accept_local, sock);
 }
 
+/* HOST:PORT or [IPv6]:PORT, where port 0 asks for any free port (the
+ * bound address is logged and shown by GET /status). */
+static int parse_addr(const char *text, struct sockaddr_storage *out)
+{
+    char host[INET6_ADDRSTRLEN + 2];
+    const char *colon = strrchr(text, ':');
+    if (!colon || colon == text || (size_t)(colon - text) >= sizeof host) return SBX_EINVAL;
+    memcpy(host, text, (size_t)(colon - text));
+    host[colon - text] = '\0';
+    char *end = NULL;
+    long port = strtol(colon + 1, &end, 10);
+    if (!colon[1] || *end || port < 0 || port > 65535) return SBX_EINVAL;
+    memset(out, 0, sizeof *out);
+    size_t hl = strlen(host);
+    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
+        host[hl - 1] = '\0';
+        return uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)out) == 0 ? 0 : SBX_EINVAL;
+    }
+    return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)out) == 0 ? 0 : SBX_EINVAL;
+}
+
 static int listen_tcp(struct sbx_api *api, uv_tcp_t *t, bool *on, const char *addr, char *out_addr, size_t cap,
                       char *errmsg, size_t size)
 {
     struct sockaddr_storage ss;
-    if (sbx_net_parse_addr(addr, &ss) != 0) {
+    if (parse_addr(addr, &ss) != 0) {
         snprintf(errmsg, size, "'%s' is not an address (HOST:PORT with an IP address)", addr);
         return SBX_EINVAL;
     }

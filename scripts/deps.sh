@@ -13,6 +13,8 @@ PACKAGES=(
   libjansson-dev libarchive-dev libh2o-dev libpng-dev
   # tests, demo and benchmarks
   jq curl zip unzip sqlite3 zbar-tools iperf3 iproute2 procps psmisc
+  # the share page in a real browser (tests/integration/share.sh), HTTP load (bench_api)
+  chromium wrk openssl
 )
 
 missing=()
