@@ -17,7 +17,6 @@
  * the ones built from sbx_photo_columns live in static buffers. */
 static char sql_page[2][3][2048];
 static char sql_photo_one[2048];
-static char sql_feed_photos[2048];
 
 static void build_sql(void)
 {
@@ -43,11 +42,6 @@ static void build_sql(void)
     }
     snprintf(sql_photo_one, sizeof sql_photo_one,
              "SELECT %s FROM photos p WHERE p.id = ?1 AND p.put_hlc IS NOT NULL", sbx_photo_columns);
-    snprintf(sql_feed_photos, sizeof sql_feed_photos,
-             "SELECT %s, p.cursor_updated_at FROM photos p WHERE p.put_hlc IS NOT NULL "
-             "AND p.cursor_updated_at >= ?1 AND (p.cursor_updated_at > ?1 OR (?2 AND p.id > ?3)) "
-             "ORDER BY p.cursor_updated_at, p.id LIMIT ?4",
-             sbx_photo_columns);
 }
 
 /* The photo columns end at index 20; extra columns follow. */
@@ -540,7 +534,6 @@ struct feed_row {
     uint64_t seq;
     uint8_t kind;
     uint8_t id[16];
-    json_t *item;
 };
 
 static int feed_cmp(const void *a, const void *b)
@@ -549,14 +542,6 @@ static int feed_cmp(const void *a, const void *b)
     if (x->seq != y->seq) return x->seq < y->seq ? -1 : 1;
     if (x->kind != y->kind) return x->kind < y->kind ? -1 : 1;
     return memcmp(x->id, y->id, 16);
-}
-
-static json_t *tombstone(const char *kind, const uint8_t id[16], json_t *deleted_at, int64_t updated)
-{
-    char s[SBX_UUID_STRLEN + 1];
-    sbx_uuid_format(s, id);
-    return json_pack("{s:s, s:{s:s, s:s, s:o}, s:o}", "type", "tombstone", "data", "kind", kind, "id", s, "deletedAt",
-                     deleted_at ? deleted_at : json_null(), "updatedAt", sbx_json_time(updated));
 }
 
 static uint64_t feed_floor(struct sbx_daemon *d)
@@ -587,80 +572,85 @@ void h_feed(struct api_req *r)
             return;
         }
     }
+    /* First the keys of the changes after the cursor, from both tables
+     * (index-only scans), merged in change order; then the JSON of only
+     * those that make the page. */
     struct feed_row *rows = calloc(2 * ((size_t)limit + 1), sizeof *rows);
     if (!rows) return api_error(r, 500, "out of memory");
     size_t n = 0;
     bool failed = false;
-
-    sqlite3_stmt *st = sbx_store_stmt(r->d->store, sql_feed_photos);
-    if (!st) failed = true;
-    else {
-        sqlite3_bind_int64(st, 1, (int64_t)pos.seq);
-        sqlite3_bind_int(st, 2, pos.kind == SBX_FEED_PHOTO);
-        sqlite3_bind_blob(st, 3, pos.id, 16, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, (int64_t)limit + 1);
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            struct feed_row *fr = &rows[n++];
-            fr->seq = (uint64_t)sqlite3_column_int64(st, EXTRA_COL);
-            fr->kind = SBX_FEED_PHOTO;
-            memcpy(fr->id, sqlite3_column_blob(st, 0), 16);
-            int64_t updated = sqlite3_column_int64(st, 16);
-            if (sqlite3_column_int(st, 14)) {
-                json_t *del = sqlite3_column_type(st, 15) == SQLITE_NULL ? NULL : sbx_json_time(sqlite3_column_int64(st, 15));
-                fr->item = tombstone("photo", fr->id, del, updated);
-            } else {
-                fr->item = json_pack("{s:s, s:o, s:o}", "type", "photo", "data", photo_camel(st), "updatedAt",
-                                     sbx_json_time(updated));
-            }
+    static const char *const sql[2] = {
+        "SELECT id, cursor_updated_at FROM photos WHERE put_hlc IS NOT NULL "
+        "AND cursor_updated_at >= ?1 AND (cursor_updated_at > ?1 OR ?2 OR (?4 AND id > ?3)) "
+        "ORDER BY cursor_updated_at, id LIMIT ?5",
+        "SELECT id, cursor_updated_at FROM albums WHERE create_hlc IS NOT NULL "
+        "AND cursor_updated_at >= ?1 AND (cursor_updated_at > ?1 OR ?2 OR (?4 AND id > ?3)) "
+        "ORDER BY cursor_updated_at, id LIMIT ?5",
+    };
+    for (int kind = SBX_FEED_PHOTO; kind <= SBX_FEED_ALBUM && !failed; kind++) {
+        sqlite3_stmt *st = sbx_store_stmt(r->d->store, sql[kind]);
+        if (!st) {
+            failed = true;
+            break;
         }
-        sqlite3_reset(st);
-    }
-    st = failed ? NULL
-                : sbx_store_stmt(r->d->store,
-                                 "SELECT id, cursor_updated_at FROM albums WHERE create_hlc IS NOT NULL "
-                                 "AND cursor_updated_at >= ?1 AND (cursor_updated_at > ?1 OR ?2 OR (?4 AND id > ?3)) "
-                                 "ORDER BY cursor_updated_at, id LIMIT ?5");
-    if (!st) failed = true;
-    else {
-        /* Album rows are filled after the scan: api_album_json runs
-         * statements of its own. */
-        size_t first = n;
+        /* At the cursor's own sequence, rows of a later kind all come
+         * after it, rows of its kind only past its id. */
         sqlite3_bind_int64(st, 1, (int64_t)pos.seq);
-        sqlite3_bind_int(st, 2, pos.kind == SBX_FEED_PHOTO);
+        sqlite3_bind_int(st, 2, kind > pos.kind);
         sqlite3_bind_blob(st, 3, pos.id, 16, SQLITE_STATIC);
-        sqlite3_bind_int(st, 4, pos.kind == SBX_FEED_ALBUM);
+        sqlite3_bind_int(st, 4, kind == pos.kind);
         sqlite3_bind_int64(st, 5, (int64_t)limit + 1);
         while (sqlite3_step(st) == SQLITE_ROW) {
+            if (sqlite3_column_bytes(st, 0) != 16) continue;
             struct feed_row *fr = &rows[n++];
             fr->seq = (uint64_t)sqlite3_column_int64(st, 1);
-            fr->kind = SBX_FEED_ALBUM;
+            fr->kind = (uint8_t)kind;
             memcpy(fr->id, sqlite3_column_blob(st, 0), 16);
         }
         sqlite3_reset(st);
-        for (size_t i = first; i < n; i++) {
-            bool del = false;
-            int64_t updated = 0;
-            json_t *a = api_album_json(r->d, rows[i].id, &del, &updated);
-            if (!a) {
-                failed = true;
-                continue;
-            }
-            if (del) {
-                json_t *da = json_incref(json_object_get(a, "deletedAt"));
-                rows[i].item = tombstone("album", rows[i].id, json_is_null(da) ? NULL : da, updated);
-                if (json_is_null(da)) json_decref(da);
-                json_decref(a);
-            } else {
-                rows[i].item = json_pack("{s:s, s:o, s:o}", "type", "album", "data", a, "updatedAt", sbx_json_time(updated));
-            }
-        }
     }
     qsort(rows, n, sizeof *rows, feed_cmp);
-    json_t *items = json_array();
     size_t out = n < limit ? n : limit;
-    for (size_t i = 0; i < n; i++) {
-        if (i < out && rows[i].item) json_array_append(items, rows[i].item);
-        json_decref(rows[i].item);
+    json_t *items = json_array();
+    for (size_t i = 0; i < out && !failed; i++) {
+        struct feed_row *fr = &rows[i];
+        json_t *item = NULL;
+        if (fr->kind == SBX_FEED_PHOTO) {
+            json_t *ph = photo_by_id(r->d, fr->id);
+            if (!ph) {
+                failed = true;
+                break;
+            }
+            json_t *upd = json_incref(json_object_get(ph, "updatedAt"));
+            if (json_is_true(json_object_get(ph, "isDeleted"))) {
+                char s[SBX_UUID_STRLEN + 1];
+                sbx_uuid_format(s, fr->id);
+                item = json_pack("{s:s, s:{s:s, s:s, s:O}, s:o}", "type", "tombstone", "data", "kind", "photo", "id", s,
+                                 "deletedAt", json_object_get(ph, "deletedAt"), "updatedAt", upd);
+                json_decref(ph);
+            } else {
+                item = json_pack("{s:s, s:o, s:o}", "type", "photo", "data", ph, "updatedAt", upd);
+            }
+        } else {
+            bool del = false;
+            int64_t updated = 0;
+            json_t *a = api_album_json(r->d, fr->id, &del, &updated);
+            if (!a) {
+                failed = true;
+                break;
+            }
+            if (del) {
+                char s[SBX_UUID_STRLEN + 1];
+                sbx_uuid_format(s, fr->id);
+                item = json_pack("{s:s, s:{s:s, s:s, s:O}, s:o}", "type", "tombstone", "data", "kind", "album", "id", s,
+                                 "deletedAt", json_object_get(a, "deletedAt"), "updatedAt", sbx_json_time(updated));
+                json_decref(a);
+            } else {
+                item = json_pack("{s:s, s:o, s:o}", "type", "album", "data", a, "updatedAt", sbx_json_time(updated));
+            }
+        }
+        if (!item) failed = true;
+        else json_array_append_new(items, item);
     }
     bool more = n > limit;
     char next[SBX_API_CURSOR_STRLEN + 1];

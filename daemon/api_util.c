@@ -91,11 +91,24 @@ static void seal(char out[SBX_API_CURSOR_STRLEN + 1], const uint8_t key[32], uin
     sodium_bin2base64(out, SBX_API_CURSOR_STRLEN + 1, b, CURSOR_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
+/* libsodium 1.0.18's decoder maps some bytes above 0x7f to base64 values
+ * (it reads them as negative chars), so the alphabet is checked first: a
+ * cursor has exactly one spelling. */
+static bool b64url_alphabet(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
 static int unseal(const uint8_t key[32], const char *text, size_t len, char type, uint8_t b[CURSOR_BYTES])
 {
     size_t n = 0;
     const char *end = NULL;
-    if (len != SBX_API_CURSOR_STRLEN) return SBX_EMALFORMED;
+    if (len != SBX_API_CURSOR_STRLEN || !b64url_alphabet(text, len)) return SBX_EMALFORMED;
     if (sodium_base642bin(b, CURSOR_BYTES, text, len, NULL, &n, &end, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
         n != CURSOR_BYTES || end != text + len)
         return SBX_EMALFORMED;

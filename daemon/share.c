@@ -44,6 +44,14 @@ int sbx_share_token_parse(const char *text, size_t len, uint8_t link[16], uint8_
     size_t n = 0;
     const char *end = NULL;
     if (!text || len != SBX_SHARE_TOKEN_STRLEN) return SBX_EMALFORMED;
+    /* libsodium 1.0.18's decoder takes some bytes above 0x7f for base64
+     * characters: the alphabet is checked here, so a token has one
+     * spelling. */
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            return SBX_EMALFORMED;
+    }
     if (sodium_base642bin(tok, sizeof tok, text, len, NULL, &n, &end, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
         n != sizeof tok || end != text + len || tok[0] != SBX_SHARE_TOKEN_VERSION)
         return SBX_EMALFORMED;

@@ -155,6 +155,12 @@ SBX_TEST(cursors_round_trip_and_refuse_tampering)
     memset(junk, '!', SBX_API_CURSOR_STRLEN);
     junk[SBX_API_CURSOR_STRLEN] = '\0';
     CHECK_EQ_INT(sbx_api_page_cursor_parse(key, junk, SBX_API_CURSOR_STRLEN, &q), SBX_EMALFORMED);
+    /* A byte above 0x7f is not base64, even where libsodium's decoder would
+     * take it (found by fuzz_api). */
+    char high[SBX_API_CURSOR_STRLEN + 1];
+    memcpy(high, pc, sizeof high);
+    high[40] = (char)0xd1;
+    CHECK_EQ_INT(sbx_api_page_cursor_parse(key, high, SBX_API_CURSOR_STRLEN, &q), SBX_EMALFORMED);
 }
 
 /* ---- HTTP details ---- */
@@ -367,6 +373,12 @@ SBX_TEST(share_tokens_checked_against_the_log)
     token_for(&l, other, true, album.id, link.expires_at_ms, l.id.sk, bad);
     CHECK_EQ_INT(sbx_share_resolve(l.store, lib_id, bad, strlen(bad), now, &got), SBX_ENOENT);
     CHECK_EQ_INT(sbx_share_resolve(l.store, lib_id, "short", 5, now, &got), SBX_ENOENT);
+    uint8_t lk[16], sg[64];
+    CHECK_EQ_INT(sbx_share_token_parse(tok, strlen(tok), lk, sg), 0);
+    CHECK(memcmp(lk, link.id, 16) == 0);
+    memcpy(bad, tok, sizeof bad);
+    bad[50] = (char)0xd1;
+    CHECK_EQ_INT(sbx_share_token_parse(bad, strlen(bad), lk, sg), SBX_EMALFORMED);
     /* A deleted album ends its links; a restore brings them back. */
     struct sbx_op del = {.type = SBX_OP_ALBUM_DELETE};
     memcpy(del.id, album.id, 16);
