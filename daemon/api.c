@@ -31,12 +31,18 @@ struct api_conn {
     } h; /* first: h2o's close callback hands this pointer back */
     struct sbx_api *api;
     struct api_conn *prev, *next;
+    bool public;
+    uint8_t addr[16]; /* the rate limiter's key for the client */
+    size_t addr_len;
 };
 
 struct api_handler {
     h2o_handler_t super;
     struct sbx_api *api;
+    bool public;
 };
+
+static size_t sockaddr_key(const struct sockaddr_storage *ss, uint8_t key[16]);
 
 typedef void (*api_fn)(struct api_req *r);
 static const api_fn handlers[SBX_ROUTE__COUNT] = {
@@ -211,22 +217,7 @@ size_t api_peer_key(h2o_req_t *req, uint8_t key[16])
 {
     struct sockaddr_storage ss;
     socklen_t n = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
-    if (n == 0) return 0;
-    if (ss.ss_family == AF_INET) {
-        memcpy(key, &((struct sockaddr_in *)&ss)->sin_addr, 4);
-        return 4;
-    }
-    if (ss.ss_family == AF_INET6) {
-        const uint8_t *a = ((struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr;
-        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-        if (memcmp(a, mapped, 12) == 0) {
-            memcpy(key, a + 12, 4);
-            return 4;
-        }
-        memcpy(key, a, 8);
-        return 8;
-    }
-    return 0;
+    return n ? sockaddr_key(&ss, key) : 0;
 }
 
 static bool authorized(struct api_req *r)
@@ -244,7 +235,7 @@ static bool authorized(struct api_req *r)
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     struct sbx_api *api = ((struct api_handler *)self)->api;
-    bool public = req->conn->hosts == api->public_hosts;
+    bool public = ((struct api_handler *)self)->public;
     struct api_req r = {.api = api, .d = api->d, .req = req};
     size_t path_len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     if (req->query_at != SIZE_MAX) {
@@ -306,6 +297,25 @@ static void conn_closed(uv_handle_t *h)
     free(c);
 }
 
+static size_t sockaddr_key(const struct sockaddr_storage *ss, uint8_t key[16])
+{
+    if (ss->ss_family == AF_INET) {
+        memcpy(key, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+        return 4;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const uint8_t *a = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(a, mapped, 12) == 0) {
+            memcpy(key, a + 12, 4);
+            return 4;
+        }
+        memcpy(key, a, 8);
+        return 8;
+    }
+    return 0;
+}
+
 static void on_accept(uv_stream_t *server, int status)
 {
     struct sbx_api *api = server->data;
@@ -315,11 +325,25 @@ static void on_accept(uv_stream_t *server, int status)
     struct api_conn *c = calloc(1, sizeof *c);
     if (!c) return;
     c->api = api;
+    c->public = public;
     if (is_pipe) uv_pipe_init(api->d->loop, &c->h.pipe, 0);
     else uv_tcp_init(api->d->loop, &c->h.tcp);
-    if (uv_accept(server, (uv_stream_t *)&c->h) != 0 || api->n_conns >= SBX_MAX_API_CONNECTIONS) {
-        /* Over the bound: the connection is accepted only to be closed, so
-         * the kernel's backlog does not fill with it. */
+    bool refuse = uv_accept(server, (uv_stream_t *)&c->h) != 0 || api->n_conns >= SBX_MAX_API_CONNECTIONS;
+    if (!refuse && public) {
+        /* One address may not hold the share server's connections: a few
+         * per address are plenty for a browser. */
+        struct sockaddr_storage ss;
+        int len = sizeof ss;
+        if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0) c->addr_len = sockaddr_key(&ss, c->addr);
+        size_t same = 0;
+        for (struct api_conn *o = api->conns; o; o = o->next)
+            same += o->public && o->addr_len == c->addr_len && memcmp(o->addr, c->addr, c->addr_len) == 0;
+        refuse = same >= SBX_MAX_SHARE_CONNS_PER_ADDR ||
+                 (c->addr_len && !sbx_ratelimit_take(api->rl, c->addr, c->addr_len, 1, sbx_now_ms()));
+    }
+    if (refuse) {
+        /* Accepted only to be closed, so the kernel's backlog does not fill
+         * with it. */
         uv_close((uv_handle_t *)&c->h, (uv_close_cb)free);
         return;
     }
@@ -329,7 +353,7 @@ static void on_accept(uv_stream_t *server, int status)
     api->conns = c;
     api->n_conns++;
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->h, conn_closed);
-    h2o_accept(public ? &api->accept_public : &api->accept_local, sock);
+    h2o_accept(public ? &api->public.accept : &api->local.accept, sock);
 }
 
 /* HOST:PORT or [IPv6]:PORT, where port 0 asks for any free port (the
@@ -478,6 +502,30 @@ static int tls_setup(struct sbx_api *api, const struct sbx_daemon_options *opt, 
 
 /* ---- start and stop ---- */
 
+static int server_init(struct sbx_api *api, struct api_server *srv, bool public)
+{
+    h2o_config_init(&srv->config);
+    srv->config_on = true;
+    srv->config.server_name = h2o_iovec_init(H2O_STRLIT("shoebox"));
+    /* h2o reads a whole request body before the handler runs: the local
+     * API takes upload chunks, the share server only GETs. */
+    srv->config.max_request_entity_size = public ? 4096 : SBX_MAX_UPLOAD_CHUNK + 65536;
+    srv->config.http1.req_timeout = public ? 10000 : 30000;
+    srv->config.http2.idle_timeout = public ? 10000 : 30000;
+    h2o_hostconf_t *host = h2o_config_register_host(&srv->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    struct api_handler *h = (struct api_handler *)h2o_create_handler(path, sizeof *h);
+    if (!h) return SBX_ENOMEM;
+    h->super.on_req = on_req;
+    h->api = api;
+    h->public = public;
+    srv->hosts[0] = host;
+    h2o_context_init(&srv->ctx, api->d->loop, &srv->config);
+    srv->ctx_on = true;
+    srv->accept = (h2o_accept_ctx_t){.ctx = &srv->ctx, .hosts = srv->hosts, .ssl_ctx = public ? api->ssl : NULL};
+    return 0;
+}
+
 int sbx_api_start(struct sbx_daemon *d, const struct sbx_daemon_options *opt, char *errmsg, size_t size)
 {
     struct sbx_api *api = calloc(1, sizeof *api);
@@ -507,21 +555,10 @@ int sbx_api_start(struct sbx_daemon *d, const struct sbx_daemon_options *opt, ch
     }
     if (tls && (rc = tls_setup(api, opt, errmsg, size)) != 0) return rc;
 
-    h2o_config_init(&api->config);
-    api->config_on = true;
-    api->config.server_name = h2o_iovec_init(H2O_STRLIT("shoebox"));
-    api->config.max_request_entity_size = SBX_MAX_UPLOAD_CHUNK + 65536;
-    api->config.http1.req_timeout = 30000;
-    h2o_hostconf_t *host = h2o_config_register_host(&api->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
-    struct api_handler *h = (struct api_handler *)h2o_create_handler(path, sizeof *h);
-    h->super.on_req = on_req;
-    h->api = api;
-    api->local_hosts[0] = api->public_hosts[0] = host;
-    h2o_context_init(&api->ctx, d->loop, &api->config);
-    api->ctx_on = true;
-    api->accept_local = (h2o_accept_ctx_t){.ctx = &api->ctx, .hosts = api->local_hosts};
-    api->accept_public = (h2o_accept_ctx_t){.ctx = &api->ctx, .hosts = api->public_hosts, .ssl_ctx = api->ssl};
+    if ((rc = server_init(api, &api->local, false)) != 0 || (opt->public_listen && (rc = server_init(api, &api->public, true)) != 0)) {
+        snprintf(errmsg, size, "cannot set up the HTTP server");
+        return rc;
+    }
 
     /* The unix socket: the owner's apps on this device, like control.sock. */
     char sock[4096];
@@ -585,22 +622,30 @@ int sbx_api_start(struct sbx_daemon *d, const struct sbx_daemon_options *opt, ch
 static void expire_idle(struct sbx_api *api)
 {
     uint64_t now = h2o_now(api->d->loop);
-    api->ctx.http1.req_timeout.timeout = 0;
-    api->ctx.http2.idle_timeout.timeout = 0;
-    h2o_timeout_run(api->d->loop, &api->ctx.http1.req_timeout, now);
-    h2o_timeout_run(api->d->loop, &api->ctx.http2.idle_timeout, now);
+    struct api_server *srv[2] = {&api->local, &api->public};
+    for (int i = 0; i < 2; i++) {
+        if (!srv[i]->ctx_on) continue;
+        srv[i]->ctx.http1.req_timeout.timeout = 0;
+        srv[i]->ctx.http2.idle_timeout.timeout = 0;
+        h2o_timeout_run(api->d->loop, &srv[i]->ctx.http1.req_timeout, now);
+        h2o_timeout_run(api->d->loop, &srv[i]->ctx.http2.idle_timeout, now);
+    }
 }
 
-/* Handles that h2o's context owns (its timers and its message queue) keep
+/* Handles that h2o's contexts own (their timers and message queues) keep
  * the loop alive; once no connection needs them they are unreferenced, and
  * sbx_api_close disposes of them after the loop ended. */
 static void unref_h2o(uv_handle_t *h, void *arg)
 {
     struct sbx_api *api = arg;
     const char *p = (const char *)h;
-    bool in_ctx = p >= (const char *)&api->ctx && p < (const char *)(&api->ctx + 1);
-    bool queue = h == (uv_handle_t *)api->ctx.queue && h->type == UV_ASYNC;
-    if (in_ctx || queue) uv_unref(h);
+    struct api_server *srv[2] = {&api->local, &api->public};
+    for (int i = 0; i < 2; i++) {
+        if (!srv[i]->ctx_on) continue;
+        bool in_ctx = p >= (const char *)&srv[i]->ctx && p < (const char *)(&srv[i]->ctx + 1);
+        bool queue = h == (uv_handle_t *)srv[i]->ctx.queue && h->type == UV_ASYNC;
+        if (in_ctx || queue) uv_unref(h);
+    }
 }
 
 static void unref_conns(struct sbx_api *api)
@@ -638,8 +683,9 @@ void sbx_api_stop(struct sbx_daemon *d)
         if (sbx_datadir_path(sock, sizeof sock, d->data_dir, SBX_FILE_API_SOCKET) == 0) unlink(sock);
     }
     api->tcp_on = api->pub_on = api->unix_on = false;
-    if (!api->ctx_on) return;
-    h2o_context_request_shutdown(&api->ctx);
+    if (!api->local.ctx_on) return;
+    h2o_context_request_shutdown(&api->local.ctx);
+    if (api->public.ctx_on) h2o_context_request_shutdown(&api->public.ctx);
     expire_idle(api);
     api->stop_deadline_ms = sbx_now_ms() + SBX_API_SHUTDOWN_MS;
     uv_timer_init(d->loop, &api->stop_timer);
@@ -652,22 +698,25 @@ void sbx_api_close(struct sbx_daemon *d)
 {
     struct sbx_api *api = d->api;
     if (!api) return;
-    if (api->ctx_on) {
-        /* Entries the context links to its own timeouts (HTTP/2's graceful
-         * shutdown timer) outlive the connections; h2o asserts they are
-         * gone before it disposes of the timeouts. */
-        h2o_timeout_t *ts[] = {&api->ctx.zero_timeout,        &api->ctx.one_sec_timeout,
-                               &api->ctx.hundred_ms_timeout,  &api->ctx.handshake_timeout,
-                               &api->ctx.http1.req_timeout,   &api->ctx.http2.idle_timeout,
-                               &api->ctx.http2.graceful_shutdown_timeout, &api->ctx.proxy.io_timeout};
-        for (size_t i = 0; i < SBX_ARRAY_LEN(ts); i++)
-            for (int k = 0; k < 1 << 20 && !h2o_linklist_is_empty(&ts[i]->_entries); k++)
-                h2o_timeout_unlink(H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link, ts[i]->_entries.next));
-        /* Outside uv_run: h2o_context_dispose runs the loop once itself to
-         * free the handles it closes. */
-        h2o_context_dispose(&api->ctx);
+    struct api_server *srv[2] = {&api->local, &api->public};
+    for (int i = 0; i < 2; i++) {
+        if (srv[i]->ctx_on) {
+            /* Entries a context links to its own timeouts (HTTP/2's
+             * graceful shutdown timer) outlive the connections; h2o asserts
+             * they are gone before it disposes of the timeouts. */
+            h2o_context_t *ctx = &srv[i]->ctx;
+            h2o_timeout_t *ts[] = {&ctx->zero_timeout,       &ctx->one_sec_timeout,   &ctx->hundred_ms_timeout,
+                                   &ctx->handshake_timeout,  &ctx->http1.req_timeout, &ctx->http2.idle_timeout,
+                                   &ctx->http2.graceful_shutdown_timeout, &ctx->proxy.io_timeout};
+            for (size_t k = 0; k < SBX_ARRAY_LEN(ts); k++)
+                for (int guard = 0; guard < 1 << 20 && !h2o_linklist_is_empty(&ts[k]->_entries); guard++)
+                    h2o_timeout_unlink(H2O_STRUCT_FROM_MEMBER(h2o_timeout_entry_t, _link, ts[k]->_entries.next));
+            /* Outside uv_run: h2o_context_dispose runs the loop once itself
+             * to free the handles it closes. */
+            h2o_context_dispose(ctx);
+        }
+        if (srv[i]->config_on) h2o_config_dispose(&srv[i]->config);
     }
-    if (api->config_on) h2o_config_dispose(&api->config);
     if (api->ssl) SSL_CTX_free(api->ssl);
     sbx_blobstore_close(api->blobs);
     sbx_ratelimit_free(api->rl);

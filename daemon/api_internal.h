@@ -12,17 +12,20 @@
 
 struct api_conn;
 
+/* One h2o server: its configuration and context on the daemon's loop. The
+ * local API and the public share server each have one, so the public side
+ * gets its own limits (it never takes a request body). */
+struct api_server {
+    h2o_globalconf_t config;
+    h2o_context_t ctx;
+    bool config_on, ctx_on;
+    h2o_hostconf_t *hosts[2];
+    h2o_accept_ctx_t accept;
+};
+
 struct sbx_api {
     struct sbx_daemon *d;
-    h2o_globalconf_t config;
-    bool config_on;
-    h2o_context_t ctx;
-    bool ctx_on;
-    /* One host serves both listeners; the accept contexts hand each
-     * connection a different hosts array, which is how a request tells
-     * which listener it came through. */
-    h2o_hostconf_t *local_hosts[2], *public_hosts[2];
-    h2o_accept_ctx_t accept_local, accept_public;
+    struct api_server local, public;
     SSL_CTX *ssl;
     uv_tcp_t tcp, pub;
     uv_pipe_t unix_sock;

@@ -101,6 +101,12 @@ int api_media_derive(struct sbx_api *api, const uint8_t photo[16])
     int rc = load_photo(api->d, photo, &p);
     if (rc != 0) return rc;
     if (p.has_thumb && p.has_medium) return 0;
+    /* Only types the media module renders: anything else would be read
+     * whole for nothing, on every request for its thumbnail. */
+    static const char *const renderable[] = {"image/jpeg", "image/heic", "image/heif", "image/avif"};
+    bool can = false;
+    for (size_t i = 0; i < SBX_ARRAY_LEN(renderable); i++) can = can || strcmp(p.mime, renderable[i]) == 0;
+    if (!can) return SBX_EUNSUPPORTED;
     uint8_t *buf = NULL;
     size_t len = 0;
     if ((rc = read_blob(api->blobs, p.hash, &buf, &len)) != 0) return rc;

@@ -88,9 +88,10 @@ int sbx_daemon_open(struct sbx_daemon *d, uv_loop_t *loop, const struct sbx_daem
 
     rc = sbx_net_start(d, errmsg, size);
     if (rc != 0) return rc;
-    rc = sbx_control_start(d, errmsg, size);
+    /* The API first: once the control socket answers, the API does too. */
+    rc = sbx_api_start(d, opt, errmsg, size);
     if (rc != 0) return rc;
-    return sbx_api_start(d, opt, errmsg, size);
+    return sbx_control_start(d, errmsg, size);
 }
 
 void sbx_daemon_stop(struct sbx_daemon *d)

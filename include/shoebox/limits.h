@@ -134,6 +134,9 @@
 #define SBX_SHARE_RATE_BURST 400.0
 #define SBX_SHARE_FAIL_COST 10.0
 #define SBX_MAX_RATELIMIT_SLOTS 8192u
+/* Connections one client address may hold to the share server at once
+ * (browsers open six per host). */
+#define SBX_MAX_SHARE_CONNS_PER_ADDR 16u
 /* Photos on one share page (?page=N shows the next ones). */
 #define SBX_MAX_SHARE_PAGE 300u
 /* At shutdown, open API connections get this long to finish (ms). */
