@@ -21,6 +21,7 @@
 #include <sodium.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -657,12 +658,24 @@ static void on_stop_tick(uv_timer_t *t)
 {
     struct sbx_api *api = t->data;
     expire_idle(api);
-    if (api->n_conns > 0 && sbx_now_ms() < api->stop_deadline_ms) return;
-    if (api->n_conns > 0) {
+    int64_t now = sbx_now_ms();
+    if (api->n_conns > 0 && now < api->stop_deadline_ms) return;
+    if (api->n_conns > 0 && !api->stop_forced) {
         /* A client that stalls a response must not keep the daemon from
-         * exiting: its connection is left to the process exit. */
-        sbx_warn("api: %zu connection%s still open at shutdown; leaving them", api->n_conns,
-                 api->n_conns == 1 ? "" : "s");
+         * exiting. shutdown(2) under libuv's feet makes its pending writes
+         * fail and its reads end, so h2o closes the connection the usual
+         * way. */
+        api->stop_forced = true;
+        api->stop_deadline_ms = now + 1000;
+        sbx_info("api: closing %zu connection%s that did not finish in time", api->n_conns, api->n_conns == 1 ? "" : "s");
+        for (struct api_conn *c = api->conns; c; c = c->next) {
+            uv_os_fd_t fd;
+            if (uv_fileno((uv_handle_t *)&c->h, &fd) == 0) shutdown(fd, SHUT_RDWR);
+        }
+        return;
+    }
+    if (api->n_conns > 0) {
+        sbx_warn("api: %zu connection%s still open at shutdown; leaving them", api->n_conns, api->n_conns == 1 ? "" : "s");
         unref_conns(api);
     }
     uv_close((uv_handle_t *)t, NULL);

@@ -35,7 +35,7 @@ struct sbx_api {
     struct api_conn *conns;
     size_t n_conns;
     uv_timer_t stop_timer;
-    bool stop_timer_on;
+    bool stop_timer_on, stop_forced;
     int64_t stop_deadline_ms;
     bool stopping;
     uint8_t cursor_key[32];
