@@ -1777,8 +1777,16 @@ int sbx_engine_prepare_join(sbx_store *store, const struct sbx_identity *id, con
 int sbx_engine_create_library(sbx_store *store, const struct sbx_identity *id, const char *library_name,
                               const char *device_name, enum sbx_role role, int64_t now_ms)
 {
-    uint8_t nonce[SBX_ID_BYTES], library[SBX_ID_BYTES];
+    uint8_t nonce[SBX_ID_BYTES];
     randombytes_buf(nonce, sizeof nonce);
+    return sbx_engine_create_library_nonce(store, id, nonce, library_name, device_name, role, now_ms);
+}
+
+int sbx_engine_create_library_nonce(sbx_store *store, const struct sbx_identity *id,
+                                    const uint8_t nonce[SBX_ID_BYTES], const char *library_name,
+                                    const char *device_name, enum sbx_role role, int64_t now_ms)
+{
+    uint8_t library[SBX_ID_BYTES];
     library_id_for(id->pk, nonce, library);
     int rc = set_local_meta(store, library, device_name, role);
     if (rc != 0) return rc;

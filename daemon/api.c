@@ -513,6 +513,9 @@ static int server_init(struct sbx_api *api, struct api_server *srv, bool public)
     srv->config.max_request_entity_size = public ? 4096 : SBX_MAX_UPLOAD_CHUNK + 65536;
     srv->config.http1.req_timeout = public ? 10000 : 30000;
     srv->config.http2.idle_timeout = public ? 10000 : 30000;
+    /* At shutdown HTTP/2 clients get a GOAWAY; those that keep their
+     * connection open after it are closed by h2o itself this much later. */
+    srv->config.http2.graceful_shutdown_timeout = SBX_API_SHUTDOWN_MS / 2;
     h2o_hostconf_t *host = h2o_config_register_host(&srv->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     struct api_handler *h = (struct api_handler *)h2o_create_handler(path, sizeof *h);
@@ -539,9 +542,11 @@ int sbx_api_start(struct sbx_daemon *d, const struct sbx_daemon_options *opt, ch
         snprintf(errmsg, size, "cannot store the feed cursor key: %s", sbx_strerror(rc));
         return rc;
     }
-    if ((rc = sbx_blobstore_open(&api->blobs, d->data_dir, d->store)) != 0) {
-        snprintf(errmsg, size, "cannot open the blob store in %s: %s", d->data_dir, sbx_strerror(rc));
-        return rc;
+    /* The daemon's blob store: the importer and the transfers share it. */
+    api->blobs = d->blobs;
+    if (!api->blobs) {
+        snprintf(errmsg, size, "the blob store is not open");
+        return SBX_ESTATE;
     }
     if ((rc = sbx_ratelimit_new(&api->rl, SBX_MAX_RATELIMIT_SLOTS, SBX_SHARE_RATE_PER_S, SBX_SHARE_RATE_BURST)) != 0)
         return rc;
@@ -626,10 +631,14 @@ static void expire_idle(struct sbx_api *api)
     struct api_server *srv[2] = {&api->local, &api->public};
     for (int i = 0; i < 2; i++) {
         if (!srv[i]->ctx_on) continue;
-        srv[i]->ctx.http1.req_timeout.timeout = 0;
-        srv[i]->ctx.http2.idle_timeout.timeout = 0;
-        h2o_timeout_run(api->d->loop, &srv[i]->ctx.http1.req_timeout, now);
-        h2o_timeout_run(api->d->loop, &srv[i]->ctx.http2.idle_timeout, now);
+        /* Idle keep-alive connections, idle HTTP/2 connections and TLS
+         * handshakes that never finish. */
+        h2o_timeout_t *ts[] = {&srv[i]->ctx.http1.req_timeout, &srv[i]->ctx.http2.idle_timeout,
+                               &srv[i]->ctx.handshake_timeout};
+        for (size_t k = 0; k < SBX_ARRAY_LEN(ts); k++) {
+            ts[k]->timeout = 0;
+            h2o_timeout_run(api->d->loop, ts[k], now);
+        }
     }
 }
 
@@ -675,7 +684,10 @@ static void on_stop_tick(uv_timer_t *t)
         return;
     }
     if (api->n_conns > 0) {
-        sbx_warn("api: %zu connection%s still open at shutdown; leaving them", api->n_conns, api->n_conns == 1 ? "" : "s");
+        for (struct api_conn *c = api->conns; c; c = c->next)
+            sbx_warn("api: a %s connection is still open at shutdown (handle %s, %s); leaving it",
+                     c->public ? "share server" : "local API", uv_is_active((uv_handle_t *)&c->h) ? "active" : "idle",
+                     uv_is_closing((uv_handle_t *)&c->h) ? "closing" : "open");
         unref_conns(api);
     }
     uv_close((uv_handle_t *)t, NULL);
@@ -731,7 +743,6 @@ void sbx_api_close(struct sbx_daemon *d)
         if (srv[i]->config_on) h2o_config_dispose(&srv[i]->config);
     }
     if (api->ssl) SSL_CTX_free(api->ssl);
-    sbx_blobstore_close(api->blobs);
     sbx_ratelimit_free(api->rl);
     sodium_memzero(api->token, sizeof api->token);
     sodium_memzero(api->cursor_key, sizeof api->cursor_key);

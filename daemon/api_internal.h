@@ -41,7 +41,7 @@ struct sbx_api {
     uint8_t cursor_key[32];
     char token[160];
     size_t token_len;
-    sbx_blobstore *blobs;
+    sbx_blobstore *blobs; /* the daemon's (d->blobs) */
     sbx_ratelimit *rl;
 };
 

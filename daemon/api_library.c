@@ -423,7 +423,7 @@ void h_imports_list(struct api_req *r)
 {
     sqlite3_stmt *st = sbx_store_stmt(r->d->store,
                                       "SELECT id, status, paths, files_total, files_done, bytes_total, bytes_done, imported, "
-                                      "duplicates, skipped, errors, created_at, updated_at, finished_at FROM import_jobs "
+                                      "duplicates, skipped, errors, created_at, updated_at, finished_at, error FROM import_jobs "
                                       "ORDER BY created_at DESC LIMIT 100");
     if (!st) return api_error(r, 500, "database error");
     json_t *items = json_array();
@@ -450,11 +450,17 @@ void h_imports_list(struct api_req *r)
             json_object_set_new(o, "finishedAt", sqlite3_column_type(st, 13) == SQLITE_NULL
                                                      ? json_null()
                                                      : sbx_json_time(sqlite3_column_int64(st, 13)));
+            json_object_set_new(o, "error", sqlite3_column_text(st, 14)
+                                                ? json_string((const char *)sqlite3_column_text(st, 14))
+                                                : json_null());
             json_array_append_new(items, o);
         }
     }
     sqlite3_reset(st);
-    api_json(r, 200, json_pack("{s:o}", "items", items));
+    json_t *prog = sbx_import_progress_json(r->d);
+    json_t *running = sbx_json_camel(prog);
+    json_decref(prog);
+    api_json(r, 200, json_pack("{s:o, s:o}", "items", items, "running", running ? running : json_null()));
 }
 
 void h_import_run(struct api_req *r)
@@ -466,8 +472,33 @@ void h_import_run(struct api_req *r)
         json_decref(body);
         return api_error(r, 400, "give {\"paths\": [absolute paths on this device]}");
     }
-    json_t *res = api_control(r, "import", json_pack("{s:O}", "paths", paths));
+    /* The import runs on the importer's worker thread; the answer is the
+     * job as it starts, and GET /imports follows it. */
+    char err[512] = "";
+    int rc = sbx_import_start(r->d, paths, NULL, err, sizeof err);
     json_decref(body);
+    if (rc != 0) return api_error(r, rc == SBX_EBUSY ? 409 : 400, "%s", err[0] ? err : sbx_strerror(rc));
+    json_t *prog = sbx_import_progress_json(r->d);
+    json_t *o = sbx_json_camel(prog);
+    json_decref(prog);
+    api_header(r, H2O_TOKEN_LOCATION, "/imports");
+    api_json(r, 202, o);
+}
+
+void h_free_space(struct api_req *r)
+{
+    json_t *body = api_body(r);
+    if (!body) return;
+    json_t *min = json_object_get(body, "minFullPeers");
+    json_t *args = json_object();
+    if (json_is_integer(min)) json_object_set(args, "min_full", min);
+    else if (min && !json_is_null(min)) {
+        json_decref(body);
+        json_decref(args);
+        return api_error(r, 400, "minFullPeers is a number of full peers");
+    }
+    json_decref(body);
+    json_t *res = api_control(r, "free_space", args);
     if (!res) return;
     json_t *o = sbx_json_camel(res);
     json_decref(res);

@@ -21,16 +21,16 @@
  * above any photo, below a long video (which has no thumbnail yet). */
 #define MAX_RENDER_SOURCE (512ull << 20)
 
-/* The hook for originals that other devices hold: asks the blob transfer
- * layer to fetch `hash`. Returns SBX_EAGAIN when a fetch is under way (the
- * client retries), SBX_EUNSUPPORTED while this build has no transfer of
- * originals on demand. */
+/* Originals that other devices hold: asks the transfer manager for them
+ * (an on-demand fetch goes before background work). 0 when the original is
+ * here now, SBX_EAGAIN while the fetch runs (the client retries), another
+ * error when no fetch could start. */
 int sbx_api_fetch_original(struct sbx_daemon *d, const uint8_t hash[32]);
 int sbx_api_fetch_original(struct sbx_daemon *d, const uint8_t hash[32])
 {
-    (void)d;
-    (void)hash;
-    return SBX_EUNSUPPORTED;
+    int rc = sbx_transfer_want(d, hash);
+    if (rc != 0) return rc;
+    return sbx_blob_has(d->blobs, hash) == 0 ? 0 : SBX_EAGAIN;
 }
 
 struct photo_row {
@@ -225,7 +225,6 @@ void api_media_send(struct api_req *r, const uint8_t photo[16], enum api_media w
     sbx_blob_file *f = NULL;
     rc = sbx_blob_open(api->blobs, hash, &f);
     if (rc == SBX_ENOENT) {
-        if (which == API_ORIGINAL) rc = sbx_api_fetch_original(r->d, hash);
         sqlite3_stmt *st = sbx_store_stmt(r->d->store, "SELECT count(*) FROM blob_holders h JOIN authors a ON "
                                                        "a.ix = h.holder_ix WHERE h.hash = ?1 AND h.held = 1 AND a.key != ?2");
         int64_t holders = 0;
@@ -235,17 +234,25 @@ void api_media_send(struct api_req *r, const uint8_t photo[16], enum api_media w
             if (sqlite3_step(st) == SQLITE_ROW) holders = sqlite3_column_int64(st, 0);
             sqlite3_reset(st);
         }
-        if (which != API_ORIGINAL || holders > 0 || rc == SBX_EAGAIN) {
-            api_header(r, H2O_TOKEN_RETRY_AFTER, "30");
+        if (which == API_ORIGINAL && holders == 0)
+            return fail(r, share, 404, "no device of the library is known to hold the original");
+        /* Thumbnails and mediums come from peers by themselves; an original
+         * is asked for now. Either way the client retries shortly. */
+        int frc = which == API_ORIGINAL ? sbx_api_fetch_original(r->d, hash) : SBX_EAGAIN;
+        if (frc == 0) rc = sbx_blob_open(api->blobs, hash, &f);
+        if (frc != 0 || rc == SBX_ENOENT) {
+            uint64_t done = 0, size = 0;
+            sbx_transfer_progress(r->d, hash, &done, &size);
+            api_header(r, H2O_TOKEN_RETRY_AFTER, which == API_ORIGINAL ? "2" : "10");
             if (share) return api_plain(r, 503, "Service Unavailable");
             return api_json(r, 503,
-                            json_pack("{s:s, s:I}", "error",
-                                      rc == SBX_EAGAIN ? "the original is being fetched from another device: retry"
-                                                       : "these bytes are on another device of the library, not on this "
-                                                         "one; fetching them on demand is not available yet",
-                                      "holders", (json_int_t)holders));
+                            json_pack("{s:s, s:I, s:I, s:I}", "error",
+                                      which == API_ORIGINAL
+                                          ? "the original is being fetched from another device of the library: retry"
+                                          : "these bytes are on other devices and on their way here: retry",
+                                      "holders", (json_int_t)holders, "bytesDone", (json_int_t)done, "sizeBytes",
+                                      (json_int_t)size));
         }
-        return fail(r, share, 404, "no device of the library is known to hold the original");
     }
     if (rc != 0) return fail(r, share, 500, "cannot read the blob store");
 

@@ -6,6 +6,7 @@
 #include "shoebox/engine.h"
 #include "shoebox/err.h"
 #include "shoebox/identity.h"
+#include "shoebox/import.h"
 #include "shoebox/limits.h"
 #include "shoebox/log.h"
 #include "shoebox/store.h"
@@ -19,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -86,9 +89,8 @@ static void no_more_args(struct cli *c, int allowed)
     if (c->argc > allowed) die("unexpected argument '%s'", c->argv[allowed]);
 }
 
-/* Sends one request to the daemon and returns its "result" (or exits with
- * the daemon's error). */
-static json_t *call(struct cli *c, const char *cmd, json_t *args)
+/* Connects to the daemon and sends one request line; returns the socket. */
+static int call_send(struct cli *c, const char *cmd, json_t *args)
 {
     char path[4096];
     if (sbx_datadir_path(path, sizeof path, c->data_dir, SBX_FILE_CONTROL) != 0 ||
@@ -119,6 +121,13 @@ static json_t *call(struct cli *c, const char *cmd, json_t *args)
         off += (size_t)w;
     }
     free(text);
+    return fd;
+}
+
+/* Reads the answer to a request sent with call_send (closing the socket)
+ * and returns its "result", or exits with the daemon's error. */
+static json_t *call_recv(int fd)
+{
     json_error_t jerr;
     FILE *f = fdopen(fd, "r");
     json_t *resp = json_loadf(f, JSON_DISABLE_EOF_CHECK, &jerr);
@@ -133,6 +142,13 @@ static json_t *call(struct cli *c, const char *cmd, json_t *args)
     json_t *result = json_incref(json_object_get(resp, "result"));
     json_decref(resp);
     return result;
+}
+
+/* Sends one request to the daemon and returns its "result" (or exits with
+ * the daemon's error). */
+static json_t *call(struct cli *c, const char *cmd, json_t *args)
+{
+    return call_recv(call_send(c, cmd, args));
 }
 
 static void print_json(json_t *v)
@@ -239,6 +255,10 @@ static int cmd_status(struct cli *c)
             printf("peer     %.7s  %-12s %s %s\n", jstr(v, "device_id"), jstr(v, "name"),
                    json_is_true(json_object_get(v, "connected")) ? "connected" : "offline  ",
                    json_is_string(json_object_get(v, "address")) ? jstr(v, "address") : "");
+        json_array_foreach(json_object_get(r, "import_jobs"), i, v)
+            printf("import   %s: %lld/%lld files, %.1f/%.1f MB\n", jstr(v, "phase"), (long long)jint(v, "files_done"),
+                   (long long)jint(v, "files_total"), (double)jint(v, "bytes_done") / 1e6,
+                   (double)jint(v, "bytes_total") / 1e6);
         json_array_foreach(json_object_get(r, "forks"), i, v)
             printf("FORK     device %s signed two entries with seq %lld: it is cloned or compromised\n",
                    jstr(v, "device_id"), (long long)jint(v, "seq"));
@@ -372,10 +392,55 @@ static int cmd_untag(struct cli *c)
 
 /* ---- import ---- */
 
+/* While the import runs, a terminal gets a progress line on stderr, redrawn
+ * from import.progress (a second connection) every quarter second. */
+static void import_wait(struct cli *c, int fd)
+{
+    bool tty = !c->json && isatty(STDERR_FILENO);
+    int64_t first_ms = -1, first_bytes = 0;
+    bool drawn = false;
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int n = poll(&p, 1, tty ? 250 : -1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n != 0) break;
+        json_t *r = call(c, "import.progress", NULL);
+        if (json_is_true(json_object_get(r, "running"))) {
+            struct sbx_import_progress pr = {
+                .files_done = jint(r, "files_done"), .files_total = jint(r, "files_total"),
+                .bytes_done = jint(r, "bytes_done"), .bytes_total = jint(r, "bytes_total"),
+            };
+            int64_t now = sbx_now_ms();
+            /* The rate counts what this run moved, not what a resumed job
+             * had done before. */
+            if (first_ms < 0) {
+                bool resumed = json_is_true(json_object_get(r, "resumed"));
+                first_ms = resumed ? now : now - jint(r, "elapsed_ms");
+                first_bytes = resumed ? pr.bytes_done : 0;
+            }
+            pr.rate_bytes = pr.bytes_done - first_bytes;
+            pr.rate_ms = now - first_ms;
+            struct winsize ws;
+            unsigned width = ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 20 ? ws.ws_col - 1 : 79;
+            char line[512];
+            if (strcmp(jstr(r, "phase"), "scanning") == 0)
+                snprintf(line, sizeof line, "scanning: %lld files, %lld entries read", (long long)pr.files_total,
+                         (long long)pr.files_done);
+            else
+                sbx_import_progress_line(line, sizeof line, &pr, width);
+            fprintf(stderr, "\r%s\033[K", line);
+            fflush(stderr);
+            drawn = true;
+        }
+        json_decref(r);
+    }
+    if (drawn) fprintf(stderr, "\r\033[K");
+}
+
 static int cmd_import(struct cli *c)
 {
     no_more_args(c, c->argc);
-    if (c->argc == 0) die("give at least one file or folder to import");
+    if (c->argc == 0) die("give at least one file, folder or Takeout zip to import");
     json_t *paths = json_array();
     for (int i = 0; i < c->argc; i++) {
         char *abs = realpath(c->argv[i], NULL);
@@ -383,7 +448,9 @@ static int cmd_import(struct cli *c)
         json_array_append_new(paths, json_string(abs));
         free(abs);
     }
-    json_t *r = call(c, "import", json_pack("{s:o}", "paths", paths));
+    int fd = call_send(c, "import", json_pack("{s:o}", "paths", paths));
+    import_wait(c, fd);
+    json_t *r = call_recv(fd);
     if (c->json) {
         json_t *summary = json_pack("{s:O, s:O, s:O, s:O}", "imported", json_object_get(r, "imported"), "duplicates",
                                     json_object_get(r, "duplicates"), "skipped", json_object_get(r, "skipped"),
@@ -393,9 +460,9 @@ static int cmd_import(struct cli *c)
         free(s);
         json_decref(summary);
     } else {
-        printf("imported %lld, duplicates %lld, skipped %lld (%lld files, %.1f MB)\n", (long long)jint(r, "imported"),
+        printf("imported %lld, duplicates %lld, skipped %lld (%lld files, %.1f MB)%s\n", (long long)jint(r, "imported"),
                (long long)jint(r, "duplicates"), (long long)jint(r, "skipped"), (long long)jint(r, "files"),
-               (double)jint(r, "bytes") / 1e6);
+               (double)jint(r, "bytes") / 1e6, json_is_true(json_object_get(r, "resumed")) ? ", resumed" : "");
         size_t i;
         json_t *e;
         json_array_foreach(json_object_get(r, "errors"), i, e) printf("  %s: %s\n", jstr(e, "path"), jstr(e, "reason"));
@@ -450,10 +517,12 @@ static int cmd_join(struct cli *c)
     }
     if (!*name || strlen(name) > SBX_MAX_NAME) die("--name must be 1 to %u bytes", SBX_MAX_NAME);
     char err[512] = "";
-    int rc = sbx_join_run(c->data_dir, uri, name, role, err, sizeof err);
+    uint64_t received = 0;
+    int rc = sbx_join_run(c->data_dir, uri, name, role, &received, err, sizeof err);
     if (rc != 0) die("%s", err[0] ? err : sbx_strerror(rc));
     if (c->json) {
-        json_t *o = json_pack("{s:s, s:s}", "data_dir", c->data_dir, "name", name);
+        json_t *o = json_pack("{s:s, s:s, s:I}", "data_dir", c->data_dir, "name", name, "bytes_received",
+                              (json_int_t)received);
         print_json(o);
         json_decref(o);
     } else {
@@ -568,16 +637,74 @@ static int cmd_rebuild(struct cli *c)
     return 0;
 }
 
+/* ---- originals ---- */
+
+static int cmd_get(struct cli *c)
+{
+    const char *out = take_opt(c, "--out");
+    const char *timeout_s = take_opt(c, "--timeout");
+    int64_t timeout_ms = (timeout_s ? atol(timeout_s) : 600) * 1000;
+    no_more_args(c, 1);
+    const char *id = need_arg(c, 0, "PHOTO_ID");
+    if (!out) die("--out FILE is needed");
+    char abs[4096];
+    if (out[0] == '/') snprintf(abs, sizeof abs, "%s", out);
+    else {
+        char cwd[3000];
+        if (!getcwd(cwd, sizeof cwd)) die("cannot read the current directory");
+        snprintf(abs, sizeof abs, "%s/%s", cwd, out);
+    }
+    bool tty = isatty(STDERR_FILENO) && !c->json;
+    int64_t start = sbx_now_ms();
+    for (int i = 0;; i++) {
+        json_t *r = call(c, "get", json_pack("{s:s}", "id", id));
+        bool held = json_is_true(json_object_get(r, "held"));
+        long long done = jint(r, "done"), size = jint(r, "size");
+        if (tty && size > 0) {
+            int width = 30, fill = (int)(done * width / (size ? size : 1));
+            double secs = (double)(sbx_now_ms() - start) / 1000.0;
+            fprintf(stderr, "\r[%.*s%*s] %5.1f%%  %.1f/%.1f MB  %.1f MB/s", fill,
+                    "##############################", width - fill, "", size ? 100.0 * (double)done / (double)size : 0,
+                    (double)done / 1e6, (double)size / 1e6, secs > 0 ? (double)done / 1e6 / secs : 0);
+        }
+        json_decref(r);
+        if (held) break;
+        if (sbx_now_ms() - start > timeout_ms)
+            die("the original did not arrive in time (is a peer holding it online?)");
+        usleep(200000);
+    }
+    json_t *r = call(c, "get", json_pack("{s:s, s:s}", "id", id, "out", abs));
+    if (tty) fprintf(stderr, "\n");
+    if (c->json) print_json(r);
+    else printf("wrote %s (%lld bytes)\n", abs, (long long)jint(r, "size"));
+    json_decref(r);
+    return 0;
+}
+
+static int cmd_free_space(struct cli *c)
+{
+    const char *min = take_opt(c, "--min-full-peers");
+    no_more_args(c, 0);
+    json_t *r = call(c, "free_space", json_pack("{s:I}", "min_full", (json_int_t)(min ? atol(min) : 1)));
+    if (c->json) print_json(r);
+    else printf("freed %lld originals (%.1f MB): each is held by a full peer\n", (long long)jint(r, "freed"),
+                (double)jint(r, "bytes") / 1e6);
+    json_decref(r);
+    return 0;
+}
+
 static const struct {
     const char *name;
     int (*fn)(struct cli *c);
     const char *help;
 } commands[] = {
+    {"get", cmd_get, "get PHOTO_ID --out FILE [--timeout S]   fetch an original (from peers if needed)"},
+    {"free-space", cmd_free_space, "free-space [--min-full-peers N]         delete local originals that full peers hold"},
     {"pair", cmd_pair, "pair [--ttl SECONDS] [--png FILE]        invite a new device: QR code and URI"},
     {"join", cmd_join, "join URI [--name NAME] [--role full|cache]  join a library from an invitation"},
     {"devices", cmd_devices, "devices [--json]                         the library's devices"},
     {"device", cmd_device, "device remove DEVICE_ID                  remove a device: it can no longer connect or write"},
-    {"import", cmd_import, "import PATH... [--json]                  import photos and videos from files and folders"},
+    {"import", cmd_import, "import PATH... [--json]                  import photos and videos: files, folders, Google Takeout zips"},
     {"init", cmd_init, "init [--name NAME] [--role full|cache]   create a device and a new library"},
     {"status", cmd_status, "status [--json]                          this device, its library and peers"},
     {"photos", cmd_photos, "photos [--deleted] [--json]              list photos (newest first)"},

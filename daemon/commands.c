@@ -2,12 +2,14 @@
  * daemon's loop thread and answering with a JSON result. */
 #include "daemon.h"
 
+#include "shoebox/blob.h"
 #include "shoebox/devid.h"
 #include "shoebox/err.h"
 #include "shoebox/limits.h"
 #include "shoebox/util.h"
 
 #include <stdio.h>
+#include <unistd.h>
 #include <string.h>
 
 struct cmd_ctx {
@@ -91,8 +93,25 @@ static json_t *cmd_status(struct cmd_ctx *c)
         "schema_version", sbx_store_schema_version(s), "version", SBX_VERSION, "started_at",
         sbx_json_time(d->started_at_ms));
     if (status) {
+        json_object_set_new(
+            status, "blobs",
+            json_pack("{s:I, s:I, s:I}", "held",
+                      (json_int_t)sbx_store_query_int(s, "SELECT count(*) FROM photos p WHERE p.put_hlc IS NOT NULL AND "
+                                                         "EXISTS (SELECT 1 FROM blobs b WHERE b.hash = p.hash AND "
+                                                         "b.complete = 1)"),
+                      "missing",
+                      (json_int_t)sbx_store_query_int(s, "SELECT count(*) FROM photos p WHERE p.put_hlc IS NOT NULL AND "
+                                                         "NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = p.hash AND "
+                                                         "b.complete = 1)"),
+                      "backed_up",
+                      (json_int_t)sbx_store_query_int(s, "SELECT count(*) FROM photos p WHERE p.put_hlc IS NOT NULL AND "
+                                                         "EXISTS (SELECT 1 FROM blob_holders h JOIN authors a ON "
+                                                         "a.ix = h.holder_ix JOIN devices v ON v.key = a.key WHERE "
+                                                         "h.hash = p.hash AND h.held = 1 AND v.role = 1 AND "
+                                                         "v.removed = 0)")));
         json_object_set_new(status, "peers", sbx_net_peers_json(d));
         json_object_set_new(status, "listen", d->listen_port ? json_string(d->listen) : json_null());
+        json_object_set_new(status, "import_jobs", sbx_import_jobs_json(d));
     }
     return status;
 }
@@ -478,20 +497,154 @@ static json_t *cmd_device_remove(struct cmd_ctx *c)
     return write_ops(c, &op, 1, json_pack("{s:s, s:I}", "device_id", devid, "last_seq", (json_int_t)op.last_seq));
 }
 
+/* ---- originals: get and free-space ---- */
+
+static int photo_hash(struct cmd_ctx *c, const char *prefix, uint8_t hash[32], char *name, size_t cap)
+{
+    uint8_t id[16];
+    if (resolve_id(c, "photo", "photos", prefix, id) != 0) return SBX_ENOENT;
+    sqlite3_stmt *st = sbx_store_stmt(c->d->store, "SELECT hash, file_name FROM photos WHERE id = ?1");
+    if (!st) return SBX_EDB;
+    sqlite3_bind_blob(st, 1, id, 16, SQLITE_STATIC);
+    int rc = SBX_ENOENT;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 32) {
+        memcpy(hash, sqlite3_column_blob(st, 0), 32);
+        snprintf(name, cap, "%s", sqlite3_column_text(st, 1) ? (const char *)sqlite3_column_text(st, 1) : "");
+        rc = 0;
+    }
+    sqlite3_reset(st);
+    if (rc != 0) snprintf(c->err, sizeof c->err, "that photo has no known original");
+    return rc;
+}
+
+/* Copies a held blob to a file (written aside, then renamed). */
+static int export_blob(struct sbx_daemon *d, const uint8_t hash[32], const char *out)
+{
+    sbx_blob_file *f = NULL;
+    int rc = sbx_blob_open(d->blobs, hash, &f);
+    if (rc != 0) return rc;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.shoebox-tmp", out);
+    FILE *w = fopen(tmp, "wb");
+    if (!w) {
+        sbx_blob_file_close(f);
+        return SBX_EIO;
+    }
+    static uint8_t buf[1 << 20];
+    uint64_t off = 0, size = sbx_blob_file_size(f);
+    while (rc == 0 && off < size) {
+        size_t got = 0;
+        rc = sbx_blob_file_read(f, off, buf, sizeof buf, &got);
+        if (rc == 0 && (got == 0 || fwrite(buf, 1, got, w) != got)) rc = SBX_EIO;
+        off += got;
+    }
+    sbx_blob_file_close(f);
+    if (fflush(w) != 0 || fsync(fileno(w)) != 0) rc = rc ? rc : SBX_EIO;
+    fclose(w);
+    if (rc == 0 && rename(tmp, out) != 0) rc = SBX_EIO;
+    if (rc != 0) unlink(tmp);
+    return rc;
+}
+
+static json_t *cmd_get(struct cmd_ctx *c)
+{
+    uint8_t hash[32];
+    char name[256];
+    if (photo_hash(c, arg_str(c, "id"), hash, name, sizeof name) != 0) return NULL;
+    const char *out = arg_str(c, "out");
+    if (sbx_blob_has(c->d->blobs, hash) == 0) {
+        if (out) {
+            if (out[0] != '/') return fail(c, "--out must be an absolute path%s", "");
+            int rc = export_blob(c->d, hash, out);
+            if (rc != 0) return fail(c, "cannot write the original: %s", sbx_strerror(rc));
+        }
+        struct sbx_blob_info info;
+        sbx_blob_stat(c->d->blobs, hash, &info);
+        return json_pack("{s:b, s:I, s:I, s:s}", "held", 1, "done", (json_int_t)info.size, "size",
+                         (json_int_t)info.size, "file_name", name);
+    }
+    int rc = sbx_transfer_want(c->d, hash);
+    if (rc != 0) return fail(c, "cannot fetch the original: %s", sbx_strerror(rc));
+    uint64_t done = 0, size = 0;
+    sbx_transfer_progress(c->d, hash, &done, &size);
+    return json_pack("{s:b, s:I, s:I, s:s}", "held", 0, "done", (json_int_t)done, "size", (json_int_t)size,
+                     "file_name", name);
+}
+
+/* Deletes local originals that enough full peers hold (never others), and
+ * says so in the log. */
+static json_t *cmd_free_space(struct cmd_ctx *c)
+{
+    json_int_t min_full = 1;
+    if (c->args && json_is_integer(json_object_get(c->args, "min_full")))
+        min_full = json_integer_value(json_object_get(c->args, "min_full"));
+    if (min_full < 1) return fail(c, "at least one full peer must hold an original before it is freed%s", "");
+    sqlite3 *db = sbx_store_db(c->d->store);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT b.hash, b.size_bytes FROM blobs b WHERE b.kind = 'original' AND b.complete = 1 "
+                               "AND (SELECT count(*) FROM blob_holders h JOIN authors a ON a.ix = h.holder_ix "
+                               "JOIN devices v ON v.key = a.key WHERE h.hash = b.hash AND h.held = 1 AND v.role = 1 "
+                               "AND v.removed = 0 AND v.key != ?1) >= ?2", -1, &st, NULL) != SQLITE_OK)
+        return fail(c, "database error: %s", sqlite3_errmsg(db));
+    sqlite3_bind_blob(st, 1, c->d->id.pk, 32, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, min_full);
+    size_t n = 0, cap = 0;
+    uint8_t (*hashes)[32] = NULL;
+    json_int_t bytes = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            void *nh = realloc(hashes, cap * 32);
+            if (!nh) break;
+            hashes = nh;
+        }
+        memcpy(hashes[n++], sqlite3_column_blob(st, 0), 32);
+        bytes += sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    /* Announce first: a device never claims to hold what it deleted. */
+    struct sbx_op *ops = calloc(n + 1, sizeof *ops);
+    for (size_t i = 0; ops && i < n; i++) {
+        ops[i].type = SBX_OP_BLOB_DROPPED;
+        memcpy(ops[i].hash, hashes[i], 32);
+    }
+    int rc = ops ? (n ? sbx_engine_write(c->d->engine, ops, n, sbx_now_ms()) : 0) : SBX_ENOMEM;
+    free(ops);
+    size_t freed = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (sbx_blob_delete(c->d->blobs, hashes[i]) == 0) freed++;
+    free(hashes);
+    if (rc != 0) return fail(c, "cannot write to the library: %s", sbx_strerror(rc));
+    return json_pack("{s:I, s:I}", "freed", (json_int_t)freed, "bytes", bytes);
+}
+
 /* ---- import ---- */
 
+/* Answers when the import ends (it runs on a worker thread); progress
+ * comes from import.progress meanwhile. */
 static json_t *cmd_import(struct cmd_ctx *c)
 {
     json_t *paths = c->args ? json_object_get(c->args, "paths") : NULL;
     if (!json_is_array(paths) || json_array_size(paths) == 0) return fail(c, "give at least one path%s", "");
-    return sbx_import_run(c->d, paths, c->err, sizeof c->err);
+    sbx_control_pending *reply = sbx_control_defer(c->d);
+    if (sbx_import_start(c->d, paths, reply, c->err, sizeof c->err) != 0) {
+        /* Nothing started: answer now after all. */
+        json_t *resp = json_pack("{s:b, s:s}", "ok", 0, "error", c->err);
+        sbx_control_answer(reply, resp);
+    }
+    return json_object();
 }
+
+static json_t *cmd_import_progress(struct cmd_ctx *c) { return sbx_import_progress_json(c->d); }
 
 static const struct {
     const char *name;
     cmd_fn fn;
 } commands[] = {
     {"import", cmd_import},
+    {"get", cmd_get},
+    {"free_space", cmd_free_space},
+    {"import.progress", cmd_import_progress},
     {"pair", cmd_pair},
     {"devices", cmd_devices},
     {"device.remove", cmd_device_remove},

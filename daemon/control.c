@@ -19,6 +19,7 @@ struct control_client {
     char *buf;
     size_t len, cap;
     bool answered;
+    bool deferred; /* a command took the request: it answers later */
 };
 
 struct control_write {
@@ -120,9 +121,31 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         respond(c, error_response("malformed request: expected one JSON object"));
         return;
     }
+    c->d->control_current = c;
     json_t *resp = sbx_control_dispatch(c->d, req);
+    c->d->control_current = NULL;
     json_decref(req);
+    if (c->deferred) {
+        json_decref(resp);
+        return;
+    }
     respond(c, resp);
+}
+
+sbx_control_pending *sbx_control_defer(struct sbx_daemon *d)
+{
+    struct control_client *c = d->control_current;
+    if (c) c->deferred = true;
+    return c;
+}
+
+void sbx_control_answer(sbx_control_pending *c, json_t *response)
+{
+    if (!c) {
+        json_decref(response);
+        return;
+    }
+    respond(c, response ? response : error_response("no answer"));
 }
 
 static void on_connection(uv_stream_t *server, int status)

@@ -1,5 +1,6 @@
 #include "daemon.h"
 
+#include "shoebox/blob.h"
 #include "shoebox/datadir.h"
 #include "shoebox/err.h"
 #include "shoebox/log.h"
@@ -29,6 +30,7 @@ int sbx_daemon_open(struct sbx_daemon *d, uv_loop_t *loop, const struct sbx_daem
     d->started_at_ms = sbx_now_ms();
     snprintf(d->data_dir, sizeof d->data_dir, "%s", opt->data_dir);
     if (opt->listen) snprintf(d->listen, sizeof d->listen, "%s", opt->listen);
+    d->discovery_on = !opt->no_discovery;
 
     struct stat st;
     if (stat(d->data_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -76,7 +78,24 @@ int sbx_daemon_open(struct sbx_daemon *d, uv_loop_t *loop, const struct sbx_daem
         return rc;
     }
     sbx_engine_set_data(d->engine, d);
+    if ((rc = sbx_transfer_init(d)) != 0) {
+        snprintf(errmsg, size, "out of memory");
+        return rc;
+    }
+    /* Test hook: this daemon serves corrupted chunks (a lying peer). */
+    const char *corrupt = getenv("SHOEBOX_TEST_CORRUPT_CHUNKS");
+    d->test_corrupt_chunks = corrupt && *corrupt == '1';
     sbx_store_meta_get_text(d->store, "device_name", d->device_name, sizeof d->device_name);
+    rc = sbx_blobstore_open(&d->blobs, d->data_dir, d->store);
+    if (rc != 0) {
+        snprintf(errmsg, size, "cannot open the blob store in %s/blobs: %s", d->data_dir, sbx_strerror(rc));
+        return rc;
+    }
+    rc = sbx_import_init(d);
+    if (rc != 0) {
+        snprintf(errmsg, size, "cannot prepare imports: %s", sbx_strerror(rc));
+        return rc;
+    }
 
     uv_signal_init(loop, &d->sig_int);
     uv_signal_init(loop, &d->sig_term);
@@ -86,6 +105,15 @@ int sbx_daemon_open(struct sbx_daemon *d, uv_loop_t *loop, const struct sbx_daem
     d->signals_on = true;
     signal(SIGPIPE, SIG_IGN);
 
+    /* UPnP: by default the always-on backup maps its port, phones and
+     * laptops do not (they dial out). */
+    if (opt->upnp < 0) {
+        char role[16] = "";
+        sbx_store_meta_get_text(d->store, "role", role, sizeof role);
+        d->upnp_wanted = strcmp(role, "full") == 0;
+    } else {
+        d->upnp_wanted = opt->upnp == 1;
+    }
     rc = sbx_net_start(d, errmsg, size);
     if (rc != 0) return rc;
     /* The API first: once the control socket answers, the API does too. */
@@ -98,6 +126,7 @@ void sbx_daemon_stop(struct sbx_daemon *d)
 {
     if (d->stopping) return;
     d->stopping = true;
+    sbx_import_stop(d);
     sbx_control_stop(d);
     sbx_api_stop(d);
     sbx_net_stop(d);
@@ -110,9 +139,13 @@ void sbx_daemon_stop(struct sbx_daemon *d)
 
 void sbx_daemon_close(struct sbx_daemon *d)
 {
+    sbx_transfer_free(d);
     free(d->dialers);
     d->dialers = NULL;
+    sbx_import_close(d);
     sbx_api_close(d);
+    sbx_blobstore_close(d->blobs);
+    d->blobs = NULL;
     sbx_engine_close(d->engine);
     d->engine = NULL;
     sbx_store_close(d->store);

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <uv.h>
 
+#include "shoebox/blob.h"
 #include "shoebox/engine.h"
 #include "shoebox/limits.h"
 #include "shoebox/identity.h"
@@ -17,6 +18,8 @@ struct sbx_daemon_options {
     const char *listen;     /* HOST:PORT, may be NULL */
     const char *log_level;  /* may be NULL */
     uint64_t max_future_ms; /* 0: SBX_DEFAULT_MAX_FUTURE_MS */
+    bool no_discovery;      /* --no-discovery */
+    int upnp;               /* -1: by role (on for full), 0: off, 1: on */
     /* The HTTP API (daemon/api.c): local listener (NULL: 127.0.0.1 and the
      * default port; "off": unix socket only), share server (NULL: off),
      * the base of share URLs, TLS for the share server. */
@@ -25,6 +28,12 @@ struct sbx_daemon_options {
 
 struct conn;
 struct dialer;
+struct sbx_transfers;
+struct sbx_blobstore;
+struct sbx_peer_blob_cb;
+typedef struct sbx_peer sbx_peer;
+struct control_client;
+struct sbx_importer;
 struct sbx_api;
 
 /* A pairing invitation this daemon handed out (shoebox pair). */
@@ -41,10 +50,13 @@ struct sbx_daemon {
     struct sbx_identity id;
     sbx_store *store;
     sbx_engine *engine;
+    sbx_blobstore *blobs;           /* originals, thumbnails, mediums */
+    struct sbx_importer *importer;  /* daemon/import.c */
     int lock_fd;
     int64_t started_at_ms;
     uv_pipe_t control;
     bool control_open;
+    struct control_client *control_current; /* the request being dispatched */
     char device_name[SBX_MAX_NAME + 1];
     /* Peers (daemon/net.c). */
     uv_tcp_t listener;
@@ -52,11 +64,19 @@ struct sbx_daemon {
     uint16_t listen_port;
     uv_timer_t net_timer;
     bool net_timer_on;
+    uv_check_t net_check;
+    bool net_check_on;
     struct conn *conns;
     struct dialer *dialers;
     size_t n_dialers;
     struct sbx_invite_slot invites[16];
     char upnp_external[80];
+    bool discovery_on, upnp_wanted, upnp_mapped, upnp_busy;
+    struct sbx_discovery *discovery;
+    struct sbx_upnp_req *upnp_req;
+    int64_t upnp_renew_at;
+    struct sbx_transfers *xfers;
+    bool test_corrupt_chunks;
     uv_signal_t sig_int, sig_term;
     bool signals_on;
     bool stopping;
@@ -81,6 +101,14 @@ void sbx_control_stop(struct sbx_daemon *d);
  * {"ok": true, "result": ...} or {"ok": false, "error": "..."}. */
 json_t *sbx_control_dispatch(struct sbx_daemon *d, json_t *request);
 
+/* A request answered later (an import answers when it ends). A command
+ * calls sbx_control_defer while it runs: its own return value is then
+ * dropped, and the answer goes out through exactly one sbx_control_answer
+ * (which takes the response, as dispatch returns it). */
+typedef struct control_client sbx_control_pending;
+sbx_control_pending *sbx_control_defer(struct sbx_daemon *d);
+void sbx_control_answer(sbx_control_pending *p, json_t *response);
+
 /* Peers: listen, dial members, sessions (daemon/net.c). */
 int sbx_net_start(struct sbx_daemon *d, char *errmsg, size_t errmsg_size);
 void sbx_net_stop(struct sbx_daemon *d);
@@ -90,9 +118,34 @@ void sbx_net_add_address(struct sbx_daemon *d, const uint8_t key[32], const char
 /* Parses HOST:PORT (IPv4) or [IPv6]:PORT. */
 int sbx_net_parse_addr(const char *text, struct sockaddr_storage *out);
 
-/* Imports files and folders (absolute paths); returns the summary
- * {imported, duplicates, skipped, errors: [{path, reason}], files, bytes}. */
-json_t *sbx_import_run(struct sbx_daemon *d, json_t *paths, char *err, size_t errsz);
+/* Blob transfers (daemon/transfer.c). */
+int sbx_transfer_init(struct sbx_daemon *d);
+void sbx_transfer_free(struct sbx_daemon *d);
+void sbx_transfer_tick(struct sbx_daemon *d);
+void sbx_transfer_session_closed(struct sbx_daemon *d, sbx_peer *p);
+const struct sbx_peer_blob_cb *sbx_transfer_callbacks(void);
+/* Fetch an original now (shoebox get); progress while it runs. */
+int sbx_transfer_want(struct sbx_daemon *d, const uint8_t hash[32]);
+int sbx_transfer_progress(struct sbx_daemon *d, const uint8_t hash[32], uint64_t *done, uint64_t *size);
+
+/* Imports (daemon/import.c, docs/import.md). init runs in sbx_daemon_open:
+ * jobs a killed daemon left "running" become resumable "failed" ones. */
+int sbx_import_init(struct sbx_daemon *d);
+/* Asks a running import to stop; its request is answered when the worker
+ * has let go (the loop keeps running until then). */
+void sbx_import_stop(struct sbx_daemon *d);
+void sbx_import_close(struct sbx_daemon *d);
+/* Starts (or resumes) an import of files, folders and Takeout zips
+ * (absolute paths) on a worker thread; `reply` gets the summary
+ * {"ok": true, "result": {imported, duplicates, skipped, errors: [{path,
+ * reason}], files, bytes, job_id, resumed}} when it ends. 0, or an error
+ * code with a message in err (nothing started, reply untouched). */
+int sbx_import_start(struct sbx_daemon *d, json_t *paths, sbx_control_pending *reply, char *err,
+                     size_t errsz);
+/* The running import's progress ({"running": false} when none), and the
+ * list of running jobs for `shoebox status`. */
+json_t *sbx_import_progress_json(struct sbx_daemon *d);
+json_t *sbx_import_jobs_json(struct sbx_daemon *d);
 
 /* The HTTP API and the share server (daemon/api*.c). start runs in
  * sbx_daemon_open, stop in sbx_daemon_stop, close after the loop ended. */

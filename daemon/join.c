@@ -83,7 +83,7 @@ static int dial(const char *addr, int64_t deadline_ms)
 
 /* Runs the session until the joiner holds the library, the peer closes, or
  * time runs out. */
-static int run_session(int fd, sbx_peer *p, struct join_state *js, int64_t deadline_ms)
+static int run_session(int fd, sbx_peer *p, struct join_state *js, int64_t deadline_ms, uint64_t *received)
 {
     uint8_t buf[65536];
     for (;;) {
@@ -102,6 +102,7 @@ static int run_session(int fd, sbx_peer *p, struct join_state *js, int64_t deadl
             sbx_peer_output(p, &out, &n);
         }
         if (js->closed) return js->joined ? 0 : SBX_EREFUSED;
+        if (js->joined) sbx_peer_apply(p);
         if (js->joined && sbx_peer_caught_up(p)) return 0;
         int64_t left = deadline_ms - sbx_now_ms();
         if (left <= 0) return SBX_EAGAIN;
@@ -119,12 +120,18 @@ static int run_session(int fd, sbx_peer *p, struct join_state *js, int64_t deadl
             js->closed = true;
             return js->joined && sbx_peer_caught_up(p) ? 0 : SBX_EREFUSED;
         }
+        *received += (uint64_t)r;
         sbx_peer_input(p, buf, (size_t)r, sbx_now_ms());
+        /* Apply when nothing more is waiting: batches stay large. */
+        struct pollfd more = {.fd = fd, .events = POLLIN};
+        if (poll(&more, 1, 0) == 0) sbx_peer_apply(p);
     }
 }
 
-int sbx_join_run(const char *dir, const char *uri, const char *name, enum sbx_role role, char *err, size_t errsz)
+int sbx_join_run(const char *dir, const char *uri, const char *name, enum sbx_role role, uint64_t *bytes_received,
+                 char *err, size_t errsz)
 {
+    uint64_t received = 0;
     sbx_pair_invite inv;
     int rc = sbx_pair_uri_parse(&inv, uri);
     if (rc != 0) {
@@ -193,7 +200,7 @@ int sbx_join_run(const char *dir, const char *uri, const char *name, enum sbx_ro
         };
         memset(&js, 0, sizeof js);
         rc = sbx_peer_new(&peer, &cfg, on_event, &js, sbx_now_ms());
-        if (rc == 0) rc = run_session(fd, peer, &js, deadline);
+        if (rc == 0) rc = run_session(fd, peer, &js, deadline, &received);
         close(fd);
         if (rc == 0) {
             sqlite3_stmt *ins = sbx_store_stmt(store, "INSERT INTO peer_addresses(device_key, address, source, "
@@ -234,5 +241,6 @@ out:
     sbx_identity_wipe(&id);
     sbx_pair_invite_wipe(&inv);
     if (lock_fd >= 0) close(lock_fd);
+    if (bytes_received) *bytes_received = received;
     return rc;
 }

@@ -3,8 +3,11 @@
  * backoff and jitter, keeps one session per pair of devices, pushes new
  * entries to every session, and serves pairing invitations. */
 #include "daemon.h"
+#include "conn.h"
 
 #include "shoebox/devid.h"
+#include "shoebox/discovery.h"
+#include "shoebox/upnp.h"
 #include "shoebox/err.h"
 #include "shoebox/limits.h"
 #include "shoebox/log.h"
@@ -16,24 +19,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#define READ_BUF 65536
 #define WRITE_SLICE (1u << 20)
 #define MAX_INFLIGHT (8u << 20)
 #define TICK_MS 1000
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
-
-struct conn {
-    uv_tcp_t tcp;
-    struct sbx_daemon *d;
-    sbx_peer *peer;
-    bool outbound, connected, closing, want_close;
-    size_t inflight;
-    char addr[80];
-    uint8_t dial_key[SBX_KEY_BYTES];
-    uint8_t buf[READ_BUF];
-    struct conn *next;
-};
 
 struct wreq {
     uv_write_t req;
@@ -121,6 +111,9 @@ static void touch_seen(struct sbx_daemon *d, const uint8_t key[SBX_KEY_BYTES])
     sqlite3_reset(st);
 }
 
+static void send_pex(struct sbx_daemon *d, struct conn *c);
+static void upnp_map(struct sbx_daemon *d);
+
 static void on_peer_event(sbx_peer *p, enum sbx_peer_event ev, const char *reason)
 {
     struct conn *c = sbx_peer_data(p);
@@ -162,17 +155,51 @@ static void on_peer_event(sbx_peer *p, enum sbx_peer_event ev, const char *reaso
             }
         }
         touch_seen(d, rk);
+        send_pex(d, c);
         break;
     }
     case SBX_PEER_JOINED:
         sbx_info("device %s (%s) joined the library", id, sbx_peer_remote_name(p));
         break;
     case SBX_PEER_CLOSED:
+        sbx_transfer_session_closed(d, p);
         if (rk) sbx_info("peer %s %s: session closed: %s", id, c->addr, reason ? reason : "");
         else sbx_warn("connection %s refused: %s", c->addr, reason ? reason : "");
         c->want_close = true;
         break;
     }
+}
+
+static void on_pex(sbx_peer *p, const uint8_t key[32], const char *addr)
+{
+    struct conn *c = sbx_peer_data(p);
+    struct sbx_daemon *d = c->d;
+    struct sockaddr_storage ss;
+    if (memcmp(key, d->id.pk, 32) == 0 || !sbx_engine_is_member(d->engine, key) || sbx_net_parse_addr(addr, &ss) != 0)
+        return;
+    sbx_net_add_address(d, key, addr, "pex");
+}
+
+/* Tells a new session where the other members were last reached. */
+static void send_pex(struct sbx_daemon *d, struct conn *c)
+{
+    const uint8_t *rk = sbx_peer_remote_key(c->peer);
+    sqlite3_stmt *st = sbx_store_stmt(d->store, "SELECT device_key, address FROM peer_addresses WHERE last_ok_at "
+                                                "IS NOT NULL OR source = 'peer' ORDER BY last_ok_at DESC LIMIT 64");
+    if (!st || !rk) return;
+    uint8_t keys[SBX_MAX_PEX_ADDRS][32];
+    char addrs[SBX_MAX_PEX_ADDRS][81];
+    const char *ptrs[SBX_MAX_PEX_ADDRS];
+    size_t n = 0;
+    while (n < SBX_MAX_PEX_ADDRS && sqlite3_step(st) == SQLITE_ROW) {
+        if (sqlite3_column_bytes(st, 0) != 32 || memcmp(sqlite3_column_blob(st, 0), rk, 32) == 0) continue;
+        memcpy(keys[n], sqlite3_column_blob(st, 0), 32);
+        snprintf(addrs[n], sizeof addrs[n], "%s", (const char *)sqlite3_column_text(st, 1));
+        ptrs[n] = addrs[n];
+        n++;
+    }
+    sqlite3_reset(st);
+    if (n) sbx_peer_send_addrs(c->peer, (const uint8_t(*)[32])keys, ptrs, n);
 }
 
 static int find_invite(void *data, const uint8_t id[8], uint8_t psk[32])
@@ -214,6 +241,10 @@ static int session_start(struct conn *c)
         .platform = "linux",
         .app_version = SBX_VERSION,
         .listen_port = d->listen_port,
+        .blobs = d->blobs,
+        .blob_cb = sbx_transfer_callbacks(),
+        .corrupt_chunks = d->test_corrupt_chunks,
+        .addr_cb = on_pex,
     };
     return sbx_peer_new(&c->peer, &cfg, on_peer_event, c, sbx_now_ms());
 }
@@ -485,6 +516,9 @@ static void on_tick(uv_timer_t *t)
             /* still connecting */
         }
     }
+    sbx_transfer_tick(d);
+    upnp_map(d);
+    for (struct conn *c = d->conns; c; c = c->next) flush(c);
     if (!sbx_engine_is_member(d->engine, d->id.pk)) return;
     sqlite3_stmt *st = sbx_store_stmt(d->store, "SELECT key FROM devices WHERE removed = 0 AND created_at IS NOT NULL "
                                                 "AND key != ?1");
@@ -514,9 +548,82 @@ static void on_entry(sbx_engine *e, const struct sbx_entry *entry)
     for (struct conn *c = d->conns; c; c = c->next) flush(c);
 }
 
+/* ---- LAN discovery and UPnP ---- */
+
+static void on_announce(struct sbx_discovery *disc, const struct sbx_announce *a, const struct sockaddr *from)
+{
+    struct sbx_daemon *d = disc->data;
+    if (memcmp(a->key, d->id.pk, 32) == 0 || !sbx_engine_is_member(d->engine, a->key) || a->n_ports == 0) return;
+    char host[64] = "", addr[96];
+    if (from->sa_family == AF_INET) {
+        uv_ip4_name((const struct sockaddr_in *)from, host, sizeof host);
+        snprintf(addr, sizeof addr, "%s:%u", host, a->ports[0]);
+    } else if (from->sa_family == AF_INET6) {
+        uv_ip6_name((const struct sockaddr_in6 *)from, host, sizeof host);
+        if (strchr(host, '%')) return; /* link-local with a zone: not dialable from HOST:PORT */
+        snprintf(addr, sizeof addr, "[%s]:%u", host, a->ports[0]);
+    } else {
+        return;
+    }
+    sbx_net_add_address(d, a->key, addr, "lan");
+    struct dialer *dl = dialer_for(d, a->key);
+    if (dl && !find_session(d, a->key, NULL)) dl->retry_at = 0; /* try it now */
+}
+
+static void on_upnp(struct sbx_upnp_req *req)
+{
+    struct sbx_daemon *d = req->data;
+    d->upnp_busy = false;
+    if (d->stopping) return;
+    if (req->status != 0) {
+        sbx_warn("UPnP: %s", req->error[0] ? req->error : sbx_strerror(req->status));
+        d->upnp_renew_at = sbx_now_ms() + 600000;
+        return;
+    }
+    d->upnp_mapped = true;
+    uint32_t lease = req->mapping.lease_s;
+    d->upnp_renew_at = sbx_now_ms() + (lease ? (int64_t)lease * 500 : 1800000);
+    if (req->mapping.external_ip[0])
+        snprintf(d->upnp_external, sizeof d->upnp_external, "%s:%u", req->mapping.external_ip,
+                 req->mapping.external_port);
+    sbx_info("UPnP: port %u mapped to %s (%s)", req->mapping.internal_port,
+             d->upnp_external[0] ? d->upnp_external : "unknown external address",
+             req->mapping.reachable ? "public" : "not a public address");
+}
+
+static void upnp_map(struct sbx_daemon *d)
+{
+    if (!d->upnp_wanted || d->upnp_busy || !d->listen_port || sbx_now_ms() < d->upnp_renew_at) return;
+    if (!d->upnp_req && !(d->upnp_req = calloc(1, sizeof *d->upnp_req))) return;
+    d->upnp_req->data = d;
+    d->upnp_req->op = SBX_UPNP_MAP;
+    d->upnp_req->internal_port = d->listen_port;
+    d->upnp_req->lease_s = 3600;
+    if (sbx_upnp_queue(d->loop, d->upnp_req, on_upnp) == 0) d->upnp_busy = true;
+}
+
+/* After each round of I/O: apply what sessions received, in one transaction
+ * per session, then write what that produced. */
+static void on_check(uv_check_t *h)
+{
+    struct sbx_daemon *d = h->data;
+    for (struct conn *c = d->conns; c; c = c->next) {
+        if (!c->peer || c->closing || sbx_peer_is_closed(c->peer)) continue;
+        if (sbx_peer_apply(c->peer) != 0) {
+            sbx_peer_close(c->peer, "cannot store entries");
+            c->want_close = true;
+        }
+        flush(c);
+    }
+}
+
 int sbx_net_start(struct sbx_daemon *d, char *errmsg, size_t size)
 {
     sbx_engine_set_entry_cb(d->engine, on_entry);
+    uv_check_init(d->loop, &d->net_check);
+    d->net_check.data = d;
+    d->net_check_on = true;
+    uv_check_start(&d->net_check, on_check);
     uv_timer_init(d->loop, &d->net_timer);
     d->net_timer.data = d;
     d->net_timer_on = true;
@@ -542,11 +649,45 @@ int sbx_net_start(struct sbx_daemon *d, char *errmsg, size_t size)
     d->listen_port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                        : ((struct sockaddr_in *)&bound)->sin_port);
     sbx_info("listening for peers on %s", d->listen);
+    if (d->discovery_on) {
+        d->discovery = calloc(1, sizeof *d->discovery);
+        struct sbx_discovery_config dc = {.id = &d->id, .library = sbx_engine_library(d->engine),
+                                          .ports = &d->listen_port, .n_ports = 1};
+        if (d->discovery) d->discovery->data = d;
+        if (!d->discovery || sbx_discovery_start(d->discovery, d->loop, &dc, on_announce) != 0) {
+            /* Discovery is a convenience: without it, peers are still found
+             * through invitations and peer exchange. */
+            sbx_warn("LAN discovery could not start; continuing without it");
+            free(d->discovery);
+            d->discovery = NULL;
+        }
+    }
+    upnp_map(d);
     return 0;
 }
 
 void sbx_net_stop(struct sbx_daemon *d)
 {
+    if (d->discovery) {
+        sbx_discovery_stop(d->discovery);
+        free(d->discovery);
+        d->discovery = NULL;
+    }
+    if (d->upnp_req) {
+        if (d->upnp_busy) sbx_upnp_cancel(d->upnp_req);
+        /* The mapping goes with the daemon (blocking, but bounded by the
+         * router's answer; only the backup peer maps at all). */
+        if (d->upnp_mapped && d->upnp_req->upnp) {
+            char err[256];
+            if (sbx_upnp_unmap(d->upnp_req->upnp, d->upnp_req->mapping.external_port, err, sizeof err) == 0)
+                sbx_info("UPnP: mapping removed");
+        }
+        if (!d->upnp_busy) {
+            sbx_upnp_free(d->upnp_req->upnp);
+            free(d->upnp_req);
+            d->upnp_req = NULL;
+        }
+    }
     if (d->listener_on) {
         uv_close((uv_handle_t *)&d->listener, NULL);
         d->listener_on = false;
@@ -554,6 +695,10 @@ void sbx_net_stop(struct sbx_daemon *d)
     if (d->net_timer_on) {
         uv_close((uv_handle_t *)&d->net_timer, NULL);
         d->net_timer_on = false;
+    }
+    if (d->net_check_on) {
+        uv_close((uv_handle_t *)&d->net_check, NULL);
+        d->net_check_on = false;
     }
     for (struct conn *c = d->conns; c; c = c->next) {
         if (c->peer && !sbx_peer_is_closed(c->peer)) sbx_peer_close(c->peer, "shutting down");

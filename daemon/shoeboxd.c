@@ -23,6 +23,9 @@ static void usage(FILE *f)
             "  --data DIR           data directory made by 'shoebox init'\n"
             "  --listen HOST:PORT   address peers connect to\n"
             "  --log-level LEVEL    debug, info, warn or error (default info)\n"
+            "  --no-discovery       do not announce or look for peers on the LAN\n"
+            "  --upnp, --no-upnp    map the listen port on the router (default: on for\n"
+            "                       role full, off for cache)\n"
             "  --max-future SECONDS refuse (for now) entries stamped this far ahead of\n"
             "                       the local clock (default 86400)\n"
             "  --api HOST:PORT      the local HTTP API (default 127.0.0.1:%u; 'off' for\n"
@@ -42,16 +45,20 @@ int main(int argc, char **argv)
         {"listen", required_argument, NULL, 'l'},
         {"log-level", required_argument, NULL, 'v'},
         {"max-future", required_argument, NULL, 'f'},
-        {"api", required_argument, NULL, 'a'},
-        {"public", required_argument, NULL, 'p'},
-        {"public-url", required_argument, NULL, 'u'},
-        {"tls-cert", required_argument, NULL, 'c'},
-        {"tls-key", required_argument, NULL, 'k'},
+        {"no-discovery", no_argument, NULL, 'D'},
+        {"upnp", no_argument, NULL, 'U'},
+        {"no-upnp", no_argument, NULL, 'u'},
+        /* The API's options have codes past any letter. */
+        {"api", required_argument, NULL, 256},
+        {"public", required_argument, NULL, 257},
+        {"public-url", required_argument, NULL, 258},
+        {"tls-cert", required_argument, NULL, 259},
+        {"tls-key", required_argument, NULL, 260},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    struct sbx_daemon_options opt = {0};
+    struct sbx_daemon_options opt = {.upnp = -1};
     char default_dir[4096];
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -75,11 +82,14 @@ int main(int argc, char **argv)
             opt.max_future_ms = secs * 1000;
             break;
         }
-        case 'a': opt.api_listen = optarg; break;
-        case 'p': opt.public_listen = optarg; break;
-        case 'u': opt.public_url = optarg; break;
-        case 'c': opt.tls_cert = optarg; break;
-        case 'k': opt.tls_key = optarg; break;
+        case 'D': opt.no_discovery = true; break;
+        case 'U': opt.upnp = 1; break;
+        case 'u': opt.upnp = 0; break;
+        case 256: opt.api_listen = optarg; break;
+        case 257: opt.public_listen = optarg; break;
+        case 258: opt.public_url = optarg; break;
+        case 259: opt.tls_cert = optarg; break;
+        case 260: opt.tls_key = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("shoeboxd %s\n", SBX_VERSION); return 0;
         default: usage(stderr); return 2;

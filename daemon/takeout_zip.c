@@ -210,6 +210,8 @@ int sbx_takeout_reader_next(sbx_takeout_reader *r, struct sbx_takeout_entry *e)
         int64_t sz = archive_entry_size(r->ent);
         e->size = e->size_known && sz > 0 ? (uint64_t)sz : 0;
         e->part = (uint32_t)r->cur;
+        e->mtime_known = archive_entry_mtime_is_set(r->ent) != 0;
+        e->mtime = e->mtime_known ? (int64_t)archive_entry_mtime(r->ent) : 0;
         r->in_entry = true;
         r->yielded++;
         return 0;

@@ -1,4 +1,4 @@
--- shoebox local database, schema version 1.
+-- shoebox local database, schema version 3.
 -- This file is the schema exactly as shoeboxd creates it (daemon/store.c);
 -- tests/unit/test_store.c fails when the two differ. docs/data-model.md
 -- explains every table and column.
@@ -144,7 +144,6 @@ CREATE TABLE photos (
   medium_path TEXT
 );
 CREATE INDEX photos_gallery ON photos(captured_at DESC, id) WHERE put_hlc IS NOT NULL AND is_deleted = 0;
-CREATE INDEX photos_hash ON photos(hash);
 CREATE INDEX photos_cursor ON photos(cursor_updated_at);
 
 -- Albums (the seed's Album). Like photos, a row can precede its create.
@@ -324,7 +323,11 @@ CREATE TABLE blob_holders (
 ) WITHOUT ROWID;
 CREATE INDEX blob_holders_holder ON blob_holders(holder_ix);
 
--- Import progress per device (ImportJob), so a killed import resumes.
+-- Import progress per device (ImportJob), so a killed import resumes
+-- (docs/import.md). A job is identified by its sorted paths; each file it
+-- finished has a row (size and mtime let a resumed job skip it unread).
+-- 'applying' marks files whose photo.put is being written: found in the
+-- library on resume, they count as imported, not as duplicates.
 CREATE TABLE import_jobs (
   id BLOB PRIMARY KEY,
   status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
@@ -339,13 +342,17 @@ CREATE TABLE import_jobs (
   errors INTEGER NOT NULL DEFAULT 0,
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL,
-  finished_at INTEGER
+  finished_at INTEGER,
+  error TEXT
 );
+CREATE INDEX import_jobs_paths ON import_jobs(paths, status);
 
 CREATE TABLE import_job_files (
   job_id BLOB NOT NULL REFERENCES import_jobs(id),
   path TEXT NOT NULL,
-  state TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('applying', 'imported', 'duplicate', 'skipped')),
   error TEXT,
+  size_bytes INTEGER NOT NULL,
+  mtime INTEGER NOT NULL,
   PRIMARY KEY (job_id, path)
 ) WITHOUT ROWID;

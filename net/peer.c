@@ -1,5 +1,6 @@
 /* The peer session. See include/shoebox/peer.h and docs/protocol.md. */
 #include "shoebox/peer.h"
+#include "shoebox/blob.h"
 #include "shoebox/err.h"
 #include "shoebox/frame.h"
 #include "shoebox/limits.h"
@@ -23,6 +24,13 @@ enum msg_type {
     MSG_JOIN = 5,    /* [5, name, role] */
     MSG_JOINED = 6,  /* [6] */
     MSG_BYE = 7,     /* [7, reason] */
+    MSG_BLOB_GET = 8,   /* [8, sha256]: send the blob's info */
+    MSG_BLOB_INFO = 9,  /* [9, sha256, size, chunk_size, kind, first, [chunk sha256...]] */
+    MSG_BLOB_NONE = 10, /* [10, sha256]: not held here */
+    MSG_CHUNK_GET = 11, /* [11, sha256, idx] */
+    MSG_CHUNK_DATA = 12, /* [12, sha256, idx, offset, chunk_len, bytes] */
+    MSG_CHUNK_NONE = 13, /* [13, sha256, idx]: cannot serve it */
+    MSG_ADDRS = 14,      /* [14, [[device key, "host:port"]...]]: where other members were reached */
     MSG__COUNT
 };
 
@@ -64,6 +72,28 @@ struct sbx_peer {
     size_t out_off, out_len, out_cap;
     int64_t now, last_rx, last_tx;
     bool in_callback;
+    /* Entries received but not applied yet: applying many in one SQLite
+     * transaction is several times faster than one by one (random-key
+     * index pages are written once per commit). Bounded below. */
+    uint8_t **rx_raw;
+    size_t *rx_len;
+    size_t rx_n, rx_bytes;
+    /* Chunks the remote asked for, served in pieces as the output drains. */
+    struct serve {
+        uint8_t hash[32];
+        uint32_t idx;
+        sbx_blob_file *f;
+        uint64_t off, end;
+    } serve[SBX_MAX_SERVE_QUEUE];
+    size_t serve_head, serve_n;
+    /* Chunks asked of the remote, assembled from their pieces. */
+    struct want {
+        bool used;
+        uint8_t hash[32];
+        uint32_t idx;
+        uint8_t *buf;
+        size_t len, got;
+    } want[SBX_MAX_CHUNKS_IN_FLIGHT];
 };
 
 /* ------------------------------------------------------------------ */
@@ -259,6 +289,48 @@ static size_t send_entries(sbx_peer *p, const uint8_t **raw, const size_t *len, 
     return k;
 }
 
+static void serve_pop(sbx_peer *p)
+{
+    struct serve *sv = &p->serve[p->serve_head];
+    sbx_blob_file_close(sv->f);
+    sv->f = NULL;
+    p->serve_head = (p->serve_head + 1) % SBX_MAX_SERVE_QUEUE;
+    p->serve_n--;
+}
+
+/* Chunk bytes go out after entries (metadata first), piece by piece, while
+ * the output has room. */
+static int serve_pieces(sbx_peer *p)
+{
+    uint8_t piece[SBX_CHUNK_PIECE];
+    while (p->serve_n > 0 && out_pending(p) < SBX_MAX_PEER_OUTPUT) {
+        struct serve *sv = &p->serve[p->serve_head];
+        size_t want = sv->end - sv->off < sizeof piece ? (size_t)(sv->end - sv->off) : sizeof piece, got = 0;
+        int rc = sbx_blob_file_read(sv->f, sv->off, piece, want, &got);
+        if (rc != 0 || got != want) {
+            serve_pop(p);
+            continue;
+        }
+        if (p->cfg.corrupt_chunks && sv->off == (uint64_t)sv->idx * SBX_BLOB_CHUNK) piece[got / 2] ^= 0x5a;
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_array(&pk, 6);
+        msgpack_pack_uint8(&pk, MSG_CHUNK_DATA);
+        pack_bin(&pk, sv->hash, 32);
+        msgpack_pack_uint32(&pk, sv->idx);
+        msgpack_pack_uint64(&pk, sv->off - (uint64_t)sv->idx * SBX_BLOB_CHUNK);
+        uint64_t chunk_start = (uint64_t)sv->idx * SBX_BLOB_CHUNK;
+        msgpack_pack_uint64(&pk, sv->end - chunk_start);
+        pack_bin(&pk, piece, got);
+        if ((rc = send_sbuf(p, &sb)) != 0) return rc;
+        sv->off += got;
+        if (sv->off >= sv->end) serve_pop(p);
+    }
+    return 0;
+}
+
 /* Streams what the remote lacks while the output has room. Bounded: each
  * round sends at least one entry or stops. */
 static int pump(sbx_peer *p)
@@ -291,7 +363,7 @@ static int pump(sbx_peer *p)
         }
         if (!sent) break;
     }
-    return 0;
+    return serve_pieces(p);
 }
 
 void sbx_peer_kick(sbx_peer *p)
@@ -408,11 +480,41 @@ static int on_entries(sbx_peer *p, const msgpack_object_array *m, const char **w
         uint64_t seq;
         if (peek_entry(raw[i], len[i], author, &seq)) note_has(p, author, seq);
     }
+    if (!p->rx_raw) {
+        p->rx_raw = calloc(SBX_PEER_APPLY_BATCH, sizeof *p->rx_raw);
+        p->rx_len = calloc(SBX_PEER_APPLY_BATCH, sizeof *p->rx_len);
+        if (!p->rx_raw || !p->rx_len) return *why = "out of memory", SBX_ENOMEM;
+    }
+    for (uint32_t i = 0; i < list->size; i++) {
+        if (p->rx_n == SBX_PEER_APPLY_BATCH) {
+            int rc = sbx_peer_apply(p);
+            if (rc != 0) return *why = "cannot store entries", rc;
+        }
+        uint8_t *copy = malloc(len[i]);
+        if (!copy) return *why = "out of memory", SBX_ENOMEM;
+        memcpy(copy, raw[i], len[i]);
+        p->rx_raw[p->rx_n] = copy;
+        p->rx_len[p->rx_n++] = len[i];
+        p->rx_bytes += len[i];
+    }
+    if (p->rx_bytes >= SBX_PEER_APPLY_BYTES) {
+        int rc = sbx_peer_apply(p);
+        if (rc != 0) return *why = "cannot store entries", rc;
+    }
+    return 0;
+}
+
+int sbx_peer_apply(sbx_peer *p)
+{
+    if (p->rx_n == 0) return 0;
     p->in_callback = true;
-    int rc = sbx_engine_receive(p->cfg.engine, raw, len, list->size, p->now, NULL);
+    int rc = sbx_engine_receive(p->cfg.engine, (const uint8_t *const *)p->rx_raw, p->rx_len, p->rx_n, p->now, NULL);
     p->in_callback = false;
-    if (rc != 0) return *why = "cannot store entries", rc;
-    return pump(p);
+    for (size_t i = 0; i < p->rx_n; i++) free(p->rx_raw[i]);
+    p->rx_n = 0;
+    p->rx_bytes = 0;
+    if (rc != 0) return rc;
+    return p->state == ST_READY ? pump(p) : 0;
 }
 
 static int on_ping(sbx_peer *p, const msgpack_object_array *m, const char **why)
@@ -476,10 +578,250 @@ static int on_bye(sbx_peer *p, const msgpack_object_array *m, const char **why)
     return 0;
 }
 
+static bool obj_hash(const msgpack_object *o) { return obj_bin(o, 32); }
+
+static int send_hash_msg(sbx_peer *p, uint8_t type, const uint8_t hash[32], bool with_idx, uint32_t idx)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, with_idx ? 3 : 2);
+    msgpack_pack_uint8(&pk, type);
+    pack_bin(&pk, hash, 32);
+    if (with_idx) msgpack_pack_uint32(&pk, idx);
+    return send_sbuf(p, &sb);
+}
+
+static int on_blob_get(sbx_peer *p, const msgpack_object_array *m, const char **why)
+{
+    if (p->state != ST_READY || m->size != 2 || !obj_hash(&m->ptr[1])) return *why = "malformed blob request", SBX_EPROTO;
+    const uint8_t *hash = (const uint8_t *)m->ptr[1].via.bin.ptr;
+    struct sbx_blob_info info;
+    if (!p->cfg.blobs || sbx_blob_has(p->cfg.blobs, hash) != 0 || sbx_blob_stat(p->cfg.blobs, hash, &info) != 0)
+        return send_hash_msg(p, MSG_BLOB_NONE, hash, false, 0);
+    size_t n = info.n_chunks, got = 0;
+    uint8_t *hashes = malloc(n * 32 + 1);
+    if (!hashes) return *why = "out of memory", SBX_ENOMEM;
+    int rc = sbx_blob_chunk_hashes(p->cfg.blobs, hash, hashes, n, &got);
+    if (rc != 0 || got != n) {
+        free(hashes);
+        return send_hash_msg(p, MSG_BLOB_NONE, hash, false, 0);
+    }
+    /* The list goes in as many messages as it needs (1,800 hashes each). */
+    size_t first = 0;
+    do {
+        size_t k = n - first < 1800 ? n - first : 1800;
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_array(&pk, 7);
+        msgpack_pack_uint8(&pk, MSG_BLOB_INFO);
+        pack_bin(&pk, hash, 32);
+        msgpack_pack_uint64(&pk, info.size);
+        msgpack_pack_uint32(&pk, info.chunk_size);
+        msgpack_pack_uint8(&pk, (uint8_t)info.kind);
+        msgpack_pack_uint32(&pk, (uint32_t)first);
+        msgpack_pack_array(&pk, k);
+        for (size_t i = 0; i < k; i++) pack_bin(&pk, hashes + (first + i) * 32, 32);
+        rc = send_sbuf(p, &sb);
+        first += k;
+    } while (rc == 0 && first < n);
+    free(hashes);
+    return rc;
+}
+
+static int on_blob_info(sbx_peer *p, const msgpack_object_array *m, const char **why)
+{
+    if (m->size != 7 || !obj_hash(&m->ptr[1]) || m->ptr[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        m->ptr[3].type != MSGPACK_OBJECT_POSITIVE_INTEGER || m->ptr[4].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        m->ptr[5].type != MSGPACK_OBJECT_POSITIVE_INTEGER || m->ptr[6].type != MSGPACK_OBJECT_ARRAY ||
+        m->ptr[2].via.u64 > SBX_MAX_BLOB_BYTES || m->ptr[3].via.u64 != SBX_BLOB_CHUNK || m->ptr[4].via.u64 > 2 ||
+        m->ptr[5].via.u64 > SBX_MAX_BLOB_CHUNKS)
+        return *why = "malformed blob info", SBX_EPROTO;
+    const msgpack_object_array *list = &m->ptr[6].via.array;
+    if (list->size > 1800) return *why = "malformed blob info", SBX_EPROTO;
+    uint8_t *hashes = malloc((size_t)list->size * 32 + 1);
+    if (!hashes) return *why = "out of memory", SBX_ENOMEM;
+    for (uint32_t i = 0; i < list->size; i++) {
+        if (!obj_hash(&list->ptr[i])) {
+            free(hashes);
+            return *why = "malformed blob info", SBX_EPROTO;
+        }
+        memcpy(hashes + (size_t)i * 32, list->ptr[i].via.bin.ptr, 32);
+    }
+    if (p->cfg.blob_cb && p->cfg.blob_cb->info)
+        p->cfg.blob_cb->info(p, (const uint8_t *)m->ptr[1].via.bin.ptr, m->ptr[2].via.u64, (int)m->ptr[4].via.u64,
+                             (uint32_t)m->ptr[5].via.u64, hashes, list->size);
+    free(hashes);
+    return 0;
+}
+
+static int on_blob_none(sbx_peer *p, const msgpack_object_array *m, const char **why)
+{
+    if (m->size != 2 || !obj_hash(&m->ptr[1])) return *why = "malformed message", SBX_EPROTO;
+    if (p->cfg.blob_cb && p->cfg.blob_cb->none) p->cfg.blob_cb->none(p, (const uint8_t *)m->ptr[1].via.bin.ptr);
+    return 0;
+}
+
+static int on_chunk_get(sbx_peer *p, const msgpack_object_array *m, const char **why)
+{
+    if (p->state != ST_READY || m->size != 3 || !obj_hash(&m->ptr[1]) ||
+        m->ptr[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER || m->ptr[2].via.u64 >= SBX_MAX_BLOB_CHUNKS)
+        return *why = "malformed chunk request", SBX_EPROTO;
+    const uint8_t *hash = (const uint8_t *)m->ptr[1].via.bin.ptr;
+    uint32_t idx = (uint32_t)m->ptr[2].via.u64;
+    if (p->serve_n == SBX_MAX_SERVE_QUEUE) return *why = "too many chunk requests", SBX_EPROTO;
+    sbx_blob_file *f = NULL;
+    if (!p->cfg.blobs || sbx_blob_open(p->cfg.blobs, hash, &f) != 0) return send_hash_msg(p, MSG_CHUNK_NONE, hash, true, idx);
+    uint64_t size = sbx_blob_file_size(f), start = (uint64_t)idx * SBX_BLOB_CHUNK;
+    if (start >= size && !(size == 0 && idx == 0)) {
+        sbx_blob_file_close(f);
+        return send_hash_msg(p, MSG_CHUNK_NONE, hash, true, idx);
+    }
+    struct serve *sv = &p->serve[(p->serve_head + p->serve_n) % SBX_MAX_SERVE_QUEUE];
+    memcpy(sv->hash, hash, 32);
+    sv->idx = idx;
+    sv->f = f;
+    sv->off = start;
+    sv->end = start + SBX_BLOB_CHUNK < size ? start + SBX_BLOB_CHUNK : size;
+    p->serve_n++;
+    return serve_pieces(p);
+}
+
+static struct want *find_want(sbx_peer *p, const uint8_t *hash, uint32_t idx)
+{
+    for (size_t i = 0; i < SBX_MAX_CHUNKS_IN_FLIGHT; i++)
+        if (p->want[i].used && p->want[i].idx == idx && memcmp(p->want[i].hash, hash, 32) == 0) return &p->want[i];
+    return NULL;
+}
+
+static void want_drop(struct want *w)
+{
+    free(w->buf);
+    memset(w, 0, sizeof *w);
+}
+
+static int on_chunk_data(sbx_peer *p, const msgpack_object_array *m, const char **why)
+{
+    if (m->size != 6 || !obj_hash(&m->ptr[1]) || m->ptr[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        m->ptr[3].type != MSGPACK_OBJECT_POSITIVE_INTEGER || m->ptr[4].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+        m->ptr[5].type != MSGPACK_OBJECT_BIN || m->ptr[4].via.u64 > SBX_BLOB_CHUNK)
+        return *why = "malformed chunk", SBX_EPROTO;
+    const uint8_t *hash = (const uint8_t *)m->ptr[1].via.bin.ptr;
+    struct want *w = find_want(p, hash, (uint32_t)m->ptr[2].via.u64);
+    if (!w) return *why = "a chunk nobody asked for", SBX_EPROTO;
+    uint64_t off = m->ptr[3].via.u64, total = m->ptr[4].via.u64, n = m->ptr[5].via.bin.size;
+    if (!w->buf) {
+        w->buf = malloc(total + 1);
+        if (!w->buf) return *why = "out of memory", SBX_ENOMEM;
+        w->len = (size_t)total;
+    }
+    /* Pieces come in order on an ordered stream; anything else is a bug or
+     * an attack. */
+    if (total != w->len || off != w->got || off + n > total) return *why = "malformed chunk", SBX_EPROTO;
+    memcpy(w->buf + off, m->ptr[5].via.bin.ptr, n);
+    w->got += n;
+    if (w->got < w->len) return 0;
+    uint8_t h[32];
+    uint32_t idx = w->idx;
+    uint8_t *buf = w->buf;
+    size_t len = w->len;
+    memcpy(h, w->hash, 32);
+    w->buf = NULL;
+    want_drop(w);
+    if (p->cfg.blob_cb && p->cfg.blob_cb->chunk) p->cfg.blob_cb->chunk(p, h, idx, buf, len);
+    free(buf);
+    return 0;
+}
+
+static int on_chunk_none(sbx_peer *p, const msgpack_object_array *m, const char **why)
+{
+    if (m->size != 3 || !obj_hash(&m->ptr[1]) || m->ptr[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return *why = "malformed message", SBX_EPROTO;
+    const uint8_t *hash = (const uint8_t *)m->ptr[1].via.bin.ptr;
+    struct want *w = find_want(p, hash, (uint32_t)m->ptr[2].via.u64);
+    if (!w) return 0;
+    uint32_t idx = w->idx;
+    want_drop(w);
+    if (p->cfg.blob_cb && p->cfg.blob_cb->chunk) p->cfg.blob_cb->chunk(p, hash, idx, NULL, 0);
+    return 0;
+}
+
+/* Peer exchange: addresses are hints only (every session is authenticated
+ * by its handshake), so they are taken from any member and bounded. */
+static int on_addrs(sbx_peer *p, const msgpack_object_array *m, const char **why)
+{
+    if (p->state != ST_READY || m->size != 2 || m->ptr[1].type != MSGPACK_OBJECT_ARRAY ||
+        m->ptr[1].via.array.size > SBX_MAX_PEX_ADDRS)
+        return *why = "malformed addresses", SBX_EPROTO;
+    const msgpack_object_array *list = &m->ptr[1].via.array;
+    for (uint32_t i = 0; i < list->size; i++) {
+        const msgpack_object *e = &list->ptr[i];
+        if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2 || !obj_bin(&e->via.array.ptr[0], 32) ||
+            !obj_str(&e->via.array.ptr[1], 80))
+            return *why = "malformed addresses", SBX_EPROTO;
+        char addr[81];
+        copy_str(addr, sizeof addr, &e->via.array.ptr[1]);
+        if (p->cfg.addr_cb) p->cfg.addr_cb(p, (const uint8_t *)e->via.array.ptr[0].via.bin.ptr, addr);
+    }
+    return 0;
+}
+
+int sbx_peer_send_addrs(sbx_peer *p, const uint8_t (*keys)[32], const char *const *addrs, size_t n)
+{
+    if (p->state != ST_READY) return SBX_ESTATE;
+    if (n > SBX_MAX_PEX_ADDRS) n = SBX_MAX_PEX_ADDRS;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_uint8(&pk, MSG_ADDRS);
+    msgpack_pack_array(&pk, n);
+    for (size_t i = 0; i < n; i++) {
+        msgpack_pack_array(&pk, 2);
+        pack_bin(&pk, keys[i], 32);
+        pack_str(&pk, addrs[i]);
+    }
+    return send_sbuf(p, &sb);
+}
+
+int sbx_peer_blob_get(sbx_peer *p, const uint8_t hash[32])
+{
+    if (p->state != ST_READY) return SBX_ESTATE;
+    return send_hash_msg(p, MSG_BLOB_GET, hash, false, 0);
+}
+
+int sbx_peer_chunk_get(sbx_peer *p, const uint8_t hash[32], uint32_t idx)
+{
+    if (p->state != ST_READY) return SBX_ESTATE;
+    if (find_want(p, hash, idx)) return 0;
+    for (size_t i = 0; i < SBX_MAX_CHUNKS_IN_FLIGHT; i++) {
+        if (p->want[i].used) continue;
+        p->want[i].used = true;
+        memcpy(p->want[i].hash, hash, 32);
+        p->want[i].idx = idx;
+        return send_hash_msg(p, MSG_CHUNK_GET, hash, true, idx);
+    }
+    return SBX_EBUSY;
+}
+
+size_t sbx_peer_chunks_in_flight(const sbx_peer *p)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < SBX_MAX_CHUNKS_IN_FLIGHT; i++) n += p->want[i].used;
+    return n;
+}
+
 /* Message handlers in a table indexed by the message type. */
 static const msg_fn handlers[MSG__COUNT] = {
     [MSG_HELLO] = on_hello, [MSG_ENTRIES] = on_entries, [MSG_PING] = on_ping, [MSG_PONG] = on_pong,
     [MSG_JOIN] = on_join,   [MSG_JOINED] = on_joined,   [MSG_BYE] = on_bye,
+    [MSG_BLOB_GET] = on_blob_get, [MSG_BLOB_INFO] = on_blob_info, [MSG_BLOB_NONE] = on_blob_none,
+    [MSG_CHUNK_GET] = on_chunk_get, [MSG_CHUNK_DATA] = on_chunk_data, [MSG_CHUNK_NONE] = on_chunk_none,
+    [MSG_ADDRS] = on_addrs,
 };
 
 static int on_message(sbx_peer *p, const uint8_t *pt, size_t len)
@@ -665,6 +1007,11 @@ void sbx_peer_free(sbx_peer *p)
     sbx_noise_cs_free(p->tx);
     sbx_noise_cs_free(p->rx);
     sbx_frame_reader_free(p->fr);
+    for (size_t i = 0; i < p->rx_n; i++) free(p->rx_raw[i]);
+    while (p->serve_n > 0) serve_pop(p);
+    for (size_t i = 0; i < SBX_MAX_CHUNKS_IN_FLIGHT; i++) want_drop(&p->want[i]);
+    free(p->rx_raw);
+    free(p->rx_len);
     free(p->out);
     sodium_memzero(p, sizeof *p);
     free(p);
@@ -715,6 +1062,10 @@ void sbx_peer_tick(sbx_peer *p, int64_t now_ms)
 {
     p->now = now_ms;
     if (p->state == ST_CLOSED) return;
+    if (sbx_peer_apply(p) != 0) {
+        sbx_peer_close(p, "cannot store entries");
+        return;
+    }
     int64_t since_rx = now_ms - (p->last_rx ? p->last_rx : p->last_tx);
     if (since_rx > p->cfg.idle_timeout_ms) {
         sbx_peer_close(p, p->tx ? "idle time-out" : "handshake time-out");
@@ -766,7 +1117,7 @@ uint16_t sbx_peer_remote_port(const sbx_peer *p) { return p->remote_port; }
 
 bool sbx_peer_caught_up(const sbx_peer *p)
 {
-    if (p->state != ST_READY) return false;
+    if (p->state != ST_READY || p->rx_n > 0) return false;
     struct sbx_head heads[SBX_MAX_MEMBERS];
     int nh = sbx_engine_heads(p->cfg.engine, heads, SBX_MAX_MEMBERS);
     if (nh < 0) return false;

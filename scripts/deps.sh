@@ -12,7 +12,10 @@ PACKAGES=(
   libminiupnpc-dev libssl-dev libqrencode-dev libturbojpeg0-dev libheif-dev
   libjansson-dev libarchive-dev libh2o-dev libpng-dev
   # tests, demo and benchmarks
-  jq curl zip unzip sqlite3 zbar-tools iperf3 iproute2 procps psmisc
+  jq curl zip unzip sqlite3 zbar-tools iperf3 iproute2 procps psmisc bc
+  # the UPnP test's router in a network namespace (none of them starts a
+  # service on install: Debian ships them disabled)
+  miniupnpd nftables stun-server
   # the share page in a real browser (tests/integration/share.sh), HTTP load (bench_api)
   chromium wrk openssl
 )

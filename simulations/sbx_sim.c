@@ -16,6 +16,7 @@
 #include "shoebox/engine.h"
 #include "shoebox/err.h"
 #include "shoebox/log.h"
+#include "shoebox/peer.h"
 #include "shoebox/util.h"
 
 #include <getopt.h>
@@ -54,7 +55,37 @@ struct replica {
     int64_t up_at;
 };
 
+/* Peer mode: a simulated TCP connection between two replicas, each end a
+ * real sbx_peer session. Bytes arrive in order (as TCP delivers them), late
+ * by a random delay; faults drop whole connections, as a network does. */
+struct chunk {
+    int64_t at;
+    uint64_t order;
+    int to; /* 0 or 1: which end receives */
+    size_t n;
+    uint8_t *data;
+};
+
+struct link;
+struct link_end {
+    struct link *link;
+    int side;
+};
+
+struct link {
+    bool up;
+    int r[2];
+    sbx_peer *p[2];
+    struct link_end end[2];
+    int64_t last_at[2];
+    struct chunk *q;
+    size_t nq, cap;
+};
+
 struct sim {
+    bool peer_mode;
+    struct link links[MAX_REPLICAS][MAX_REPLICAS]; /* [a][b] with a < b */
+    unsigned sessions, drops;
     uint64_t rng;
     int n;
     struct replica r[MAX_REPLICAS];
@@ -83,6 +114,8 @@ static void msg_free(struct msg *m)
     free(m);
 }
 
+static void on_sim_entry(sbx_engine *e, const struct sbx_entry *entry);
+
 static int replica_open(struct replica *r)
 {
     char path[128], err[256];
@@ -92,7 +125,9 @@ static int replica_open(struct replica *r)
         fprintf(stderr, "sbx-sim: %s: %s\n", path, err);
         return rc;
     }
-    return sbx_engine_open(&r->engine, r->store, &r->id, NULL);
+    rc = sbx_engine_open(&r->engine, r->store, &r->id, NULL);
+    if (rc == 0) sbx_engine_set_entry_cb(r->engine, on_sim_entry);
+    return rc;
 }
 
 static void replica_close(struct replica *r)
@@ -245,9 +280,152 @@ static int run_network(struct sim *s)
     }
 }
 
+static struct sim *g_sim; /* for the engines' entry callbacks */
+
+static void link_close(struct sim *s, struct link *l)
+{
+    (void)s;
+    if (!l->up) return;
+    for (int k = 0; k < 2; k++) {
+        sbx_peer_free(l->p[k]);
+        l->p[k] = NULL;
+    }
+    for (size_t i = 0; i < l->nq; i++) free(l->q[i].data);
+    free(l->q);
+    l->q = NULL;
+    l->nq = l->cap = 0;
+    l->up = false;
+}
+
+static void on_link_event(sbx_peer *p, enum sbx_peer_event ev, const char *reason)
+{
+    (void)p;
+    (void)ev;
+    (void)reason;
+}
+
+static void link_pull(struct sim *s, struct link *l)
+{
+    for (int k = 0; k < 2 && l->up; k++) {
+        const uint8_t *b;
+        size_t n;
+        sbx_peer_output(l->p[k], &b, &n);
+        if (n == 0) continue;
+        if (l->nq == l->cap) {
+            l->cap = l->cap ? l->cap * 2 : 16;
+            l->q = realloc(l->q, l->cap * sizeof *l->q);
+        }
+        struct chunk *c = &l->q[l->nq++];
+        int64_t at = s->now + 1 + (s->faults ? (int64_t)(rnd(s) % 80) : 0);
+        if (at < l->last_at[k]) at = l->last_at[k]; /* in order, like TCP */
+        l->last_at[k] = at;
+        c->at = at;
+        c->order = s->order++;
+        c->to = 1 - k;
+        c->n = n;
+        c->data = malloc(n);
+        memcpy(c->data, b, n);
+        sbx_peer_output_consume(l->p[k], n);
+    }
+}
+
+static int link_open(struct sim *s, int a, int b)
+{
+    struct link *l = &s->links[a][b];
+    if (l->up || s->r[a].down || s->r[b].down || !can_talk(s, a, b)) return 0;
+    memset(l, 0, sizeof *l);
+    l->r[0] = a;
+    l->r[1] = b;
+    for (int k = 0; k < 2; k++) {
+        struct replica *r = &s->r[l->r[k]];
+        uint8_t eph[32];
+        for (int i = 0; i < 32; i += 8) {
+            uint64_t v = rnd(s);
+            memcpy(eph + i, &v, 8);
+        }
+        l->end[k] = (struct link_end){l, k};
+        struct sbx_peer_config cfg = {.initiator = k == 0, .id = &r->id, .engine = r->engine, .ephemeral = eph,
+                                      .name = "sim"};
+        int rc = sbx_peer_new(&l->p[k], &cfg, on_link_event, &l->end[k], clock_of(s, l->r[k]));
+        if (rc != 0) return rc;
+    }
+    l->up = true;
+    s->sessions++;
+    link_pull(s, l);
+    return 0;
+}
+
+static void links_of_close(struct sim *s, int who)
+{
+    for (int a = 0; a < s->n; a++)
+        for (int b = a + 1; b < s->n; b++)
+            if (a == who || b == who) link_close(s, &s->links[a][b]);
+}
+
+static void on_sim_entry(sbx_engine *e, const struct sbx_entry *entry)
+{
+    (void)entry;
+    struct sim *s = g_sim;
+    if (!s || !s->peer_mode) return;
+    for (int a = 0; a < s->n; a++)
+        for (int b = a + 1; b < s->n; b++) {
+            struct link *l = &s->links[a][b];
+            if (!l->up) continue;
+            for (int k = 0; k < 2; k++)
+                if (s->r[l->r[k]].engine == e) sbx_peer_kick(l->p[k]);
+        }
+}
+
+/* Delivers every chunk due by now, earliest first, across all links. */
+static int run_links(struct sim *s)
+{
+    for (int guard = 0; guard < 1000000; guard++) {
+        struct link *best = NULL;
+        size_t bi = 0;
+        for (int a = 0; a < s->n; a++)
+            for (int b = a + 1; b < s->n; b++) {
+                struct link *l = &s->links[a][b];
+                for (size_t i = 0; l->up && i < l->nq; i++) {
+                    if (l->q[i].at > s->now) continue;
+                    if (!best || l->q[i].at < best->q[bi].at ||
+                        (l->q[i].at == best->q[bi].at && l->q[i].order < best->q[bi].order)) {
+                        best = l;
+                        bi = i;
+                    }
+                }
+            }
+        if (!best) return 0;
+        struct chunk c = best->q[bi];
+        memmove(best->q + bi, best->q + bi + 1, (best->nq - bi - 1) * sizeof *best->q);
+        best->nq--;
+        if (!can_talk(s, best->r[0], best->r[1])) {
+            free(c.data);
+            s->drops++;
+            link_close(s, best);
+            continue;
+        }
+        sbx_peer *to = best->p[c.to];
+        sbx_peer_input(to, c.data, c.n, clock_of(s, best->r[c.to]));
+        sbx_peer_apply(to);
+        free(c.data);
+        if (sbx_peer_is_closed(best->p[0]) || sbx_peer_is_closed(best->p[1])) {
+            link_pull(s, best);
+            link_close(s, best);
+            continue;
+        }
+        for (int a = 0; a < s->n; a++)
+            for (int b = a + 1; b < s->n; b++)
+                if (s->links[a][b].up) link_pull(s, &s->links[a][b]);
+    }
+    return 0;
+}
+
 static int setup(struct sim *s, uint64_t seed, int replicas)
 {
+    bool peer_mode = s->peer_mode;
     memset(s, 0, sizeof *s);
+    s->peer_mode = peer_mode;
+    g_sim = s;
     s->rng = seed * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
     s->n = replicas;
     s->now = T0;
@@ -271,7 +449,12 @@ static int setup(struct sim *s, uint64_t seed, int replicas)
     snprintf(path, sizeof path, "%s/shoebox.db", s->r[0].dir);
     sbx_store *st = NULL;
     int rc = sbx_store_open(&st, path, SBX_STORE_CREATE, err, sizeof err);
-    if (rc == 0) rc = sbx_engine_create_library(st, &s->r[0].id, "Sim", "r0", SBX_ROLE_FULL, clock_of(s, 0));
+    uint8_t nonce[16];
+    for (int k = 0; k < 16; k += 8) {
+        uint64_t v = rnd(s);
+        memcpy(nonce + k, &v, 8);
+    }
+    if (rc == 0) rc = sbx_engine_create_library_nonce(st, &s->r[0].id, nonce, "Sim", "r0", SBX_ROLE_FULL, clock_of(s, 0));
     sbx_store_close(st);
     if (rc != 0) return rc;
     if ((rc = replica_open(&s->r[0])) != 0) return rc;
@@ -290,11 +473,27 @@ static int setup(struct sim *s, uint64_t seed, int replicas)
         add.name = (struct sbx_str){name, (uint32_t)strlen(name)};
         if (rc == 0) rc = sbx_engine_write(s->r[0].engine, &add, 1, clock_of(s, 0));
     }
+    for (int i = 0; i < replicas; i++) sbx_engine_set_entry_cb(s->r[i].engine, on_sim_entry);
+    if (rc == 0 && peer_mode) {
+        /* What pairing does: each new device starts with the founder's
+         * log, so it knows who the members are. */
+        sqlite3_stmt *st = NULL;
+        sqlite3_prepare_v2(sbx_store_db(s->r[0].store), "SELECT raw FROM entries ORDER BY hlc", -1, &st, NULL);
+        while (rc == 0 && st && sqlite3_step(st) == SQLITE_ROW) {
+            const uint8_t *raw = sqlite3_column_blob(st, 0);
+            size_t len = (size_t)sqlite3_column_bytes(st, 0);
+            for (int i = 1; i < replicas && rc == 0; i++)
+                rc = sbx_engine_receive(s->r[i].engine, &raw, &len, 1, clock_of(s, i), NULL);
+        }
+        sqlite3_finalize(st);
+    }
     return rc;
 }
 
 static void teardown(struct sim *s)
 {
+    for (int a = 0; a < s->n; a++)
+        for (int b = a + 1; b < s->n; b++) link_close(s, &s->links[a][b]);
     for (size_t i = 0; i < s->nq; i++) msg_free(s->q[i]);
     s->nq = 0;
     for (int i = 0; i < s->n; i++) {
@@ -305,8 +504,58 @@ static void teardown(struct sim *s)
     }
 }
 
+static int step_peer(struct sim *s)
+{
+    s->now += 1 + (int64_t)(rnd(s) % 40);
+    int who = (int)(rnd(s) % (uint64_t)s->n);
+    struct replica *r = &s->r[who];
+    if (r->down) {
+        if (s->now >= r->up_at) {
+            int rc = replica_open(r);
+            if (rc != 0) return rc;
+            r->down = false;
+        }
+        return run_links(s);
+    }
+    unsigned roll = (unsigned)(rnd(s) % 100);
+    int rc = 0;
+    if (roll < 50 && sbx_engine_is_member(r->engine, r->id.pk)) {
+        rc = sbx_wl_random_write(r->engine, r->store, &s->rng, clock_of(s, who), 24);
+    } else if (roll < 80) {
+        int to = (int)(rnd(s) % (uint64_t)s->n);
+        if (to != who) rc = link_open(s, who < to ? who : to, who < to ? to : who);
+    } else if (roll < 86) {
+        int to = (int)(rnd(s) % (uint64_t)s->n);
+        if (to != who) link_close(s, &s->links[who < to ? who : to][who < to ? to : who]);
+    } else if (roll < 89 && who != 0) {
+        links_of_close(s, who);
+        replica_close(r);
+        r->down = true;
+        r->up_at = s->now + 200 + (int64_t)(rnd(s) % 2000);
+        s->crashes++;
+    } else if (roll < 91 && s->now >= s->partition_until) {
+        s->side_mask = (uint32_t)rnd(s);
+        s->partition_until = s->now + 500 + (int64_t)(rnd(s) % 3000);
+        s->partitions++;
+    } else if (roll < 95) {
+        for (int a = 0; a < s->n; a++)
+            for (int b = a + 1; b < s->n; b++)
+                if (s->links[a][b].up) {
+                    sbx_peer_tick(s->links[a][b].p[0], clock_of(s, a));
+                    sbx_peer_tick(s->links[a][b].p[1], clock_of(s, b));
+                    link_pull(s, &s->links[a][b]);
+                }
+    }
+    if (rc != 0) return rc;
+    for (int a = 0; a < s->n; a++)
+        for (int b = a + 1; b < s->n; b++)
+            if (s->links[a][b].up) link_pull(s, &s->links[a][b]);
+    return run_links(s);
+}
+
 static int step(struct sim *s)
 {
+    if (s->peer_mode) return step_peer(s);
     s->now += 1 + (int64_t)(rnd(s) % 40);
     int who = (int)(rnd(s) % (uint64_t)s->n);
     struct replica *r = &s->r[who];
@@ -382,12 +631,20 @@ static int heal(struct sim *s, char digest_out[65], int64_t *entries)
         s->r[i].down = false;
     }
     for (int round = 0; round < HEAL_ROUNDS; round++) {
-        for (int i = 0; i < s->n; i++)
-            for (int j = 0; j < s->n; j++)
-                if (i != j) send_heads(s, i, j);
+        if (s->peer_mode) {
+            for (int a = 0; a < s->n; a++)
+                for (int b = a + 1; b < s->n; b++) {
+                    int rc = link_open(s, a, b);
+                    if (rc != 0) return rc;
+                }
+        } else {
+            for (int i = 0; i < s->n; i++)
+                for (int j = 0; j < s->n; j++)
+                    if (i != j) send_heads(s, i, j);
+        }
         for (int k = 0; k < 8; k++) {
             s->now += 300;
-            int rc = run_network(s);
+            int rc = s->peer_mode ? run_links(s) : run_network(s);
             if (rc != 0) return rc;
         }
         char d0[65] = "";
@@ -412,9 +669,10 @@ static int heal(struct sim *s, char digest_out[65], int64_t *entries)
     return SBX_EAGAIN;
 }
 
-static int run_seed(uint64_t seed, int replicas, int steps, bool verbose)
+static int run_seed(uint64_t seed, int replicas, int steps, bool verbose, bool peer_mode)
 {
     struct sim *s = calloc(1, sizeof *s);
+    s->peer_mode = peer_mode;
     int rc = setup(s, seed, replicas);
     for (int i = 0; i < steps && rc == 0; i++) rc = step(s);
     char digest[65] = "";
@@ -447,8 +705,9 @@ static int run_seed(uint64_t seed, int replicas, int steps, bool verbose)
             printf("seed=%llu replicas=%d entries=%lld converged digest=%s\n", (unsigned long long)seed, replicas,
                    (long long)entries, digest);
         if (verbose)
-            printf("  lost=%u duplicated=%u crashes=%u partitions=%u photos=%lld\n", s->lost, s->duplicated,
-                   s->crashes, s->partitions, (long long)count(&s->r[0], "SELECT count(*) FROM photos"));
+            printf("  lost=%u duplicated=%u crashes=%u partitions=%u sessions=%u dropped=%u photos=%lld\n", s->lost,
+                   s->duplicated, s->crashes, s->partitions, s->sessions, s->drops,
+                   (long long)count(&s->r[0], "SELECT count(*) FROM photos"));
     }
     fflush(stdout);
     teardown(s);
@@ -458,7 +717,12 @@ static int run_seed(uint64_t seed, int replicas, int steps, bool verbose)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: sbx-sim (--seed S | --seeds FROM:TO) [--replicas N] [--steps K] [--verbose]\n");
+    fprintf(f, "usage: sbx-sim (--seed S | --seeds FROM:TO) [--replicas N] [--steps K] [--net peer|gossip] "
+               "[--verbose]\n"
+               "  --net peer    replicas talk through real peer sessions (Noise, hello, entries) over\n"
+               "                simulated TCP links that delay, drop and partition (default)\n"
+               "  --net gossip  heads/entries messages over a network that delays, loses, duplicates\n"
+               "                and reorders each message\n");
 }
 
 int main(int argc, char **argv)
@@ -467,11 +731,12 @@ int main(int argc, char **argv)
         {"seed", required_argument, NULL, 's'},     {"seeds", required_argument, NULL, 'S'},
         {"replicas", required_argument, NULL, 'r'}, {"steps", required_argument, NULL, 'k'},
         {"verbose", no_argument, NULL, 'v'},        {"help", no_argument, NULL, 'h'},
+        {"net", required_argument, NULL, 'n'},
         {NULL, 0, NULL, 0},
     };
     unsigned long long from = 1, to = 1;
     int replicas = 4, steps = 300, c;
-    bool have_seed = false, verbose = false;
+    bool have_seed = false, verbose = false, peer_mode = true;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
         case 's': from = to = strtoull(optarg, NULL, 10); have_seed = true; break;
@@ -485,6 +750,14 @@ int main(int argc, char **argv)
         case 'r': replicas = atoi(optarg); break;
         case 'k': steps = atoi(optarg); break;
         case 'v': verbose = true; break;
+        case 'n':
+            if (strcmp(optarg, "peer") == 0) peer_mode = true;
+            else if (strcmp(optarg, "gossip") == 0) peer_mode = false;
+            else {
+                usage(stderr);
+                return 2;
+            }
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -496,6 +769,6 @@ int main(int argc, char **argv)
     if (sodium_init() < 0) return 1;
     sbx_log_set_level(SBX_LOG_ERROR);
     for (unsigned long long seed = from; seed <= to; seed++)
-        if (run_seed(seed, replicas, steps, verbose) != 0) return 1;
+        if (run_seed(seed, replicas, steps, verbose, peer_mode) != 0) return 1;
     return 0;
 }

@@ -47,6 +47,7 @@ enum sbx_api_server { SBX_API_LOCAL = 1, SBX_API_PUBLIC = 2 };
     X(pair, "POST", "/pair", SBX_API_LOCAL)                                                 \
     X(imports_list, "GET", "/imports", SBX_API_LOCAL)                                       \
     X(import_run, "POST", "/imports", SBX_API_LOCAL)                                        \
+    X(free_space, "POST", "/free-space", SBX_API_LOCAL)                                     \
     X(upload_create, "POST", "/uploads", SBX_API_LOCAL)                                     \
     X(upload_get, "GET", "/uploads/{id}", SBX_API_LOCAL)                                    \
     X(upload_chunk, "PUT", "/uploads/{id}/chunks/{n}", SBX_API_LOCAL)                       \

@@ -33,6 +33,12 @@ int sbx_engine_create_library(sbx_store *store, const struct sbx_identity *id,
                               const char *library_name, const char *device_name,
                               enum sbx_role role, int64_t now_ms);
 
+/* The same with a given nonce instead of a random one: the simulator's
+ * runs are then reproducible to the byte. */
+int sbx_engine_create_library_nonce(sbx_store *store, const struct sbx_identity *id,
+                                    const uint8_t nonce[SBX_ID_BYTES], const char *library_name,
+                                    const char *device_name, enum sbx_role role, int64_t now_ms);
+
 /* Prepares a store for a device that joins an existing library: records the
  * library id; the log arrives from peers. */
 int sbx_engine_prepare_join(sbx_store *store, const struct sbx_identity *id,

@@ -75,6 +75,18 @@
  * closed. */
 #define SBX_PEER_KEEPALIVE_MS 15000
 #define SBX_PEER_IDLE_TIMEOUT_MS 60000
+/* Received entries a session applies in one transaction, at most. */
+#define SBX_PEER_APPLY_BATCH 512u
+#define SBX_PEER_APPLY_BYTES (16u << 20)
+/* Chunks a session has asked of its peer and not received (the transfer
+ * window: 16 MiB in flight fills a loopback link), chunk requests it queues
+ * to serve, and the size of the pieces a chunk travels in (one wire
+ * message each). */
+#define SBX_MAX_CHUNKS_IN_FLIGHT 16u
+#define SBX_MAX_SERVE_QUEUE 64u
+#define SBX_CHUNK_PIECE 65000u
+/* Addresses one peer-exchange message carries. */
+#define SBX_MAX_PEX_ADDRS 64u
 /* Peer connections a daemon holds at once (inbound and outbound). */
 #define SBX_MAX_CONNECTIONS 64u
 /* Google Takeout import. A sidecar or album metadata JSON is a few hundred
@@ -91,6 +103,24 @@
 /* Zip parts of one Takeout (Google splits at 2-50 GB per part). */
 #define SBX_MAX_TAKEOUT_PARTS 4096u
 
+/* Import (daemon/import.c). Paths one import request names (files, folders,
+ * zip parts; a Takeout of 4096 parts fits). */
+#define SBX_MAX_IMPORT_PATHS SBX_MAX_TAKEOUT_PARTS
+/* Folder nesting an import walks: deeper trees are reported, not followed
+ * (a symlink loop ends here too). */
+#define SBX_MAX_IMPORT_DEPTH 64u
+/* Bytes of one zip member kept in memory while it streams to the blob store,
+ * for the metadata probe and the renditions: every photo fits; of a larger
+ * video only the start is probed (docs/import.md). */
+#define SBX_MAX_IMPORT_PROBE_BYTES (64u << 20)
+/* Threads that process the files of one import (one per core by default):
+ * each holds its own database connection and blob store handle. */
+#define SBX_MAX_IMPORT_THREADS 8u
+/* Errors an import's answer lists (all of them are counted and kept in the
+ * job's rows): a folder of a million unreadable files must not make a
+ * reply of a hundred megabytes. */
+#define SBX_MAX_IMPORT_ERRORS_SHOWN 10000u
+
 /* Blobs (daemon/blob.c) are cut into chunks of this fixed size, the last one
  * shorter. The chunk is the unit of transfer between peers (a fetch names
  * chunk indexes), the granularity of resume (a transfer killed midway keeps
@@ -106,6 +136,35 @@
  * and a device can hold in memory. */
 #define SBX_MAX_BLOB_BYTES (64ull << 30)
 #define SBX_MAX_BLOB_CHUNKS (SBX_MAX_BLOB_BYTES / SBX_BLOB_CHUNK)
+/* LAN discovery (net/discovery.c). An announcement carries at most this many
+ * TCP ports (IPv4 and IPv6 listeners, a pairing port, ...). */
+#define SBX_MAX_DISCOVERY_PORTS 4u
+/* The largest announcement: magic (4), version (1), port count (1), tag
+ * (16), key (32), timestamp (8), nonce (16), ports (2 each) and signature
+ * (64). Anything longer is refused before it is parsed. */
+#define SBX_MAX_DISCOVERY_PACKET (4u + 1u + 1u + 16u + 32u + 8u + 16u + 2u * SBX_MAX_DISCOVERY_PORTS + 64u)
+/* Announcements remembered against replays. Only announcements with a valid
+ * signature enter it; each stays until its timestamp leaves the skew window,
+ * so with the defaults (one every 30 s, a 5-minute window) it covers about a
+ * hundred announcing device-interfaces. */
+#define SBX_MAX_DISCOVERY_REPLAY 1024u
+/* The widest clock skew a caller may allow for announcements (ms): the window
+ * decides how long a replay cache entry must live. */
+#define SBX_MAX_DISCOVERY_SKEW_MS (24ll * 3600ll * 1000ll)
+/* Signature checks per second that discovery spends on packets carrying the
+ * library's tag: the tag is visible on the LAN, so anyone there can make
+ * packets that reach the (costly) Ed25519 check; this bounds the CPU a
+ * flood can take (a verify costs ~75 us here). */
+#define SBX_MAX_DISCOVERY_VERIFY_PER_S 100u
+
+/* UPnP (net/upnp.c): the SSDP wait for routers to answer is bounded both
+ * ways, so a typo cannot make discovery hang for minutes. The floor is
+ * miniupnpc's: SSDP's MX is in whole seconds and it waits at least one. */
+#define SBX_MIN_UPNP_DISCOVER_MS 1000
+#define SBX_MAX_UPNP_DISCOVER_MS 10000
+/* External ports tried for one mapping: the internal port, then the next
+ * ones, when other hosts behind the router hold them. */
+#define SBX_MAX_UPNP_PORT_TRIES 16u
 
 /* The local HTTP API (daemon/api*.c). A JSON request body; bigger ones get
  * 413 before they are parsed. */

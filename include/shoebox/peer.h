@@ -42,6 +42,20 @@ enum sbx_peer_event {
 
 typedef void (*sbx_peer_event_cb)(sbx_peer *p, enum sbx_peer_event ev, const char *reason);
 
+struct sbx_blobstore;
+
+/* Blob transfer results, called from inside sbx_peer_input. */
+struct sbx_peer_blob_cb {
+    /* Part of a blob's chunk list (starting at chunk `first`). */
+    void (*info)(sbx_peer *p, const uint8_t hash[32], uint64_t size, int kind, uint32_t first,
+                 const uint8_t *chunk_hashes, uint32_t n);
+    /* The remote does not hold the blob. */
+    void (*none)(sbx_peer *p, const uint8_t hash[32]);
+    /* A whole chunk arrived (not yet verified: the blob store verifies it);
+     * data NULL when the remote could not serve it. */
+    void (*chunk)(sbx_peer *p, const uint8_t hash[32], uint32_t idx, const uint8_t *data, size_t len);
+};
+
 struct sbx_peer_config {
     bool initiator;
     const struct sbx_identity *id; /* signs nothing here; keys the Noise static */
@@ -61,6 +75,13 @@ struct sbx_peer_config {
      * unexpired and unused (and marks it used); anything else refuses the
      * pairing. NULL: this device accepts no pairing. */
     int (*find_invite)(void *data, const uint8_t invite_id[8], uint8_t psk[32]);
+    /* Serves blob info and chunks from this store (NULL: serves none). */
+    struct sbx_blobstore *blobs;
+    const struct sbx_peer_blob_cb *blob_cb;
+    /* Peer exchange: the remote told where it reached another member. */
+    void (*addr_cb)(sbx_peer *p, const uint8_t key[32], const char *addr);
+    /* Test hook: corrupt one byte of every chunk served (a lying peer). */
+    bool corrupt_chunks;
     /* The TCP port this device listens on (0: none), told in hello so the
      * remote can dial back. */
     uint16_t listen_port;
@@ -81,6 +102,13 @@ void *sbx_peer_data(const sbx_peer *p);
 /* Feeds bytes received from the socket. Returns 0, or a negative error after
  * which the session is closed (the CLOSED event has fired). */
 int sbx_peer_input(sbx_peer *p, const uint8_t *bytes, size_t len, int64_t now_ms);
+
+/* Applies the entries received so far in one transaction. The session
+ * batches received entries (up to SBX_PEER_APPLY_BATCH or
+ * SBX_PEER_APPLY_BYTES) and applies a full batch by itself; the transport
+ * calls this once it has read everything available (libuv: a check handle;
+ * tick does it too). */
+int sbx_peer_apply(sbx_peer *p);
 
 /* Time passes: keepalives and the idle time-out. */
 void sbx_peer_tick(sbx_peer *p, int64_t now_ms);
@@ -109,6 +137,16 @@ uint64_t sbx_peer_entries_behind(const sbx_peer *p);
 uint16_t sbx_peer_remote_port(const sbx_peer *p);
 /* True once this side holds every entry the remote's hello listed. */
 bool sbx_peer_caught_up(const sbx_peer *p);
+
+/* Tells the remote where other members were reached (at most
+ * SBX_MAX_PEX_ADDRS): it may dial them. */
+int sbx_peer_send_addrs(sbx_peer *p, const uint8_t (*keys)[32], const char *const *addrs, size_t n);
+
+/* Blob transfer: ask for a blob's chunk list, ask for one chunk (at most
+ * SBX_MAX_CHUNKS_IN_FLIGHT outstanding: SBX_EBUSY beyond). */
+int sbx_peer_blob_get(sbx_peer *p, const uint8_t hash[32]);
+int sbx_peer_chunk_get(sbx_peer *p, const uint8_t hash[32], uint32_t idx);
+size_t sbx_peer_chunks_in_flight(const sbx_peer *p);
 
 /* The id an invitation is known by: BLAKE2b-64 of its secret. */
 void sbx_peer_invite_id(const uint8_t psk[32], uint8_t id[8]);

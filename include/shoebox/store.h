@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SBX_SCHEMA_VERSION 1
+#define SBX_SCHEMA_VERSION 3
 
 typedef struct sbx_store sbx_store;
 

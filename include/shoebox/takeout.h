@@ -232,6 +232,11 @@ struct sbx_takeout_entry {
     uint64_t size;      /* uncompressed size, 0 when the zip does not say */
     bool size_known;
     uint32_t part;      /* index in the parts given to _open */
+    int64_t mtime;      /* modification time, seconds since the epoch (the zip's
+                         * DOS time is local time without a zone: libarchive
+                         * reads it in the process's zone, or the exact UTC time
+                         * from the extended-timestamp field when present) */
+    bool mtime_known;
 };
 
 /* True when `head` starts with the zip local file header magic PK\3\4. */

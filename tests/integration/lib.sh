@@ -13,7 +13,7 @@ t_cleanup() {
   for p in "${T_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
   wait 2>/dev/null
   chmod -R u+rwx "$T_TMP" 2>/dev/null
-  rm -rf "$T_TMP"
+  [ -n "${SBX_KEEP:-}" ] && echo "# kept $T_TMP" || rm -rf "$T_TMP"
 }
 trap t_cleanup EXIT
 
@@ -70,3 +70,12 @@ until_true() {
 }
 
 jq_status() { "$SB" --data "$1" status --json | jq -r "$2"; }
+
+# kill_hard DIR: SIGKILL the daemon, then wait until it is gone (its lock
+# is released only when the process has fully exited).
+kill_hard() {
+  local pid; pid=$(daemon_pid "$1")
+  kill -KILL "$pid" 2>/dev/null
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  wait "$pid" 2>/dev/null || true
+}

@@ -93,6 +93,14 @@ check "b lists it without a token (only the creator can show it)" \
 PHOTO_URL=$("$SB" --data "$A" share create --photo "${P[2]}" --expires 1h)
 check "b serves the link too (plain HTTP)" \
   'until_true 30 bash -c "curl -s -o /dev/null -w %{http_code} http://$SB_/s/$TOKEN | grep -q 200" && curl -s "http://$SB_/s/$TOKEN" | grep -q "Holiday"'
+check "b serves the thumbnails once they came from a" \
+  'until_true 60 bash -c "curl -s -o /dev/null -w %{http_code} http://$SB_/s/$TOKEN/thumb/${P[1]} | grep -q 200"'
+TB=$(cat "$B/api-token"); PB=$(addr "$B" listen)
+ORIG=$(curl -s -o /dev/null -w "%{http_code}" -H "Authorization: Bearer $TB" "http://$PB/photos/${P[3]}/original")
+check "b (a cache device) has no original of a's photo at first: 503, being fetched" '[ "$ORIG" = 503 ]'
+got() { curl -sf -H "Authorization: Bearer $TB" -o "$T_TMP/fetched" "http://$PB/photos/${P[3]}/original"; }
+ok "b fetches the original from a on demand, then streams it" until_true 60 got
+check "...byte for byte" 'cmp -s "$T_TMP/fetched" "$FIX/gps_DSCN0010.jpg"'
 ok "revoke the link on b" "$SB" --data "$B" share revoke "${LINK:0:8}"
 check "b refuses it at once" '[ "$(curl -s -o /dev/null -w "%{http_code}" "http://$SB_/s/$TOKEN")" = 404 ]'
 ok "a refuses it once the revocation arrives" \

@@ -55,7 +55,7 @@ check "the tag reached b" '"$SB" --data "$B" photos --json | jq -e ".[] | select
 check "the delete reached c" '[ "$("$SB" --data "$C" photos --deleted --json | jq -r ".[0].id")" = "$p3" ]'
 
 # A daemon killed hard misses edits, then catches up on restart.
-kill -9 "$(daemon_pid "$C")"
+kill_hard "$C"
 "$SB" --data "$A" restore "$p3" >/dev/null
 "$SB" --data "$B" album rename "$album" "Summer 2008" >/dev/null
 ok "c restarts" start_daemon "$C" --listen 127.0.0.1:$PC

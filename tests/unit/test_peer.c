@@ -111,6 +111,7 @@ static size_t pump_pair(struct node *a, struct node *b, int64_t now, size_t limi
             memcpy(copy, bytes, len);
             sbx_peer_output_consume(from->peer, len);
             if (!sbx_peer_is_closed(to->peer)) sbx_peer_input(to->peer, copy, len, now);
+            if (!sbx_peer_is_closed(to->peer)) sbx_peer_apply(to->peer);
             free(copy);
             this_round += len;
         }

@@ -177,12 +177,51 @@ SBX_TEST(transactions_roll_back)
     sbx_store_close(s);
 }
 
+/* A database made by schema version 1 (the first release) is upgraded in
+ * place, keeps its data, and ends with the documented schema. */
+SBX_TEST(version_1_database_upgrades_in_place)
+{
+    char path[128], err[256], doc[512];
+    path_in_tmp(path, sizeof path, "v1.db");
+    const char *src = getenv("SHOEBOX_SRC");
+    snprintf(doc, sizeof doc, "%s/daemon/migrations/0001_init.sql", src ? src : ".");
+    uint8_t *sql = NULL;
+    size_t len = 0;
+    REQUIRE(sbx_file_read(doc, 1 << 20, &sql, &len) == 0);
+    sqlite3 *db = NULL;
+    REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db, (const char *)sql, NULL, NULL, NULL), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db, "PRAGMA user_version = 1; INSERT INTO meta(key, value) VALUES ('device_name', 'old');",
+                              NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    free(sql);
+    sbx_store *s = NULL;
+    REQUIRE(sbx_store_open(&s, path, 0, err, sizeof err) == 0);
+    CHECK_EQ_INT(sbx_store_schema_version(s), SBX_SCHEMA_VERSION);
+    char buf[16];
+    CHECK_EQ_INT(sbx_store_meta_get_text(s, "device_name", buf, sizeof buf), 0);
+    CHECK_EQ_STR(buf, "old");
+    CHECK_EQ_INT(sbx_store_query_int(s, "SELECT count(*) FROM sqlite_master WHERE name = 'photos_hash'"), 0);
+    /* Same objects as a fresh database. */
+    char fresh_path[128];
+    path_in_tmp(fresh_path, sizeof fresh_path, "v2.db");
+    sbx_store *f = NULL;
+    REQUIRE(sbx_store_open(&f, fresh_path, SBX_STORE_CREATE, err, sizeof err) == 0);
+    char *a = schema_of(sbx_store_db(s)), *b = schema_of(sbx_store_db(f));
+    CHECK(strcmp(a, b) == 0);
+    free(a);
+    free(b);
+    sbx_store_close(f);
+    sbx_store_close(s);
+}
+
 int main(void)
 {
     static const struct sbx_test_case cases[] = {
         SBX_CASE(fresh_database_matches_docs_schema), SBX_CASE(reopen_keeps_version_and_meta),
         SBX_CASE(newer_schema_refused_unchanged),     SBX_CASE(garbage_file_refused_unchanged),
         SBX_CASE(missing_file_without_create),        SBX_CASE(transactions_roll_back),
+        SBX_CASE(version_1_database_upgrades_in_place),
     };
     int rc = sbx_test_run(cases, SBX_ARRAY_LEN(cases));
     char cmd[96];

@@ -1,0 +1,544 @@
+/* Blob transfers: which blobs this device wants, from which connected
+ * peers, and the verified, resumable fetch of their chunks.
+ *
+ * Every device wants the thumbnail and medium of every photo; a device of
+ * role full also wants every original; any device wants an original that
+ * `shoebox get` asked for. A transfer asks a peer for the blob's chunk list,
+ * begins a partial blob (resuming one a crash left), and keeps a window of
+ * chunk requests spread over every peer that holds the blob. Each chunk is
+ * verified against its hash before it is written; a peer that serves a bad
+ * one is dropped for that blob. The finished blob is verified whole, and a
+ * held original is announced in the log (blob.held). Blobs no peer can
+ * serve now wait and retry with exponential backoff. */
+#include "conn.h"
+#include "daemon.h"
+
+#include "shoebox/blob.h"
+#include "shoebox/devid.h"
+#include "shoebox/err.h"
+#include "shoebox/limits.h"
+#include "shoebox/log.h"
+#include "shoebox/peer.h"
+#include "shoebox/util.h"
+
+#include <sodium.h>
+#include <string.h>
+
+#define MAX_TRANSFERS 8
+#define MAX_EXCLUDED 8
+#define INFO_TIMEOUT_MS 10000
+#define SYNC_BATCH 4
+
+enum chunk_state { CH_MISSING = 0, CH_IN_FLIGHT, CH_WRITTEN };
+
+struct transfer {
+    bool used;
+    uint8_t hash[32];
+    int kind;
+    bool on_demand;
+    uint64_t size;
+    uint32_t n_chunks;
+    uint8_t *list; /* chunk hashes as they arrive */
+    uint32_t list_got;
+    bool begun;
+    uint8_t *state; /* enum chunk_state per chunk */
+    uint32_t *unsynced;
+    size_t n_unsynced;
+    uint8_t asked_key[32];
+    bool asked;
+    int64_t asked_at;
+    uint8_t excluded[MAX_EXCLUDED][32];
+    size_t n_excluded;
+    uint8_t sources[MAX_EXCLUDED][32]; /* peers that said they hold it */
+    size_t n_sources;
+    uint64_t bytes_done;
+};
+
+struct backoff {
+    uint8_t hash[32];
+    unsigned failures;
+    int64_t retry_at;
+};
+
+struct sbx_transfers {
+    struct transfer t[MAX_TRANSFERS];
+    struct backoff wait[256];
+    size_t n_wait;
+};
+
+static bool key_in(const uint8_t (*keys)[32], size_t n, const uint8_t *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(keys[i], key, 32) == 0) return true;
+    return false;
+}
+
+static void key_add(uint8_t (*keys)[32], size_t *n, const uint8_t *key)
+{
+    if (!key_in((const uint8_t(*)[32])keys, *n, key) && *n < MAX_EXCLUDED) memcpy(keys[(*n)++], key, 32);
+}
+
+static void short_hash(char out[13], const uint8_t h[32]) { sbx_hex_encode(out, h, 6); }
+
+static struct transfer *find(struct sbx_daemon *d, const uint8_t hash[32])
+{
+    for (int i = 0; i < MAX_TRANSFERS; i++)
+        if (d->xfers->t[i].used && memcmp(d->xfers->t[i].hash, hash, 32) == 0) return &d->xfers->t[i];
+    return NULL;
+}
+
+static struct backoff *backoff_for(struct sbx_daemon *d, const uint8_t hash[32], bool create)
+{
+    struct sbx_transfers *x = d->xfers;
+    for (size_t i = 0; i < x->n_wait; i++)
+        if (memcmp(x->wait[i].hash, hash, 32) == 0) return &x->wait[i];
+    if (!create) return NULL;
+    if (x->n_wait == SBX_ARRAY_LEN(x->wait)) {
+        /* Forget the oldest: it will simply be tried again. */
+        memmove(x->wait, x->wait + 1, (x->n_wait - 1) * sizeof *x->wait);
+        x->n_wait--;
+    }
+    struct backoff *b = &x->wait[x->n_wait++];
+    memset(b, 0, sizeof *b);
+    memcpy(b->hash, hash, 32);
+    return b;
+}
+
+static void transfer_free(struct transfer *t)
+{
+    free(t->list);
+    free(t->state);
+    free(t->unsynced);
+    memset(t, 0, sizeof *t);
+}
+
+/* Gives up for now: the blob is retried after a growing delay. */
+static void transfer_defer(struct sbx_daemon *d, struct transfer *t, const char *why)
+{
+    struct backoff *b = backoff_for(d, t->hash, true);
+    b->failures++;
+    unsigned shift = b->failures < 8 ? b->failures : 8;
+    int64_t delay = 1000LL << shift;
+    if (delay > 300000) delay = 300000;
+    b->retry_at = sbx_now_ms() + delay / 2 + (int64_t)randombytes_uniform((uint32_t)delay);
+    char h[13];
+    short_hash(h, t->hash);
+    sbx_debug("blob %s: %s; retry in about %lld s", h, why, (long long)(delay / 1000));
+    bool keep = t->on_demand;
+    if (!keep) transfer_free(t);
+    else {
+        t->asked = false;
+        t->n_excluded = 0;
+    }
+}
+
+static struct conn *session_for_key(struct sbx_daemon *d, const uint8_t key[32])
+{
+    for (struct conn *c = d->conns; c; c = c->next) {
+        if (!c->peer || c->closing || !sbx_peer_is_ready(c->peer)) continue;
+        const uint8_t *rk = sbx_peer_remote_key(c->peer);
+        if (rk && memcmp(rk, key, 32) == 0) return c;
+    }
+    return NULL;
+}
+
+/* A ready session that may hold the blob: a source first, then a holder
+ * per the log, then anyone not excluded. */
+static struct conn *pick_session(struct sbx_daemon *d, struct transfer *t)
+{
+    struct conn *any = NULL;
+    for (struct conn *c = d->conns; c; c = c->next) {
+        if (!c->peer || c->closing || !sbx_peer_is_ready(c->peer)) continue;
+        const uint8_t *rk = sbx_peer_remote_key(c->peer);
+        if (!rk || key_in((const uint8_t(*)[32])t->excluded, t->n_excluded, rk)) continue;
+        if (key_in((const uint8_t(*)[32])t->sources, t->n_sources, rk)) return c;
+        sqlite3_stmt *st = sbx_store_stmt(d->store, "SELECT 1 FROM blob_holders h JOIN authors a ON a.ix = h.holder_ix "
+                                                    "WHERE h.hash = ?1 AND a.key = ?2 AND h.held = 1");
+        if (st) {
+            sqlite3_bind_blob(st, 1, t->hash, 32, SQLITE_STATIC);
+            sqlite3_bind_blob(st, 2, rk, 32, SQLITE_STATIC);
+            bool holder = sqlite3_step(st) == SQLITE_ROW;
+            sqlite3_reset(st);
+            if (holder) return c;
+        }
+        if (!any) any = c;
+    }
+    return any;
+}
+
+static void announce_held(struct sbx_daemon *d, const uint8_t hash[32])
+{
+    struct sbx_op op = {.type = SBX_OP_BLOB_HELD};
+    memcpy(op.hash, hash, 32);
+    int rc = sbx_engine_write(d->engine, &op, 1, sbx_now_ms());
+    if (rc != 0) sbx_warn("cannot announce a held blob: %s", sbx_strerror(rc));
+}
+
+static void sync_written(struct sbx_daemon *d, struct transfer *t)
+{
+    if (t->n_unsynced == 0) return;
+    int rc = sbx_blob_partial_sync(d->blobs, t->hash, t->unsynced, t->n_unsynced);
+    if (rc != 0) {
+        /* Not synced: those chunks are fetched again. */
+        for (size_t i = 0; i < t->n_unsynced; i++) t->state[t->unsynced[i]] = CH_MISSING;
+    }
+    t->n_unsynced = 0;
+}
+
+static void try_finish(struct sbx_daemon *d, struct transfer *t)
+{
+    for (uint32_t i = 0; i < t->n_chunks; i++)
+        if (t->state[i] != CH_WRITTEN) return;
+    sync_written(d, t);
+    char h[13];
+    short_hash(h, t->hash);
+    int rc = sbx_blob_partial_finish(d->blobs, t->hash);
+    if (rc == SBX_ECORRUPT) {
+        /* Chunks damaged on disk since: the store marked them missing. */
+        uint32_t missing[64];
+        size_t n = 0;
+        sbx_blob_partial_missing(d->blobs, t->hash, missing, 64, &n);
+        for (size_t i = 0; i < n && i < 64; i++) t->state[missing[i]] = CH_MISSING;
+        return;
+    }
+    if (rc == SBX_ECRYPTO) {
+        sbx_warn("blob %s: the chunk list served was wrong; starting over with another peer", h);
+        sbx_blob_delete(d->blobs, t->hash);
+        if (t->asked) key_add(t->excluded, &t->n_excluded, t->asked_key);
+        free(t->list);
+        t->list = NULL;
+        t->list_got = 0;
+        t->begun = false;
+        t->asked = false;
+        return;
+    }
+    if (rc != 0) {
+        transfer_defer(d, t, sbx_strerror(rc));
+        return;
+    }
+    sbx_info("blob %s received (%llu bytes)", h, (unsigned long long)t->size);
+    struct backoff *b = backoff_for(d, t->hash, false);
+    if (b) b->retry_at = 0, b->failures = 0;
+    if (t->kind == SBX_BLOB_ORIGINAL) announce_held(d, t->hash);
+    transfer_free(t);
+}
+
+static void request_chunks(struct sbx_daemon *d, struct transfer *t)
+{
+    if (!t->begun) return;
+    /* Spread the window over every peer that holds the blob. */
+    for (struct conn *c = d->conns; c; c = c->next) {
+        if (!c->peer || c->closing || !sbx_peer_is_ready(c->peer)) continue;
+        const uint8_t *rk = sbx_peer_remote_key(c->peer);
+        if (!rk || key_in((const uint8_t(*)[32])t->excluded, t->n_excluded, rk) ||
+            !key_in((const uint8_t(*)[32])t->sources, t->n_sources, rk))
+            continue;
+        for (uint32_t i = 0; i < t->n_chunks; i++) {
+            if (t->state[i] != CH_MISSING) continue;
+            int rc = sbx_peer_chunk_get(c->peer, t->hash, i);
+            if (rc == SBX_EBUSY) break;
+            if (rc != 0) break;
+            t->state[i] = CH_IN_FLIGHT;
+        }
+    }
+}
+
+/* ---- peer callbacks ---- */
+
+static struct sbx_daemon *daemon_of(sbx_peer *p) { return ((struct conn *)sbx_peer_data(p))->d; }
+
+static void on_info(sbx_peer *p, const uint8_t hash[32], uint64_t size, int kind, uint32_t first,
+                    const uint8_t *hashes, uint32_t n)
+{
+    struct sbx_daemon *d = daemon_of(p);
+    struct transfer *t = find(d, hash);
+    const uint8_t *rk = sbx_peer_remote_key(p);
+    if (!t || !rk) return;
+    key_add(t->sources, &t->n_sources, rk);
+    if (t->begun) {
+        request_chunks(d, t);
+        return;
+    }
+    uint32_t total = (uint32_t)((size + SBX_BLOB_CHUNK - 1) / SBX_BLOB_CHUNK);
+    if (!t->list || t->size != size) {
+        free(t->list);
+        t->list = calloc((size_t)total + 1, 32);
+        t->size = size;
+        t->n_chunks = total;
+        t->list_got = 0;
+        t->kind = kind;
+    }
+    if (!t->list || first != t->list_got || first + n > total) return;
+    memcpy(t->list + (size_t)first * 32, hashes, (size_t)n * 32);
+    t->list_got += n;
+    if (t->list_got < total) return;
+    struct sbx_blob_info before;
+    bool existed = sbx_blob_stat(d->blobs, hash, &before) == 0 && !before.complete;
+    int rc = sbx_blob_partial_begin(d->blobs, hash, size, (sbx_blob_kind)kind, t->list, total);
+    if (rc == SBX_ESTATE) {
+        /* A partial from another peer's (different) list: start over. */
+        sbx_blob_delete(d->blobs, hash);
+        rc = sbx_blob_partial_begin(d->blobs, hash, size, (sbx_blob_kind)kind, t->list, total);
+    }
+    if (rc == SBX_EEXIST) {
+        transfer_free(t);
+        return;
+    }
+    if (rc != 0) {
+        transfer_defer(d, t, sbx_strerror(rc));
+        return;
+    }
+    t->state = calloc((size_t)total + 1, 1);
+    t->unsynced = calloc(SYNC_BATCH, sizeof *t->unsynced);
+    if (!t->state || !t->unsynced) {
+        transfer_defer(d, t, "out of memory");
+        return;
+    }
+    /* Resume: chunks verified before a crash are kept. */
+    uint32_t *missing = calloc((size_t)total + 1, sizeof *missing);
+    size_t nm = 0;
+    if (missing && sbx_blob_partial_missing(d->blobs, hash, missing, total, &nm) == 0) {
+        for (uint32_t i = 0; i < total; i++) t->state[i] = CH_WRITTEN;
+        for (size_t i = 0; i < nm; i++) t->state[missing[i]] = CH_MISSING;
+        t->bytes_done = (uint64_t)(total - nm) * SBX_BLOB_CHUNK;
+        if (existed) {
+            char h[13];
+            short_hash(h, hash);
+            sbx_info("blob %s: resuming a transfer, %u of %u chunks already verified", h, (unsigned)(total - nm), total);
+        }
+    }
+    free(missing);
+    t->begun = true;
+    request_chunks(d, t);
+    try_finish(d, t); /* a resumed blob may have every chunk already */
+}
+
+static void on_none(sbx_peer *p, const uint8_t hash[32])
+{
+    struct sbx_daemon *d = daemon_of(p);
+    struct transfer *t = find(d, hash);
+    const uint8_t *rk = sbx_peer_remote_key(p);
+    if (!t || !rk) return;
+    key_add(t->excluded, &t->n_excluded, rk);
+    t->asked = false;
+}
+
+static void on_chunk(sbx_peer *p, const uint8_t hash[32], uint32_t idx, const uint8_t *data, size_t len)
+{
+    struct sbx_daemon *d = daemon_of(p);
+    struct transfer *t = find(d, hash);
+    const uint8_t *rk = sbx_peer_remote_key(p);
+    if (!t || !t->begun || idx >= t->n_chunks || !rk) return;
+    if (t->state[idx] == CH_WRITTEN) return;
+    t->state[idx] = CH_MISSING;
+    if (!data) {
+        key_add(t->excluded, &t->n_excluded, rk);
+        request_chunks(d, t);
+        return;
+    }
+    int rc = sbx_blob_partial_write_chunk(d->blobs, hash, idx, data, len, SBX_BLOB_NOSYNC);
+    if (rc == SBX_ECRYPTO || rc == SBX_EINVAL) {
+        char h[13], id[SBX_DEVID_STRLEN + 1];
+        short_hash(h, hash);
+        sbx_devid_format(id, rk);
+        sbx_warn("peer %.7s served a bad chunk %u of blob %s: dropped for this blob", id, idx, h);
+        key_add(t->excluded, &t->n_excluded, rk);
+        request_chunks(d, t);
+        return;
+    }
+    if (rc != 0) {
+        transfer_defer(d, t, sbx_strerror(rc));
+        return;
+    }
+    t->state[idx] = CH_WRITTEN;
+    t->bytes_done += len;
+    t->unsynced[t->n_unsynced++] = idx;
+    if (t->n_unsynced == SYNC_BATCH) sync_written(d, t);
+    request_chunks(d, t);
+    try_finish(d, t);
+}
+
+static const struct sbx_peer_blob_cb blob_cb = {.info = on_info, .none = on_none, .chunk = on_chunk};
+
+const struct sbx_peer_blob_cb *sbx_transfer_callbacks(void) { return &blob_cb; }
+
+/* ---- what this device wants ---- */
+
+static bool wanted_now(struct sbx_daemon *d, const uint8_t hash[32])
+{
+    if (find(d, hash)) return false;
+    struct backoff *b = backoff_for(d, hash, false);
+    return !b || sbx_now_ms() >= b->retry_at;
+}
+
+static void start(struct sbx_daemon *d, const uint8_t hash[32], int kind, bool on_demand)
+{
+    for (int i = 0; i < MAX_TRANSFERS; i++) {
+        struct transfer *t = &d->xfers->t[i];
+        if (t->used) continue;
+        memset(t, 0, sizeof *t);
+        t->used = true;
+        memcpy(t->hash, hash, 32);
+        t->kind = kind;
+        t->on_demand = on_demand;
+        return;
+    }
+}
+
+static size_t active(struct sbx_daemon *d)
+{
+    size_t n = 0;
+    for (int i = 0; i < MAX_TRANSFERS; i++) n += d->xfers->t[i].used;
+    return n;
+}
+
+static void refill(struct sbx_daemon *d)
+{
+    static const char *const queries[] = {
+        /* Thumbnails and mediums: every device, for every photo. */
+        "SELECT thumb_hash, 1 FROM photos WHERE thumb_hash IS NOT NULL AND is_deleted = 0 AND "
+        "NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = photos.thumb_hash AND b.complete = 1) LIMIT 32",
+        "SELECT medium_hash, 2 FROM photos WHERE medium_hash IS NOT NULL AND is_deleted = 0 AND "
+        "NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = photos.medium_hash AND b.complete = 1) LIMIT 32",
+        /* Originals: the backup keeps all of them, when someone holds them. */
+        "SELECT p.hash, 0 FROM photos p WHERE p.put_hlc IS NOT NULL AND "
+        "NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = p.hash AND b.complete = 1) AND "
+        "EXISTS (SELECT 1 FROM blob_holders h WHERE h.hash = p.hash AND h.held = 1) LIMIT 32",
+    };
+    bool full = false;
+    char role[16] = "";
+    sqlite3_stmt *st = sbx_store_stmt(d->store, "SELECT role FROM devices WHERE key = ?1");
+    if (st) {
+        sqlite3_bind_blob(st, 1, d->id.pk, 32, SQLITE_STATIC);
+        full = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == SBX_ROLE_FULL;
+        sqlite3_reset(st);
+    }
+    (void)role;
+    for (size_t q = 0; q < SBX_ARRAY_LEN(queries) && active(d) < MAX_TRANSFERS; q++) {
+        if (q == 2 && !full) break;
+        st = sbx_store_stmt(d->store, queries[q]);
+        if (!st) continue;
+        while (active(d) < MAX_TRANSFERS && sqlite3_step(st) == SQLITE_ROW) {
+            if (sqlite3_column_bytes(st, 0) != 32) continue;
+            const uint8_t *h = sqlite3_column_blob(st, 0);
+            if (wanted_now(d, h)) start(d, h, sqlite3_column_int(st, 1), false);
+        }
+        sqlite3_reset(st);
+    }
+}
+
+void sbx_transfer_tick(struct sbx_daemon *d)
+{
+    if (!d->xfers || !d->blobs) return;
+    refill(d);
+    int64_t now = sbx_now_ms();
+    for (int i = 0; i < MAX_TRANSFERS; i++) {
+        struct transfer *t = &d->xfers->t[i];
+        if (!t->used) continue;
+        if (!t->begun) {
+            if (t->asked && now - t->asked_at < INFO_TIMEOUT_MS && session_for_key(d, t->asked_key)) continue;
+            struct conn *c = pick_session(d, t);
+            if (!c) {
+                transfer_defer(d, t, "no connected peer holds it");
+                continue;
+            }
+            memcpy(t->asked_key, sbx_peer_remote_key(c->peer), 32);
+            t->asked = true;
+            t->asked_at = now;
+            sbx_peer_blob_get(c->peer, t->hash);
+            continue;
+        }
+        /* Chunks in flight to a peer that went away are asked again. */
+        bool any_source = false;
+        for (size_t k = 0; k < t->n_sources; k++) {
+            if (key_in((const uint8_t(*)[32])t->excluded, t->n_excluded, t->sources[k])) continue;
+            if (session_for_key(d, t->sources[k])) any_source = true;
+        }
+        if (!any_source) {
+            for (uint32_t k = 0; k < t->n_chunks; k++)
+                if (t->state[k] == CH_IN_FLIGHT) t->state[k] = CH_MISSING;
+            sync_written(d, t);
+            t->begun = false;
+            t->asked = false;
+            /* Ask again (another peer, maybe): the list starts over. */
+            free(t->list);
+            t->list = NULL;
+            t->list_got = 0;
+            free(t->state);
+            t->state = NULL;
+            free(t->unsynced);
+            t->unsynced = NULL;
+            continue;
+        }
+        request_chunks(d, t);
+    }
+}
+
+/* A session ended: its chunks in flight go back to missing. */
+void sbx_transfer_session_closed(struct sbx_daemon *d, sbx_peer *p)
+{
+    if (!d->xfers) return;
+    const uint8_t *rk = sbx_peer_remote_key(p);
+    if (!rk) return;
+    for (int i = 0; i < MAX_TRANSFERS; i++) {
+        struct transfer *t = &d->xfers->t[i];
+        if (!t->used || !t->begun) continue;
+        bool was_source = false;
+        for (size_t k = 0; k < t->n_sources; k++)
+            if (memcmp(t->sources[k], rk, 32) == 0) was_source = true;
+        if (!was_source) continue;
+        for (uint32_t k = 0; k < t->n_chunks; k++)
+            if (t->state[k] == CH_IN_FLIGHT) t->state[k] = CH_MISSING;
+    }
+}
+
+int sbx_transfer_want(struct sbx_daemon *d, const uint8_t hash[32])
+{
+    if (!d->xfers) return SBX_ESTATE;
+    if (sbx_blob_has(d->blobs, hash) == 0) return 0;
+    struct transfer *t = find(d, hash);
+    if (t) {
+        t->on_demand = true;
+        return 0;
+    }
+    struct backoff *b = backoff_for(d, hash, false);
+    if (b) b->retry_at = 0;
+    if (active(d) == MAX_TRANSFERS) {
+        /* Make room: an on-demand get beats background work. */
+        for (int i = 0; i < MAX_TRANSFERS; i++)
+            if (!d->xfers->t[i].on_demand) {
+                transfer_free(&d->xfers->t[i]);
+                break;
+            }
+    }
+    start(d, hash, SBX_BLOB_ORIGINAL, true);
+    sbx_transfer_tick(d);
+    return 0;
+}
+
+int sbx_transfer_progress(struct sbx_daemon *d, const uint8_t hash[32], uint64_t *done, uint64_t *size)
+{
+    struct transfer *t = d->xfers ? find(d, hash) : NULL;
+    if (!t) return SBX_ENOENT;
+    *done = t->bytes_done > t->size ? t->size : t->bytes_done;
+    *size = t->size;
+    return 0;
+}
+
+int sbx_transfer_init(struct sbx_daemon *d)
+{
+    d->xfers = calloc(1, sizeof *d->xfers);
+    return d->xfers ? 0 : SBX_ENOMEM;
+}
+
+void sbx_transfer_free(struct sbx_daemon *d)
+{
+    if (!d->xfers) return;
+    for (int i = 0; i < MAX_TRANSFERS; i++)
+        if (d->xfers->t[i].used) {
+            sync_written(d, &d->xfers->t[i]);
+            transfer_free(&d->xfers->t[i]);
+        }
+    free(d->xfers);
+    d->xfers = NULL;
+}

@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# Import through the CLI: a Google Takeout in two zip parts (sidecars split
+# from their media, an album folder with a localized metadata file, trashed,
+# favorite and archived items), the same Takeout extracted to a folder, a
+# second import that adds nothing, a kill -9 in the middle of an import and
+# its resume, progress while it runs, and a responsive daemon throughout.
+. "$(dirname "$0")/lib.sh"
+FIX="$SHOEBOX_SHARED/fixtures/takeout/gpth-pl"
+EXIF="$SHOEBOX_SHARED/fixtures/exif"
+
+# ---- the Takeout, prepared as Google would ship it ----
+SRC=$T_TMP/src
+mkdir -p "$SRC/Takeout"
+cp -rp "$FIX/." "$SRC/Takeout/"
+chmod -R u+w "$SRC"
+G="$SRC/Takeout/Zdjęcia Google"
+ALBUM_DIR="$G/Wakacje nad morzem"
+mkdir -p "$ALBUM_DIR"
+for f in IMG_20200516_154811.jpg IMG_20200520_184607.jpg xd.gif; do
+  cp -p "$G/Photos from 2020/$f" "$G/Photos from 2020/$f.json" "$ALBUM_DIR/"
+done
+# The album's title comes from its metadata file, whatever the names.
+echo '{"title":"Wakacje 2020","description":"","access":"protected","date":{"timestamp":"1600000000","formatted":"x"}}' \
+  >"$ALBUM_DIR/metadane.json"
+edit() { jq "$2" "$1" >"$1.new" && mv "$1.new" "$1"; }
+edit "$G/Photos from 2019/received_2406590499662709.jpeg.json" '. + {trashed: true}'
+edit "$G/Photos from 2020/IMG_20200626_102054.jpg.json" '. + {favorited: true}'
+edit "$G/Photos from 2020/IMG_20200628_135408.jpg.json" '. + {archived: true}'
+
+# Two parts: the sidecars of one year folder and the album travel in the
+# second, named without .zip (recognised by content).
+(cd "$SRC" && find Takeout -type f | LC_ALL=C sort >all.txt &&
+  grep -E "Photos from 2020/.*\.json$|Wakacje" all.txt >b.txt &&
+  grep -vxF -f b.txt all.txt >a.txt &&
+  zip -q -X part1.zip -@ <a.txt && zip -q -X part2.data -@ <b.txt)
+# Media files (not JSON) under the Google Photos root, album copies apart.
+n_media=$(find "$G" -type f ! -name '*.json' ! -path "$ALBUM_DIR/*" | wc -l | tr -d ' ')
+
+A=$T_TMP/a
+ok "init" "$SB" --data "$A" init --name laptop
+ok "daemon starts" start_daemon "$A"
+ok "import a Takeout of two zip parts" \
+  bash -c "'$SB' --data '$A' import --json '$SRC/part2.data' '$SRC/part1.zip' >'$T_TMP/imp.json'"
+check "--json prints one line with exactly the summary keys" \
+  '[ "$(wc -l <"$T_TMP/imp.json")" = 1 ] && [ "$(jq -c "keys" "$T_TMP/imp.json")" = "[\"duplicates\",\"errors\",\"imported\",\"skipped\"]" ]'
+check "every media file imported once ($n_media)" '[ "$(jq .imported "$T_TMP/imp.json")" = "$n_media" ]'
+check "album copies are duplicates of the year folder's" '[ "$(jq .duplicates "$T_TMP/imp.json")" = 3 ]'
+check "the orphan sidecar is reported" \
+  'jq -e ".errors[] | select(.path | endswith(\"editing_multiple_lines_pt1.webm.json\")) | .reason | test(\"sidecar\")" "$T_TMP/imp.json" >/dev/null'
+check "the media without a sidecar is reported (and imported)" \
+  'jq -e ".errors[] | select(.path | endswith(\"tia3059641059518022454.gif\")) | .reason | test(\"without a Takeout sidecar\")" "$T_TMP/imp.json" >/dev/null'
+check "the archive browser page is reported as not media" \
+  'jq -e ".errors[] | select(.path | endswith(\".html\")) | .reason | test(\"not a photo\")" "$T_TMP/imp.json" >/dev/null'
+check "skipped: the orphan sidecar and the page" '[ "$(jq .skipped "$T_TMP/imp.json")" = 2 ]'
+
+"$SB" --data "$A" photos --json >"$T_TMP/live.json"
+"$SB" --data "$A" photos --deleted --json >"$T_TMP/deleted.json"
+jq -s 'add' "$T_TMP/live.json" "$T_TMP/deleted.json" >"$T_TMP/all.json"
+check "nothing lost: live + deleted = media" '[ "$(jq length "$T_TMP/all.json")" = "$n_media" ]'
+check "the trashed item is imported as deleted" \
+  '[ "$(jq -r "[.[] | .file_name] | join(\",\")" "$T_TMP/deleted.json")" = received_2406590499662709.jpeg ]'
+
+# Every sidecar's photoTakenTime (UTC seconds) is the capture time of the
+# photo its title names.
+bad=0; n_dates=0
+while IFS= read -r -d '' js; do
+  media="${js%.json}"
+  [ -f "$media" ] || continue
+  case "$js" in "$ALBUM_DIR"/*) continue ;; esac
+  title=$(jq -r .title "$js")
+  want=$(date -u -d "@$(jq -r .photoTakenTime.timestamp "$js")" +%Y-%m-%dT%H:%M:%SZ)
+  have=$(jq -r --arg t "$title" '.[] | select(.file_name == $t) | .captured_at' "$T_TMP/all.json")
+  n_dates=$((n_dates + 1))
+  if [ "$have" != "$want" ]; then bad=$((bad + 1)); echo "# $title: captured_at $have, sidecar says $want"; fi
+done < <(find "$G" -name '*.json' -print0)
+check "captured_at is photoTakenTime for all $n_dates sidecars" '[ "$bad" = 0 ] && [ "$n_dates" -ge 20 ]'
+check "one photo's date, spelled out" \
+  '[ "$(jq -r ".[] | select(.file_name == \"IMG_20200516_154811.jpg\") | .captured_at" "$T_TMP/all.json")" = 2020-05-16T13:48:12Z ]'
+check "geoData becomes the location" \
+  'jq -e ".[] | select(.file_name == \"IMG_20200516_154811.jpg\") | (.location_lat - 49.21468333333333 | fabs) < 1e-9 and (.location_lon - 22.641144444444443 | fabs) < 1e-9" "$T_TMP/all.json" >/dev/null'
+check "0,0 in the sidecar is no location" \
+  '[ "$(jq -r ".[] | select(.file_name == \"xd.gif\") | .location_lat" "$T_TMP/all.json")" = null ]'
+check "no sidecar: the date comes from the file time" \
+  '[ "$(jq -r ".[] | select(.file_name == \"tia3059641059518022454.gif\") | .captured_at | .[0:4]" "$T_TMP/all.json")" != null ]'
+check "favorited and archived are kept" \
+  '[ "$(jq -r "[.[] | select(.favorite) | .file_name] + [.[] | select(.archived) | .file_name] | join(\",\")" "$T_TMP/all.json")" = "IMG_20200626_102054.jpg,IMG_20200628_135408.jpg" ]'
+
+"$SB" --data "$A" albums --json >"$T_TMP/albums.json"
+check "one album, titled from its metadata file" '[ "$(jq -r "[.[].name] | join(\",\")" "$T_TMP/albums.json")" = "Wakacje 2020" ]'
+want_ids=$(for f in IMG_20200516_154811.jpg IMG_20200520_184607.jpg xd.gif; do
+  jq -r --arg t "$f" '.[] | select(.file_name == $t) | .id' "$T_TMP/all.json"; done | paste -sd, -)
+check "the album holds the year folder's photos, in file order" \
+  '[ "$(jq -r ".[0].photo_ids | join(\",\")" "$T_TMP/albums.json")" = "$want_ids" ]'
+check "year folders are not albums" '[ "$(jq length "$T_TMP/albums.json")" = 1 ]'
+
+DB="$A/shoebox.db"
+check "a blob for every original" \
+  '[ "$(sqlite3 "$DB" "SELECT count(*) FROM blobs WHERE kind = '"'"'original'"'"' AND complete = 1")" = "$n_media" ]'
+check "blob.held announced for every original" '[ "$(sqlite3 "$DB" "SELECT count(*) FROM blob_holders WHERE held = 1")" = "$n_media" ]'
+check "thumbnails rendered for the JPEGs" \
+  '[ "$(sqlite3 "$DB" "SELECT count(*) FROM photos WHERE mime_type = '"'"'image/jpeg'"'"' AND thumb_hash IS NULL")" = 0 ]'
+check "every photo's hash is its original's blob" \
+  '[ "$(sqlite3 "$DB" "SELECT count(*) FROM photos p LEFT JOIN blobs b ON b.hash = p.hash WHERE b.hash IS NULL")" = 0 ]'
+
+entries=$(jq_status "$A" .entries)
+digest=$(jq_status "$A" .state_digest)
+ok "import the same archive again" bash -c "'$SB' --data '$A' import --json '$SRC/part1.zip' '$SRC/part2.data' >'$T_TMP/again.json'"
+check "again: nothing imported, everything a duplicate" \
+  '[ "$(jq -r "[.imported, .duplicates] | join(\",\")" "$T_TMP/again.json")" = "0,$((n_media + 3))" ]'
+check "again: no entry written, same state digest" \
+  '[ "$(jq_status "$A" .entries)" = "$entries" ] && [ "$(jq_status "$A" .state_digest)" = "$digest" ]'
+ok "restore the trashed item" "$SB" --data "$A" restore "$(jq -r '.[0].id' "$T_TMP/deleted.json")"
+check "restored" '[ "$("$SB" --data "$A" photos --json | jq length)" = "$n_media" ]'
+
+# ---- a crash between the photos' transaction and the job's rows ----
+E=$T_TMP/e
+ok "init a library for the crash" "$SB" --data "$E" init --name crash
+export SHOEBOX_TEST_IMPORT_EXIT_AFTER_WRITE=1
+ok "daemon starts (test hook: exit after the first photo write)" start_daemon "$E"
+unset SHOEBOX_TEST_IMPORT_EXIT_AFTER_WRITE
+check "the import dies with the daemon" '! "$SB" --data "$E" import "$SRC/part1.zip" "$SRC/part2.data" 2>/dev/null'
+wait "$(daemon_pid "$E")" 2>/dev/null
+check "the photos of the first batch were written, their rows say applying" \
+  '[ "$(sqlite3 "$E/shoebox.db" "SELECT count(*) FROM photos")" -gt 0 ] && [ "$(sqlite3 "$E/shoebox.db" "SELECT count(*) FROM import_job_files WHERE state = '"'"'applying'"'"'")" -gt 0 ]'
+ok "daemon restarts" start_daemon "$E"
+ok "run the import again" bash -c "'$SB' --data '$E' import --json '$SRC/part1.zip' '$SRC/part2.data' >'$T_TMP/crash.json'"
+check "what the crashed run wrote counts as imported, not duplicate" \
+  '[ "$(jq -c "[.imported, .duplicates, .skipped]" "$T_TMP/crash.json")" = "$(jq -c "[.imported, .duplicates, .skipped]" "$T_TMP/imp.json")" ]'
+check "the album written after the crash is complete" \
+  '[ "$("$SB" --data "$E" albums --json | jq -c "[.[] | [.name, (.photo_ids | length)]]")" = "[[\"Wakacje 2020\",3]]" ]'
+check "the trashed item is deleted" '[ "$("$SB" --data "$E" photos --deleted --json | jq length)" = 1 ]'
+ok "stop it" stop_daemon "$E"
+
+# ---- the same Takeout extracted to a folder ----
+B=$T_TMP/b
+ok "init a second library" "$SB" --data "$B" init --name nas
+ok "its daemon starts" start_daemon "$B"
+ok "import the extracted Takeout folder" bash -c "'$SB' --data '$B' import --json '$SRC/Takeout' >'$T_TMP/dir.json'"
+check "folder: same counts as the zips" \
+  '[ "$(jq -c "[.imported, .duplicates, .skipped]" "$T_TMP/dir.json")" = "$(jq -c "[.imported, .duplicates, .skipped]" "$T_TMP/imp.json")" ]'
+# Photo ids derive from the library, so the two libraries compare by name.
+album_names() { jq -n -c --slurpfile a "$1" --slurpfile p "$2" \
+  '[$a[0][] | [.name, [.photo_ids[] as $id | $p[0][] | select(.id == $id) | .file_name]]]'; }
+"$SB" --data "$B" albums --json >"$T_TMP/b_albums.json"
+("$SB" --data "$B" photos --json; "$SB" --data "$B" photos --deleted --json) | jq -s add >"$T_TMP/b_all.json"
+check "folder: the same album with the same photos in the same order" \
+  '[ "$(album_names "$T_TMP/b_albums.json" "$T_TMP/b_all.json")" = "$(album_names "$T_TMP/albums.json" "$T_TMP/all.json")" ] && [ "$(album_names "$T_TMP/albums.json" "$T_TMP/all.json" | jq ".[0][1] | length")" = 3 ]'
+facts() { jq -c --arg skip "$NOSIDE" 'map(select(.file_name != $skip) | [.file_name, .captured_at, .location_lat, .location_lon, .favorite, .archived, .is_deleted]) | sort' "$1"; }
+NOSIDE=tia3059641059518022454.gif
+check "folder: the same names, dates, places and flags" '[ "$(facts "$T_TMP/b_all.json")" = "$(facts "$T_TMP/all.json")" ]'
+# Without a sidecar the date is the file time: a zip keeps it to 2 seconds.
+secs() { jq -r --arg n "$NOSIDE" '.[] | select(.file_name == $n) | .captured_at | sub("\\.[0-9]+Z$"; "Z") | fromdate' "$1"; }
+check "folder and zip: the file time of the item without a sidecar, within 2 s" \
+  '[ "$(secs "$T_TMP/b_all.json")" -ge 1000000000 ] && d=$(( $(secs "$T_TMP/b_all.json") - $(secs "$T_TMP/all.json") )) && [ "${d#-}" -le 2 ]'
+ok "stop the second daemon" stop_daemon "$B"
+
+# ---- a killed import resumes ----
+GEN=$T_TMP/gen
+mkdir -p "$GEN/sub"
+for i in $(seq -w 1 80); do
+  d="$GEN"; [ $((10#$i % 3)) = 0 ] && d="$GEN/sub"
+  { cat "$EXIF/Canon_40D.jpg"; head -c 48 /dev/urandom; } >"$d/img_$i.jpg"
+done
+head -c 3000 /dev/urandom >"$GEN/noise.bin"
+n_gen=80
+C=$T_TMP/c
+ok "init a third library" "$SB" --data "$C" init --name phone
+# One processing thread: 80 files take about 5 s, whatever the cores.
+export SHOEBOX_TEST_IMPORT_DELAY_MS=60 SHOEBOX_IMPORT_THREADS=1
+ok "slow daemon starts (test hook: 60 ms per file, one thread)" start_daemon "$C"
+unset SHOEBOX_TEST_IMPORT_DELAY_MS SHOEBOX_IMPORT_THREADS
+"$SB" --data "$C" import --json "$GEN" >"$T_TMP/killed.json" 2>"$T_TMP/killed.err" &
+imp_pid=$!
+ok "the import shows in status with its progress" \
+  until_true 10 bash -c "'$SB' --data '$C' status --json | jq -e '.import_jobs[0] | .files_total == $((n_gen + 1)) and .bytes_total > 0 and .files_done >= 0'"
+check "the daemon answers while the import runs" 'timeout 2 "$SB" --data "$C" photos --json >/dev/null'
+check "a second import is refused while one runs" \
+  '! "$SB" --data "$C" import "$EXIF" 2>"$T_TMP/busy.err" && grep -q "already running" "$T_TMP/busy.err"'
+ok "some batches land" until_true 20 bash -c "[ \$('$SB' --data '$C' status --json | jq .photos) -ge 20 ]"
+kill -KILL "$(daemon_pid "$C")"
+wait "$imp_pid" 2>/dev/null
+before=$(sqlite3 "$C/shoebox.db" "SELECT count(*) FROM photos")
+check "killed midway: part of the files are in" '[ "$before" -ge 20 ] && [ "$before" -lt "$n_gen" ]'
+ok "daemon restarts" start_daemon "$C"
+check "the killed job is not shown as running" '[ "$(jq_status "$C" ".import_jobs | length")" = 0 ]'
+ok "run the same import again" bash -c "'$SB' --data '$C' import --json '$GEN' >'$T_TMP/resumed.json'"
+check "resumed: complete counts, no duplicates" \
+  '[ "$(jq -c "[.imported, .duplicates, .skipped]" "$T_TMP/resumed.json")" = "[$n_gen,0,1]" ]'
+check "resumed: every file once in the library" '[ "$(jq_status "$C" .photos)" = "$n_gen" ]'
+check "resumed: one original blob per photo" \
+  '[ "$(sqlite3 "$C/shoebox.db" "SELECT count(*) FROM blobs WHERE kind = '"'"'original'"'"'")" = "$n_gen" ]'
+check "resumed: the same job went on" 'grep -q "import resumed" "$C.log" && [ "$(sqlite3 "$C/shoebox.db" "SELECT count(*) FROM import_jobs")" = 1 ]'
+check "the unreadable file is reported" '[ "$(jq -r ".errors[0].path" "$T_TMP/resumed.json")" = "$GEN/noise.bin" ]'
+
+# ---- a progress bar on a terminal ----
+if command -v script >/dev/null; then
+  rm -rf "$GEN/sub"
+  D=$T_TMP/d
+  "$SB" --data "$D" init --name tty >/dev/null
+  export SHOEBOX_TEST_IMPORT_DELAY_MS=20
+  ok "a daemon for the terminal test" start_daemon "$D"
+  unset SHOEBOX_TEST_IMPORT_DELAY_MS
+  script -qec "'$SB' --data '$D' import '$GEN'" /dev/null >"$T_TMP/tty.out" 2>&1
+  check "a terminal gets a progress bar with files, bytes, rate and ETA" \
+    'tr "\r" "\n" <"$T_TMP/tty.out" | grep -Eq "\[=*>? *\] +[0-9]+%  [0-9]+/[0-9]+ files  .*B/.*B  .*B/s  ETA [0-9]+:[0-9]{2}"'
+  check "and the summary at the end" 'grep -q "^imported [0-9]*, duplicates" <(tr "\r" "\n" <"$T_TMP/tty.out" | sed "s/\x1b\[K//g")'
+else
+  skip "a terminal gets a progress bar" "no script(1)"
+  skip "and the summary at the end" "no script(1)"
+fi
+finish
