@@ -1336,7 +1336,13 @@ int sbx_engine_rebuild(sbx_engine *e)
      * them are refused whatever their position in hlc order. */
     struct raw { uint8_t *p; size_t n; } *log = NULL;
     size_t n = 0, cap = 0;
-    int rc = 0;
+    /* Every row is stamped anew from here on: feed cursors from before the
+     * rebuild can no longer say what changed, and the local API answers
+     * them with a reset (meta feed_floor). */
+    char floor[24];
+    snprintf(floor, sizeof floor, "%llu", (unsigned long long)e->cursor);
+    int rc = sbx_store_meta_set_text(e->store, "feed_floor", floor);
+    if (rc != 0) return rc;
     sqlite3_stmt *st = stmt(e, "SELECT raw FROM entries ORDER BY hlc, author_ix, seq");
     if (!st) return SBX_EDB;
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -1535,6 +1541,16 @@ static int writer_add(struct writer *wr, const struct sbx_op *op)
         if ((rc = writer_flush(wr)) != 0) return rc;
     }
     return SBX_ETOOBIG;
+}
+
+int sbx_engine_rebuild_now(sbx_engine *e)
+{
+    int rc = sbx_store_begin(e->store);
+    if (rc != 0) return rc;
+    /* The same path as a rebuild a removal triggers: state saved and
+     * committed with it, or everything rolled back. */
+    e->need_rebuild = true;
+    return finish_txn(e, 0);
 }
 
 int sbx_engine_write(sbx_engine *e, const struct sbx_op *ops, size_t n, int64_t now_ms)

@@ -691,6 +691,80 @@ static int cmd_device(struct cli *c)
     return 0;
 }
 
+/* ---- share links ---- */
+
+static void print_link(json_t *l)
+{
+    json_t *url = json_object_get(l, "url");
+    const char *target = json_is_string(json_object_get(l, "album_id")) ? "album" : "photo";
+    printf("%s  %-7s %s %s  expires %s  %s\n", jstr(l, "id"), jstr(l, "status"), target,
+           jstr(l, json_is_string(json_object_get(l, "album_id")) ? "album_id" : "photo_id"),
+           json_is_string(json_object_get(l, "expires_at")) ? jstr(l, "expires_at") : "never",
+           json_is_string(url) ? json_string_value(url)
+           : json_is_string(json_object_get(l, "path")) ? jstr(l, "path")
+                                                        : "(made on another device: its token is shown there)");
+}
+
+static int cmd_share(struct cli *c)
+{
+    const char *sub = need_arg(c, 0, "share subcommand (create, list, revoke)");
+    if (strcmp(sub, "create") == 0) {
+        const char *album = take_opt(c, "--album");
+        const char *photo = take_opt(c, "--photo");
+        const char *expires = take_opt(c, "--expires");
+        no_more_args(c, 1);
+        if (!!album == !!photo) die("give --album ID or --photo ID");
+        json_t *args = json_pack("{s:s}", album ? "album" : "photo", album ? album : photo);
+        if (expires) json_object_set_new(args, "expires", json_string(expires));
+        json_t *r = call(c, "share.create", args);
+        if (c->json) {
+            print_json(r);
+        } else if (json_is_string(json_object_get(r, "url"))) {
+            puts(jstr(r, "url"));
+        } else {
+            puts(jstr(r, "path"));
+            fprintf(stderr, "shoebox: no share server address is known here: serve links with "
+                            "'shoeboxd --public HOST:PORT [--public-url URL]' on any device of the library\n");
+        }
+        json_decref(r);
+        return 0;
+    }
+    if (strcmp(sub, "list") == 0) {
+        no_more_args(c, 1);
+        json_t *r = call(c, "share.list", NULL);
+        if (c->json) {
+            print_json(r);
+        } else {
+            size_t i;
+            json_t *l;
+            json_array_foreach(r, i, l) print_link(l);
+            printf("%zu share link%s\n", json_array_size(r), json_array_size(r) == 1 ? "" : "s");
+        }
+        json_decref(r);
+        return 0;
+    }
+    if (strcmp(sub, "revoke") == 0) {
+        no_more_args(c, 2);
+        json_t *r = call(c, "share.revoke", json_pack("{s:s}", "id", need_arg(c, 1, "LINK_ID")));
+        if (c->json) print_json(r);
+        else printf("revoked %s: every device of the library refuses it once the revocation reaches it\n", jstr(r, "id"));
+        json_decref(r);
+        return 0;
+    }
+    die("unknown share subcommand '%s' (create, list, revoke)", sub);
+}
+
+static int cmd_rebuild(struct cli *c)
+{
+    no_more_args(c, 0);
+    json_t *r = call(c, "rebuild", NULL);
+    if (c->json) print_json(r);
+    else printf("rebuilt the library from its log in %lld ms; digest %s (%s)\n", (long long)jint(r, "ms"),
+                jstr(r, "state_digest"), json_is_true(json_object_get(r, "digest_unchanged")) ? "unchanged" : "CHANGED");
+    json_decref(r);
+    return 0;
+}
+
 /* ---- originals ---- */
 
 static int cmd_get(struct cli *c)
@@ -770,6 +844,8 @@ static const struct {
     {"albums", cmd_albums, "albums [--json]                          albums with their photo ids in order"},
     {"tag", cmd_tag, "tag PHOTO_ID LABEL                       tag a photo"},
     {"untag", cmd_untag, "untag PHOTO_ID LABEL                     remove a tag from a photo"},
+    {"share", cmd_share, "share create (--album ID | --photo ID) [--expires DURATION] | list [--json] | revoke ID"},
+    {"rebuild", cmd_rebuild, "rebuild                                  rebuild the model from the log (apps' feed cursors reset)"},
 };
 
 static void usage(FILE *f)

@@ -248,6 +248,10 @@ static json_t *photo_json(sqlite3_stmt *st)
     "(SELECT group_concat(label, char(31)) FROM (SELECT t.label FROM photo_tags pt JOIN tags t "             \
     "ON t.id = pt.tag_id WHERE pt.photo_id = p.id AND pt.present = 1 ORDER BY t.label))"
 
+/* For the HTTP API, which lists photos with the same columns. */
+const char sbx_photo_columns[] = PHOTO_COLUMNS;
+json_t *sbx_photo_json(sqlite3_stmt *st) { return photo_json(st); }
+
 static json_t *cmd_photos(struct cmd_ctx *c)
 {
     bool deleted = c->args && json_is_true(json_object_get(c->args, "deleted"));
@@ -700,7 +704,21 @@ json_t *sbx_control_dispatch(struct sbx_daemon *d, json_t *request)
             return json_pack("{s:b, s:s}", "ok", 0, "error", c.err[0] ? c.err : "command failed");
         return json_pack("{s:b, s:o}", "ok", 1, "result", result);
     }
+    bool handled = false;
+    json_t *result = sbx_api_control(d, name, c.args, c.err, sizeof c.err, &handled);
+    if (handled)
+        return result ? json_pack("{s:b, s:o}", "ok", 1, "result", result)
+                      : json_pack("{s:b, s:s}", "ok", 0, "error", c.err[0] ? c.err : "command failed");
     char msg[128];
     snprintf(msg, sizeof msg, "unknown command \"%.64s\"", name);
     return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+}
+
+int sbx_resolve_id(struct sbx_daemon *d, const char *what, const char *table, const char *prefix, uint8_t out[16],
+                   char *err, size_t errsz)
+{
+    struct cmd_ctx c = {.d = d};
+    int rc = resolve_id(&c, what, table, prefix, out);
+    if (rc != 0) snprintf(err, errsz, "%s", c.err);
+    return rc;
 }

@@ -95,6 +95,11 @@ static int open_library(struct sbx_daemon *d, const struct sbx_daemon_options *o
         *net_failed = true;
         return rc;
     }
+    rc = sbx_api_start(d, opt, errmsg, size);
+    if (rc != 0) {
+        *net_failed = true;
+        return rc;
+    }
     d->locked = false;
     return 0;
 }
@@ -200,6 +205,7 @@ void sbx_daemon_stop(struct sbx_daemon *d)
     d->stopping = true;
     sbx_import_stop(d);
     sbx_control_stop(d);
+    sbx_api_stop(d);
     sbx_net_stop(d);
     if (d->signals_on) {
         uv_close((uv_handle_t *)&d->sig_int, NULL);
@@ -214,6 +220,7 @@ void sbx_daemon_close(struct sbx_daemon *d)
     free(d->dialers);
     d->dialers = NULL;
     sbx_import_close(d);
+    sbx_api_close(d);
     sbx_blobstore_close(d->blobs);
     d->blobs = NULL;
     sbx_engine_close(d->engine);

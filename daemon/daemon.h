@@ -26,6 +26,10 @@ struct sbx_daemon_options {
      * NULL: such a library waits locked for 'shoebox unlock'. */
     const char *passphrase;
     size_t passphrase_len;
+    /* The HTTP API (daemon/api.c): local listener (NULL: 127.0.0.1 and the
+     * default port; "off": unix socket only), share server (NULL: off),
+     * the base of share URLs, TLS for the share server. */
+    const char *api_listen, *public_listen, *public_url, *tls_cert, *tls_key;
 };
 
 struct conn;
@@ -36,6 +40,7 @@ struct sbx_peer_blob_cb;
 typedef struct sbx_peer sbx_peer;
 struct control_client;
 struct sbx_importer;
+struct sbx_api;
 
 /* A pairing invitation this daemon handed out (shoebox pair). */
 struct sbx_invite_slot {
@@ -88,6 +93,7 @@ struct sbx_daemon {
     uv_signal_t sig_int, sig_term;
     bool signals_on;
     bool stopping;
+    struct sbx_api *api; /* daemon/api.c */
 };
 
 /* Opens everything (lock, key, database, engine) and starts the control
@@ -158,6 +164,23 @@ int sbx_import_start(struct sbx_daemon *d, json_t *paths, sbx_control_pending *r
  * list of running jobs for `shoebox status`. */
 json_t *sbx_import_progress_json(struct sbx_daemon *d);
 json_t *sbx_import_jobs_json(struct sbx_daemon *d);
+
+/* The HTTP API and the share server (daemon/api*.c). start runs in
+ * sbx_daemon_open, stop in sbx_daemon_stop, close after the loop ended. */
+int sbx_api_start(struct sbx_daemon *d, const struct sbx_daemon_options *opt, char *errmsg, size_t errmsg_size);
+void sbx_api_stop(struct sbx_daemon *d);
+void sbx_api_close(struct sbx_daemon *d);
+/* Control commands the API module adds (share.*, rebuild); *handled false
+ * when `name` is none of them. */
+json_t *sbx_api_control(struct sbx_daemon *d, const char *name, json_t *args, char *err, size_t errsz,
+                        bool *handled);
+
+/* From commands.c, for the API: the photo columns of a listing and the
+ * JSON of one such row; id (or unique prefix) resolution. */
+extern const char sbx_photo_columns[];
+json_t *sbx_photo_json(sqlite3_stmt *st);
+int sbx_resolve_id(struct sbx_daemon *d, const char *what, const char *table, const char *prefix, uint8_t out[16],
+                   char *err, size_t errsz);
 
 /* An RFC 3339 UTC string for ms since the epoch. */
 json_t *sbx_json_time(int64_t ms);

@@ -1,6 +1,7 @@
 /* shoeboxd: the shoebox daemon. One per data dir; runs in the foreground. */
 #include "daemon.h"
 
+#include "shoebox/api.h"
 #include "shoebox/datadir.h"
 #include "shoebox/err.h"
 #include "shoebox/log.h"
@@ -15,8 +16,8 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: shoeboxd [--data DIR] [--listen HOST:PORT] [--log-level LEVEL]\n"
-            "                [--passphrase-file FILE]\n"
+            "usage: shoeboxd [--data DIR] [--listen HOST:PORT] [--api HOST:PORT] [--public HOST:PORT]\n"
+            "                [--passphrase-file FILE] [--log-level LEVEL] ...\n"
             "\n"
             "Runs the shoebox daemon for the library in DIR (default $XDG_DATA_HOME/shoebox)\n"
             "in the foreground. SIGINT or SIGTERM stops it cleanly.\n"
@@ -33,7 +34,16 @@ static void usage(FILE *f)
             "                       the local clock (default 86400)\n"
             "  --passphrase-file FILE  the passphrase of an encrypted library (first line,\n"
             "                       file mode 0600), for unattended starts; without it an\n"
-            "                       encrypted library waits locked for 'shoebox unlock'\n");
+            "                       encrypted library waits locked for 'shoebox unlock'\n"
+
+            "  --api HOST:PORT      the local HTTP API (default 127.0.0.1:%u; 'off' for\n"
+            "                       the unix socket DIR/api.sock only); bearer token in\n"
+            "                       DIR/api-token\n"
+            "  --public HOST:PORT   serve share links (GET /s/TOKEN) there (default off)\n"
+            "  --public-url URL     the base of printed share links (default from --public)\n"
+            "  --tls-cert FILE      PEM certificate chain for the share server (with\n"
+            "  --tls-key FILE       its key): HTTPS and HTTP/2\n",
+            SBX_API_DEFAULT_PORT);
 }
 
 int main(int argc, char **argv)
@@ -49,6 +59,12 @@ int main(int argc, char **argv)
         {"upnp", no_argument, NULL, 'U'},
         {"no-upnp", no_argument, NULL, 'u'},
         {"passphrase-file", required_argument, NULL, 'p'},
+        /* The API's options have codes past any letter. */
+        {"api", required_argument, NULL, 256},
+        {"public", required_argument, NULL, 257},
+        {"public-url", required_argument, NULL, 258},
+        {"tls-cert", required_argument, NULL, 259},
+        {"tls-key", required_argument, NULL, 260},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -95,6 +111,11 @@ int main(int argc, char **argv)
         case 'U': opt.upnp = 1; break;
         case 'u': opt.upnp = 0; break;
         case 'p': pass_file = optarg; break;
+        case 256: opt.api_listen = optarg; break;
+        case 257: opt.public_listen = optarg; break;
+        case 258: opt.public_url = optarg; break;
+        case 259: opt.tls_cert = optarg; break;
+        case 260: opt.tls_key = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("shoeboxd %s\n", SBX_VERSION); return 0;
         default: usage(stderr); return 2;

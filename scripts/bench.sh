@@ -28,7 +28,7 @@ dir="$build/tests/bench"
 
 # The order the benches run in: cheap and self-contained first. Any other
 # bench_* program found in the build runs after these.
-known=(bench_noise bench_entry bench_media bench_blob bench_engine)
+known=(bench_noise bench_entry bench_media bench_blob bench_engine bench_api)
 
 names=()
 if [ $# -gt 0 ]; then

@@ -16,6 +16,8 @@ PACKAGES=(
   # the UPnP test's router in a network namespace (none of them starts a
   # service on install: Debian ships them disabled)
   miniupnpd nftables stun-server
+  # the share page in a real browser (tests/integration/share.sh), HTTP load (bench_api)
+  chromium wrk openssl
 )
 
 missing=()

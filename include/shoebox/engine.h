@@ -90,6 +90,9 @@ int sbx_engine_digest(sbx_engine *e, uint8_t out[32]);
 /* Rebuilds the materialized model from the log (after a device removal that
  * invalidates entries already applied). */
 int sbx_engine_rebuild(sbx_engine *e);
+/* The same in a transaction of its own, for a maintenance command. Sets
+ * meta feed_floor: feed cursors from before it are stale. */
+int sbx_engine_rebuild_now(sbx_engine *e);
 
 /* Heads: per author, the highest contiguous seq held. */
 struct sbx_head {

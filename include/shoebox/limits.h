@@ -169,5 +169,39 @@
 /* Passphrases of encrypted libraries (bytes, any encoding): far above what
  * people type, and small enough to read from a file or a socket line. */
 #define SBX_MAX_PASSPHRASE 1024u
+/* The local HTTP API (daemon/api*.c). A JSON request body; bigger ones get
+ * 413 before they are parsed. */
+#define SBX_MAX_API_JSON (1u << 20)
+/* Connections the API and share servers hold at once; more are closed as
+ * soon as they are accepted. */
+#define SBX_MAX_API_CONNECTIONS 512u
+/* Items in one page of GET /photos or GET /feed. */
+#define SBX_MAX_API_PAGE 1000u
+/* Upload sessions: a chunk is one request body that h2o holds in memory
+ * whole, so it is bounded; a session has at most this many chunks (its
+ * received-chunk bitmap is 8 KiB), and at most this many sessions are open
+ * (pending or uploading) at once, each staging up to SBX_MAX_BLOB_BYTES. */
+#define SBX_MAX_UPLOAD_CHUNK (16u << 20)
+#define SBX_MAX_UPLOAD_CHUNKS 65536u
+#define SBX_MAX_OPEN_UPLOADS 256u
+/* Albums one upload may be added to. */
+#define SBX_MAX_UPLOAD_ALBUMS 64u
+/* An unfinished upload session is given up after this long (ms). */
+#define SBX_UPLOAD_TTL_MS (7ll * 24 * 3600 * 1000)
+/* The share server's rate limit per client address (an IPv6 /64): a
+ * gallery page loads one thumbnail per photo, so the burst covers a page of
+ * SBX_MAX_SHARE_PAGE photos; a refused token costs SBX_SHARE_FAIL_COST
+ * requests, which slows guessing to a few tries a second. */
+#define SBX_SHARE_RATE_PER_S 50.0
+#define SBX_SHARE_RATE_BURST 400.0
+#define SBX_SHARE_FAIL_COST 10.0
+#define SBX_MAX_RATELIMIT_SLOTS 8192u
+/* Connections one client address may hold to the share server at once
+ * (browsers open six per host). */
+#define SBX_MAX_SHARE_CONNS_PER_ADDR 16u
+/* Photos on one share page (?page=N shows the next ones). */
+#define SBX_MAX_SHARE_PAGE 300u
+/* At shutdown, open API connections get this long to finish (ms). */
+#define SBX_API_SHUTDOWN_MS 3000
 
 #endif

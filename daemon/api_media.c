@@ -1,0 +1,323 @@
+/* Photos' bytes over HTTP: thumbnail, medium and original, streamed from
+ * the blob store with strong ETags (the content hash) and byte ranges.
+ * Thumbnails and mediums missing from the log are rendered on first use
+ * when this device holds the original. Originals held only by other
+ * devices go through sbx_api_fetch_original, the hook for the blob
+ * transfer layer. */
+#include "api_internal.h"
+
+#include "shoebox/err.h"
+#include "shoebox/limits.h"
+#include "shoebox/log.h"
+#include "shoebox/media.h"
+#include "shoebox/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define STREAM_BLOCK (256u << 10)
+#define RENDER_QUALITY 85
+/* The most original bytes read into memory to render a thumbnail: far
+ * above any photo, below a long video (which has no thumbnail yet). */
+#define MAX_RENDER_SOURCE (512ull << 20)
+
+/* Originals that other devices hold: asks the transfer manager for them
+ * (an on-demand fetch goes before background work). 0 when the original is
+ * here now, SBX_EAGAIN while the fetch runs (the client retries), another
+ * error when no fetch could start. */
+int sbx_api_fetch_original(struct sbx_daemon *d, const uint8_t hash[32]);
+int sbx_api_fetch_original(struct sbx_daemon *d, const uint8_t hash[32])
+{
+    int rc = sbx_transfer_want(d, hash);
+    if (rc != 0) return rc;
+    return sbx_blob_has(d->blobs, hash) == 0 ? 0 : SBX_EAGAIN;
+}
+
+struct photo_row {
+    uint8_t hash[32], thumb[32], medium[32];
+    bool has_thumb, has_medium;
+    char mime[128];
+    char file_name[512];
+};
+
+static int load_photo(struct sbx_daemon *d, const uint8_t id[16], struct photo_row *p)
+{
+    sqlite3_stmt *st = sbx_store_stmt(d->store, "SELECT hash, thumb_hash, medium_hash, mime_type, file_name FROM photos "
+                                                "WHERE id = ?1 AND put_hlc IS NOT NULL");
+    if (!st) return SBX_EDB;
+    sqlite3_bind_blob(st, 1, id, 16, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW || sqlite3_column_bytes(st, 0) != 32) {
+        sqlite3_reset(st);
+        return rc == SQLITE_ROW || rc == SQLITE_DONE ? SBX_ENOENT : SBX_EDB;
+    }
+    memset(p, 0, sizeof *p);
+    memcpy(p->hash, sqlite3_column_blob(st, 0), 32);
+    if ((p->has_thumb = sqlite3_column_bytes(st, 1) == 32)) memcpy(p->thumb, sqlite3_column_blob(st, 1), 32);
+    if ((p->has_medium = sqlite3_column_bytes(st, 2) == 32)) memcpy(p->medium, sqlite3_column_blob(st, 2), 32);
+    snprintf(p->mime, sizeof p->mime, "%s", sqlite3_column_text(st, 3) ? (const char *)sqlite3_column_text(st, 3) : "");
+    snprintf(p->file_name, sizeof p->file_name, "%s",
+             sqlite3_column_text(st, 4) ? (const char *)sqlite3_column_text(st, 4) : "");
+    sqlite3_reset(st);
+    return 0;
+}
+
+/* ---- rendering ---- */
+
+static int read_blob(sbx_blobstore *bs, const uint8_t hash[32], uint8_t **out, size_t *len)
+{
+    sbx_blob_file *f = NULL;
+    int rc = sbx_blob_open(bs, hash, &f);
+    if (rc != 0) return rc;
+    uint64_t size = sbx_blob_file_size(f);
+    uint8_t *buf = NULL;
+    if (size > MAX_RENDER_SOURCE) {
+        rc = SBX_ETOOBIG;
+        goto fail;
+    }
+    buf = malloc(size ? size : 1);
+    if (!buf) {
+        rc = SBX_ENOMEM;
+        goto fail;
+    }
+    size_t got = 0;
+    if (size > 0 && ((rc = sbx_blob_file_read(f, 0, buf, size, &got)) != 0 || got != size)) {
+        rc = rc ? rc : SBX_EIO;
+        goto fail;
+    }
+    sbx_blob_file_close(f);
+    *out = buf;
+    *len = size;
+    return 0;
+fail:
+    free(buf);
+    sbx_blob_file_close(f);
+    return rc;
+}
+
+int api_media_derive(struct sbx_api *api, const uint8_t photo[16])
+{
+    struct photo_row p;
+    int rc = load_photo(api->d, photo, &p);
+    if (rc != 0) return rc;
+    if (p.has_thumb && p.has_medium) return 0;
+    /* Only types the media module renders: anything else would be read
+     * whole for nothing, on every request for its thumbnail. */
+    static const char *const renderable[] = {"image/jpeg", "image/heic", "image/heif", "image/avif"};
+    bool can = false;
+    for (size_t i = 0; i < SBX_ARRAY_LEN(renderable); i++) can = can || strcmp(p.mime, renderable[i]) == 0;
+    if (!can) return SBX_EUNSUPPORTED;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if ((rc = read_blob(api->blobs, p.hash, &buf, &len)) != 0) return rc;
+    static const unsigned sizes[2] = {SBX_MEDIA_THUMB_PX, SBX_MEDIA_MEDIUM_PX};
+    uint8_t *jpeg[2] = {NULL, NULL};
+    size_t jlen[2] = {0, 0};
+    rc = sbx_media_render_sizes(buf, len, sizes, 2, RENDER_QUALITY, jpeg, jlen);
+    free(buf);
+    if (rc != 0) return rc;
+    struct sbx_op ops[2];
+    memset(ops, 0, sizeof ops);
+    size_t n = 0;
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        uint8_t h[32];
+        rc = sbx_blob_put_buf(api->blobs, jpeg[i], jlen[i], i == 0 ? SBX_BLOB_THUMB : SBX_BLOB_MEDIUM, h, NULL);
+        if (rc != 0 || (i == 0 ? p.has_thumb : p.has_medium)) continue;
+        ops[n].type = SBX_OP_PHOTO_SET;
+        memcpy(ops[n].id, photo, 16);
+        ops[n].field = i == 0 ? SBX_PF_THUMB : SBX_PF_MEDIUM;
+        memcpy(ops[n].value.hash, h, 32);
+        n++;
+    }
+    free(jpeg[0]);
+    free(jpeg[1]);
+    if (rc == 0 && n > 0) rc = sbx_engine_write(api->d->engine, ops, n, sbx_now_ms());
+    return rc;
+}
+
+/* ---- streaming ---- */
+
+struct blob_stream {
+    h2o_generator_t super;
+    sbx_blob_file *f;
+    uint64_t off, end; /* end is exclusive */
+    char *buf;
+};
+
+static void stream_dispose(void *p)
+{
+    struct blob_stream *s = p;
+    if (s->f) sbx_blob_file_close(s->f);
+    free(s->buf);
+}
+
+static void stream_proceed(h2o_generator_t *g, h2o_req_t *req)
+{
+    struct blob_stream *s = (struct blob_stream *)g;
+    uint64_t left = s->end - s->off;
+    size_t want = left < STREAM_BLOCK ? (size_t)left : STREAM_BLOCK;
+    size_t got = 0;
+    int rc = want ? sbx_blob_file_read(s->f, s->off, s->buf, want, &got) : 0;
+    if (rc != 0 || got != want) {
+        sbx_warn("api: reading a blob failed midway: %s", sbx_strerror(rc ? rc : SBX_EIO));
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
+        return;
+    }
+    s->off += got;
+    h2o_iovec_t v = h2o_iovec_init(s->buf, got);
+    h2o_send(req, &v, 1, s->off == s->end ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+}
+
+static void stream_stop(h2o_generator_t *g, h2o_req_t *req)
+{
+    /* The client went away; the request's pool disposes of the stream. */
+    (void)g;
+    (void)req;
+}
+
+static bool etag_listed(const char *list, size_t len, const char *etag)
+{
+    size_t el = strlen(etag);
+    for (size_t i = 0; i + 1 <= len; i++) {
+        if (list[i] == '*') return true;
+        if (i + el <= len && memcmp(list + i, etag, el) == 0) return true;
+    }
+    return false;
+}
+
+static void fail(struct api_req *r, bool share, int status, const char *msg)
+{
+    if (share) api_plain(r, status, status == 404 ? "Not Found" : api_reason(status));
+    else api_error(r, status, "%s", msg);
+}
+
+/* A file name for Content-Disposition: printable ASCII without quotes or
+ * backslashes, so the header can carry it as a quoted string. */
+static void safe_name(char *out, size_t cap, const char *in)
+{
+    size_t o = 0;
+    for (const char *p = in; *p && o + 1 < cap; p++) {
+        unsigned char c = (unsigned char)*p;
+        out[o++] = (c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '/') ? '_' : (char)c;
+    }
+    out[o] = '\0';
+    if (o == 0) snprintf(out, cap, "photo");
+}
+
+void api_media_send(struct api_req *r, const uint8_t photo[16], enum api_media which, bool share)
+{
+    struct sbx_api *api = r->api;
+    struct photo_row p;
+    int rc = load_photo(r->d, photo, &p);
+    if (rc != 0) return fail(r, share, rc == SBX_ENOENT ? 404 : 500, "no photo with this id");
+    if (which != API_ORIGINAL && !(which == API_THUMB ? p.has_thumb : p.has_medium)) {
+        /* Not rendered yet (an import that made none, or a photo whose
+         * device could not render it): render it now if the original is
+         * here. */
+        rc = api_media_derive(api, photo);
+        if (rc == 0) rc = load_photo(r->d, photo, &p);
+        if (rc != 0 || !(which == API_THUMB ? p.has_thumb : p.has_medium))
+            return fail(r, share, 404,
+                        rc == SBX_EUNSUPPORTED ? "this type of file has no thumbnail"
+                                               : "no thumbnail: this device does not hold the original to render one");
+    }
+    const uint8_t *hash = which == API_THUMB ? p.thumb : which == API_MEDIUM ? p.medium : p.hash;
+    sbx_blob_file *f = NULL;
+    rc = sbx_blob_open(api->blobs, hash, &f);
+    if (rc == SBX_ENOENT) {
+        sqlite3_stmt *st = sbx_store_stmt(r->d->store, "SELECT count(*) FROM blob_holders h JOIN authors a ON "
+                                                       "a.ix = h.holder_ix WHERE h.hash = ?1 AND h.held = 1 AND a.key != ?2");
+        int64_t holders = 0;
+        if (st) {
+            sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
+            sqlite3_bind_blob(st, 2, r->d->id.pk, 32, SQLITE_STATIC);
+            if (sqlite3_step(st) == SQLITE_ROW) holders = sqlite3_column_int64(st, 0);
+            sqlite3_reset(st);
+        }
+        if (which == API_ORIGINAL && holders == 0)
+            return fail(r, share, 404, "no device of the library is known to hold the original");
+        /* Thumbnails and mediums come from peers by themselves; an original
+         * is asked for now. Either way the client retries shortly. */
+        int frc = which == API_ORIGINAL ? sbx_api_fetch_original(r->d, hash) : SBX_EAGAIN;
+        if (frc == 0) rc = sbx_blob_open(api->blobs, hash, &f);
+        if (frc != 0 || rc == SBX_ENOENT) {
+            uint64_t done = 0, size = 0;
+            sbx_transfer_progress(r->d, hash, &done, &size);
+            api_header(r, H2O_TOKEN_RETRY_AFTER, which == API_ORIGINAL ? "2" : "10");
+            if (share) return api_plain(r, 503, "Service Unavailable");
+            return api_json(r, 503,
+                            json_pack("{s:s, s:I, s:I, s:I}", "error",
+                                      which == API_ORIGINAL
+                                          ? "the original is being fetched from another device of the library: retry"
+                                          : "these bytes are on other devices and on their way here: retry",
+                                      "holders", (json_int_t)holders, "bytesDone", (json_int_t)done, "sizeBytes",
+                                      (json_int_t)size));
+        }
+    }
+    if (rc != 0) return fail(r, share, 500, "cannot read the blob store");
+
+    uint64_t size = sbx_blob_file_size(f);
+    char hex[65], etag[72];
+    sbx_hex_encode(hex, hash, 32);
+    snprintf(etag, sizeof etag, "\"%s\"", hex);
+    api_header(r, H2O_TOKEN_ETAG, etag);
+    api_header(r, H2O_TOKEN_ACCEPT_RANGES, "bytes");
+    api_header(r, H2O_TOKEN_CACHE_CONTROL, share ? "private, max-age=3600" : "private, max-age=86400");
+    api_header_str(r, "x-content-type-options", "nosniff");
+    const char *type = which == API_ORIGINAL ? (p.mime[0] ? p.mime : "application/octet-stream") : "image/jpeg";
+    if (which == API_ORIGINAL) {
+        char name[300], disp[400];
+        safe_name(name, sizeof name, p.file_name);
+        snprintf(disp, sizeof disp, "%s; filename=\"%s\"", share ? "attachment" : "inline", name);
+        api_header(r, H2O_TOKEN_CONTENT_DISPOSITION, disp);
+    }
+    size_t vlen = 0;
+    const char *inm = api_req_header(r, H2O_TOKEN_IF_NONE_MATCH, &vlen);
+    if (inm && etag_listed(inm, vlen, etag)) {
+        sbx_blob_file_close(f);
+        r->req->res.status = 304;
+        r->req->res.reason = api_reason(304);
+        h2o_send_inline(r->req, "", 0);
+        return;
+    }
+    uint64_t first = 0, last = size ? size - 1 : 0;
+    int status = 200;
+    const char *range = api_req_header(r, H2O_TOKEN_RANGE, &vlen);
+    size_t ilen = 0;
+    const char *if_range = api_req_header(r, H2O_TOKEN_IF_RANGE, &ilen);
+    if (range && (!if_range || (ilen == strlen(etag) && memcmp(if_range, etag, ilen) == 0))) {
+        rc = sbx_http_range(range, vlen, size, &first, &last);
+        if (rc == SBX_EINVAL) {
+            sbx_blob_file_close(f);
+            char cr[64];
+            snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)size);
+            api_header(r, H2O_TOKEN_CONTENT_RANGE, cr);
+            return api_send_bytes(r, 416, "text/plain", "", 0);
+        }
+        if (rc == 0) {
+            status = 206;
+            char cr[96];
+            snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)first, (unsigned long long)last,
+                     (unsigned long long)size);
+            api_header(r, H2O_TOKEN_CONTENT_RANGE, cr);
+        } else {
+            first = 0;
+            last = size ? size - 1 : 0;
+        }
+    }
+    struct blob_stream *s = h2o_mem_alloc_shared(&r->req->pool, sizeof *s, stream_dispose);
+    memset(s, 0, sizeof *s);
+    s->super.proceed = stream_proceed;
+    s->super.stop = stream_stop;
+    s->f = f;
+    s->off = first;
+    s->end = size ? last + 1 : 0;
+    s->buf = malloc(STREAM_BLOCK);
+    if (!s->buf) return fail(r, share, 500, "out of memory");
+    r->req->res.status = status;
+    r->req->res.reason = api_reason(status);
+    r->req->res.content_length = (size_t)(s->end - s->off);
+    api_header(r, H2O_TOKEN_CONTENT_TYPE, type);
+    h2o_start_response(r->req, &s->super);
+    stream_proceed(&s->super, r->req);
+}

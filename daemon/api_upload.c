@@ -1,0 +1,636 @@
+/* Upload sessions, hash first (the seed's UploadSession): an app declares
+ * the SHA-256 and size of a file; when the library already holds those
+ * bytes it sends none. Otherwise it sends chunks in any order, resumes
+ * after a drop by asking which chunks arrived, and completes: the daemon
+ * checks the whole file against the declared hash, stores it in the blob
+ * store, renders the thumbnail and medium, and writes the photo.put.
+ *
+ * Sessions are local (table upload_sessions, never in the log). Their
+ * bytes are staged in DATA_DIR/uploads/: ID.data (the file, each chunk at
+ * its offset), ID.map (a bitmap of chunks on disk) and ID.json (what the
+ * app asked for besides the bytes: albums, capture time). A chunk's bit is
+ * set only after its bytes are synced, so a crash never marks a chunk
+ * received that is not. */
+#include "api_internal.h"
+
+#include "shoebox/err.h"
+#include "shoebox/limits.h"
+#include "shoebox/log.h"
+#include "shoebox/media.h"
+#include "shoebox/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct session {
+    uint8_t id[16];
+    uint8_t hash[32];
+    uint64_t size;
+    uint32_t chunk_size, n_chunks;
+    char file_name[SBX_MAX_STR + 1];
+    char status[16];
+    int64_t created_at, completed_at;
+    bool has_completed;
+    char error[512];
+};
+
+enum { STAGE_DATA, STAGE_MAP, STAGE_META };
+
+static int stage_path(struct sbx_api *api, const uint8_t id[16], int which, char *out, size_t cap)
+{
+    static const char *const ext[] = {"data", "map", "json"};
+    char hex[33];
+    sbx_hex_encode(hex, id, 16);
+    int n = snprintf(out, cap, "%s/uploads/%s.%s", api->d->data_dir, hex, ext[which]);
+    return n > 0 && (size_t)n < cap ? 0 : SBX_ETOOBIG;
+}
+
+static void stage_remove(struct sbx_api *api, const uint8_t id[16])
+{
+    char path[4200];
+    for (int i = STAGE_DATA; i <= STAGE_META; i++)
+        if (stage_path(api, id, i, path, sizeof path) == 0) unlink(path);
+}
+
+static int load_session(struct sbx_api *api, const uint8_t id_in[16], struct session *s)
+{
+    uint8_t id[16];
+    memcpy(id, id_in, 16); /* id_in may be s->id, which is about to be cleared */
+    sqlite3_stmt *st = sbx_store_stmt(api->d->store, "SELECT hash, size_bytes, chunk_size, file_name, status, created_at, "
+                                                     "completed_at, error FROM upload_sessions WHERE id = ?1");
+    if (!st) return SBX_EDB;
+    sqlite3_bind_blob(st, 1, id, 16, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW || sqlite3_column_bytes(st, 0) != 32) {
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE || rc == SQLITE_ROW ? SBX_ENOENT : SBX_EDB;
+    }
+    memset(s, 0, sizeof *s);
+    memcpy(s->id, id, 16);
+    memcpy(s->hash, sqlite3_column_blob(st, 0), 32);
+    s->size = (uint64_t)sqlite3_column_int64(st, 1);
+    s->chunk_size = (uint32_t)sqlite3_column_int64(st, 2);
+    snprintf(s->file_name, sizeof s->file_name, "%s", sqlite3_column_text(st, 3) ? (const char *)sqlite3_column_text(st, 3) : "");
+    snprintf(s->status, sizeof s->status, "%s", (const char *)sqlite3_column_text(st, 4));
+    s->created_at = sqlite3_column_int64(st, 5);
+    s->has_completed = sqlite3_column_type(st, 6) != SQLITE_NULL;
+    s->completed_at = sqlite3_column_int64(st, 6);
+    snprintf(s->error, sizeof s->error, "%s", sqlite3_column_text(st, 7) ? (const char *)sqlite3_column_text(st, 7) : "");
+    sqlite3_reset(st);
+    s->n_chunks = s->chunk_size ? (uint32_t)((s->size + s->chunk_size - 1) / s->chunk_size) : 0;
+    return 0;
+}
+
+static int set_status(struct sbx_api *api, const uint8_t id[16], const char *status, const char *error)
+{
+    sqlite3_stmt *st = sbx_store_stmt(api->d->store, "UPDATE upload_sessions SET status = ?2, error = ?3, completed_at = "
+                                                     "CASE WHEN ?2 = 'completed' THEN ?4 ELSE completed_at END WHERE id = ?1");
+    if (!st) return SBX_EDB;
+    sqlite3_bind_blob(st, 1, id, 16, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
+    if (error) sqlite3_bind_text(st, 3, error, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 4, sbx_now_ms());
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return sbx_store_err(rc);
+}
+
+/* The received-chunk bitmap; *out is malloc'd, n_chunks bits. */
+static int read_map(struct sbx_api *api, const struct session *s, uint8_t **out)
+{
+    char path[4200];
+    int rc = stage_path(api, s->id, STAGE_MAP, path, sizeof path);
+    if (rc != 0) return rc;
+    size_t want = (s->n_chunks + 7) / 8, len = 0;
+    uint8_t *m = NULL;
+    if ((rc = sbx_file_read(path, want + 1, &m, &len)) != 0) return rc;
+    if (len != want) {
+        free(m);
+        return SBX_ECORRUPT;
+    }
+    *out = m;
+    return 0;
+}
+
+static bool bit(const uint8_t *m, uint32_t i) { return (m[i / 8] >> (i % 8)) & 1; }
+
+static uint32_t count_bits(const uint8_t *m, uint32_t n)
+{
+    uint32_t c = 0;
+    for (uint32_t i = 0; i < n; i++) c += bit(m, i);
+    return c;
+}
+
+static json_t *session_json(struct sbx_api *api, const struct session *s, bool with_chunks)
+{
+    char id[SBX_UUID_STRLEN + 1], hex[65];
+    sbx_uuid_format(id, s->id);
+    sbx_hex_encode(hex, s->hash, 32);
+    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:I, s:o}", "id", id, "hash", hex, "sizeBytes",
+                          (json_int_t)s->size, "chunkSize", (json_int_t)s->chunk_size, "fileName", s->file_name,
+                          "status", s->status, "chunks", (json_int_t)s->n_chunks, "createdAt", sbx_json_time(s->created_at));
+    json_object_set_new(o, "completedAt", s->has_completed ? sbx_json_time(s->completed_at) : json_null());
+    json_object_set_new(o, "error", s->error[0] ? json_string(s->error) : json_null());
+    if (strcmp(s->status, "completed") == 0) {
+        uint8_t pid[16];
+        char ps[SBX_UUID_STRLEN + 1];
+        sbx_photo_id_for_hash(sbx_engine_library(api->d->engine), s->hash, pid);
+        sbx_uuid_format(ps, pid);
+        json_object_set_new(o, "photoId", json_string(ps));
+    }
+    if (with_chunks && (strcmp(s->status, "pending") == 0 || strcmp(s->status, "uploading") == 0)) {
+        uint8_t *m = NULL;
+        json_t *got = json_array();
+        if (read_map(api, s, &m) == 0) {
+            for (uint32_t i = 0; i < s->n_chunks; i++)
+                if (bit(m, i)) json_array_append_new(got, json_integer(i));
+            free(m);
+        }
+        json_object_set_new(o, "receivedChunks", got);
+    }
+    return o;
+}
+
+static bool parse_hash(const char *hex, uint8_t out[32])
+{
+    if (!hex || strlen(hex) != 64) return false;
+    char low[65];
+    for (int i = 0; i < 64; i++) low[i] = (char)(hex[i] >= 'A' && hex[i] <= 'F' ? hex[i] + 32 : hex[i]);
+    low[64] = '\0';
+    return sbx_hex_decode(out, 32, low) == 0;
+}
+
+static bool album_alive(struct sbx_daemon *d, const uint8_t id[16])
+{
+    sqlite3_stmt *st = sbx_store_stmt(d->store, "SELECT 1 FROM albums WHERE id = ?1 AND create_hlc IS NOT NULL AND is_deleted = 0");
+    if (!st) return false;
+    sqlite3_bind_blob(st, 1, id, 16, SQLITE_STATIC);
+    bool ok = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_reset(st);
+    return ok;
+}
+
+/* album.add ops for the album ids of a session's metadata. */
+static size_t album_ops(json_t *albums, const uint8_t photo[16], struct sbx_op *ops, size_t cap)
+{
+    size_t n = 0, i;
+    json_t *v;
+    json_array_foreach(albums, i, v) {
+        if (n == cap) break;
+        memset(&ops[n], 0, sizeof ops[n]);
+        if (sbx_uuid_parse(ops[n].id, json_string_value(v)) != 0) continue;
+        ops[n].type = SBX_OP_ALBUM_ADD;
+        memcpy(ops[n].ref, photo, 16);
+        n++;
+    }
+    return n;
+}
+
+/* ---- POST /uploads ---- */
+
+void h_upload_create(struct api_req *r)
+{
+    struct sbx_api *api = r->api;
+    struct sbx_daemon *d = r->d;
+    json_t *body = api_body(r);
+    if (!body) return;
+    uint8_t hash[32];
+    json_t *size_v = json_object_get(body, "sizeBytes"), *chunk_v = json_object_get(body, "chunkSize");
+    const char *name = json_string_value(json_object_get(body, "fileName"));
+    json_t *albums = json_object_get(body, "albumIds");
+    const char *cap_s = json_string_value(json_object_get(body, "capturedAt"));
+    int64_t captured = 0;
+    const char *bad = NULL;
+    if (!parse_hash(json_string_value(json_object_get(body, "hash")), hash)) bad = "hash must be the SHA-256 of the file, in hex";
+    else if (!json_is_integer(size_v) || json_integer_value(size_v) < 1 ||
+             (uint64_t)json_integer_value(size_v) > SBX_MAX_BLOB_BYTES)
+        bad = "sizeBytes must be 1 byte to 64 GiB";
+    else if (!json_is_integer(chunk_v) || json_integer_value(chunk_v) < 1 ||
+             json_integer_value(chunk_v) > (json_int_t)SBX_MAX_UPLOAD_CHUNK)
+        bad = "chunkSize must be 1 byte to 16 MiB";
+    else if (name && (strlen(name) > SBX_MAX_STR || strchr(name, '/')))
+        bad = "fileName must be a file name (no '/') of at most 1024 bytes";
+    else if (albums && (!json_is_array(albums) || json_array_size(albums) > SBX_MAX_UPLOAD_ALBUMS))
+        bad = "albumIds must be an array of at most 64 album ids";
+    else if (cap_s && sbx_rfc3339_parse(cap_s, &captured) != 0)
+        bad = "capturedAt must be an RFC 3339 time";
+    if (!bad && ((uint64_t)json_integer_value(size_v) + (uint64_t)json_integer_value(chunk_v) - 1) /
+                        (uint64_t)json_integer_value(chunk_v) > SBX_MAX_UPLOAD_CHUNKS)
+        bad = "too many chunks: a session has at most 65536; use a larger chunkSize";
+    size_t i;
+    json_t *v;
+    json_array_foreach(albums, i, v) {
+        uint8_t aid[16];
+        if (bad) break;
+        if (!json_is_string(v) || sbx_uuid_parse(aid, json_string_value(v)) != 0) bad = "albumIds must be full album ids";
+        else if (!album_alive(d, aid)) {
+            json_decref(body);
+            return api_error(r, 404, "no album with id %s", json_string_value(v));
+        }
+    }
+    if (bad) {
+        json_decref(body);
+        return api_error(r, 400, "%s", bad);
+    }
+    struct session s = {0};
+    sbx_uuid_random(s.id);
+    memcpy(s.hash, hash, 32);
+    s.size = (uint64_t)json_integer_value(size_v);
+    s.chunk_size = (uint32_t)json_integer_value(chunk_v);
+    s.n_chunks = (uint32_t)((s.size + s.chunk_size - 1) / s.chunk_size);
+    snprintf(s.file_name, sizeof s.file_name, "%s", name ? name : "");
+    s.created_at = sbx_now_ms();
+
+    /* Hash first: when the library has these bytes, no byte moves. */
+    uint8_t photo[16];
+    sbx_photo_id_for_hash(sbx_engine_library(d->engine), hash, photo);
+    sqlite3_stmt *st = sbx_store_stmt(d->store, "SELECT is_deleted FROM photos WHERE id = ?1 AND put_hlc IS NOT NULL");
+    int exists = -1;
+    if (st) {
+        sqlite3_bind_blob(st, 1, photo, 16, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW) exists = sqlite3_column_int(st, 0);
+        sqlite3_reset(st);
+    }
+    bool already = exists >= 0;
+    int rc = 0;
+    if (already) {
+        /* The app may still attach the photo to albums; uploading bytes a
+         * deleted photo had is taken as wanting it back. */
+        struct sbx_op ops[SBX_MAX_UPLOAD_ALBUMS + 1];
+        size_t n = album_ops(albums, photo, ops, SBX_MAX_UPLOAD_ALBUMS);
+        if (exists == 1) {
+            memset(&ops[n], 0, sizeof ops[n]);
+            ops[n].type = SBX_OP_PHOTO_RESTORE;
+            memcpy(ops[n].id, photo, 16);
+            n++;
+        }
+        if (n > 0) rc = sbx_engine_write(d->engine, ops, n, sbx_now_ms());
+        if (rc != 0) {
+            json_decref(body);
+            return api_error(r, 500, "cannot write to the library: %s", sbx_strerror(rc));
+        }
+        snprintf(s.status, sizeof s.status, "completed");
+        s.has_completed = true;
+        s.completed_at = s.created_at;
+    } else {
+        int64_t open = sbx_store_query_int(d->store, "SELECT count(*) FROM upload_sessions WHERE status IN ('pending', 'uploading')");
+        if (open < 0 || open >= (int64_t)SBX_MAX_OPEN_UPLOADS) {
+            json_decref(body);
+            return api_error(r, 429, "too many open upload sessions (at most %u): complete some first", SBX_MAX_OPEN_UPLOADS);
+        }
+        snprintf(s.status, sizeof s.status, "pending");
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/uploads", d->data_dir);
+    if (!already) {
+        /* Staging files first: a session row never points at nothing. */
+        json_t *meta = json_pack("{s:O?, s:s?}", "albumIds", albums, "capturedAt", cap_s);
+        char *text = json_dumps(meta, JSON_COMPACT);
+        json_decref(meta);
+        uint8_t *zeros = calloc((s.n_chunks + 7) / 8, 1);
+        int fd = -1;
+        rc = text && zeros ? sbx_mkdir_p(path, 0700) : SBX_ENOMEM;
+        if (rc == 0 && (rc = stage_path(api, s.id, STAGE_META, path, sizeof path)) == 0)
+            rc = sbx_file_write_atomic(path, (const uint8_t *)text, strlen(text), 0600);
+        if (rc == 0 && (rc = stage_path(api, s.id, STAGE_MAP, path, sizeof path)) == 0)
+            rc = sbx_file_write_atomic(path, zeros, (s.n_chunks + 7) / 8, 0600);
+        if (rc == 0 && (rc = stage_path(api, s.id, STAGE_DATA, path, sizeof path)) == 0) {
+            fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+            if (fd < 0 || ftruncate(fd, (off_t)s.size) != 0) rc = sbx_err_from_errno(errno);
+            if (fd >= 0) close(fd);
+        }
+        free(text);
+        free(zeros);
+        if (rc != 0) {
+            stage_remove(api, s.id);
+            json_decref(body);
+            return api_error(r, rc == SBX_ENOSPC ? 507 : 500, "cannot stage the upload: %s", sbx_strerror(rc));
+        }
+    }
+    json_decref(body);
+    st = sbx_store_stmt(d->store, "INSERT INTO upload_sessions(id, device_id, hash, size_bytes, chunk_size, file_name, "
+                                  "status, created_at, completed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+    if (st) {
+        sqlite3_bind_blob(st, 1, s.id, 16, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 2, d->id.pk, 32, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 3, s.hash, 32, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, (int64_t)s.size);
+        sqlite3_bind_int64(st, 5, s.chunk_size);
+        sqlite3_bind_text(st, 6, s.file_name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 7, s.status, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 8, s.created_at);
+        if (already) sqlite3_bind_int64(st, 9, s.completed_at);
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : SBX_EDB;
+        sqlite3_reset(st);
+    }
+    if (!st || rc != 0) {
+        stage_remove(api, s.id);
+        return api_error(r, 500, "cannot record the upload session");
+    }
+    json_t *o = session_json(api, &s, !already);
+    json_object_set_new(o, "alreadyExists", json_boolean(already));
+    if (already && exists == 1) json_object_set_new(o, "restored", json_true());
+    api_json(r, 201, o);
+}
+
+/* ---- GET /uploads/{id} ---- */
+
+static bool session_arg(struct api_req *r, struct session *s)
+{
+    uint8_t id[16];
+    if (!api_param_id(r, 0, "upload session", id)) return false;
+    int rc = load_session(r->api, id, s);
+    if (rc == 0) return true;
+    if (rc == SBX_ENOENT) api_error(r, 404, "no upload session with this id");
+    else api_error(r, 500, "database error");
+    return false;
+}
+
+void h_upload_get(struct api_req *r)
+{
+    struct session s;
+    if (!session_arg(r, &s)) return;
+    api_json(r, 200, session_json(r->api, &s, true));
+}
+
+/* ---- PUT /uploads/{id}/chunks/{n} ---- */
+
+static int write_all_at(int fd, const void *buf, size_t len, off_t off)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t w = pwrite(fd, p, len, off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return sbx_err_from_errno(w < 0 ? errno : EIO);
+        p += w;
+        len -= (size_t)w;
+        off += w;
+    }
+    return 0;
+}
+
+void h_upload_chunk(struct api_req *r)
+{
+    struct sbx_api *api = r->api;
+    struct session s;
+    if (!session_arg(r, &s)) return;
+    char nbuf[16];
+    if (!api_param(r, 1, nbuf, sizeof nbuf)) return;
+    char *end = NULL;
+    long idx = strtol(nbuf, &end, 10);
+    if (!nbuf[0] || *end || idx < 0 || (uint64_t)idx >= s.n_chunks)
+        return api_error(r, 400, "chunk index must be 0 to %u", s.n_chunks ? s.n_chunks - 1 : 0);
+    if (strcmp(s.status, "pending") != 0 && strcmp(s.status, "uploading") != 0)
+        return api_error(r, 409, "the session is %s: it takes no more chunks", s.status);
+    uint64_t off = (uint64_t)idx * s.chunk_size;
+    size_t want = (size_t)(s.size - off < s.chunk_size ? s.size - off : s.chunk_size);
+    h2o_iovec_t e = r->req->entity;
+    size_t got = e.base ? e.len : 0;
+    if (got != want) return api_error(r, 400, "chunk %ld must be exactly %zu bytes, not %zu", idx, want, got);
+    size_t hl = 0;
+    const char *hv = NULL;
+    ssize_t hi = h2o_find_header_by_str(&r->req->headers, H2O_STRLIT("x-chunk-sha256"), -1);
+    if (hi >= 0) {
+        hv = r->req->headers.entries[hi].value.base;
+        hl = r->req->headers.entries[hi].value.len;
+        char hex[65];
+        uint8_t want_h[32], have_h[32];
+        snprintf(hex, sizeof hex, "%.*s", (int)(hl < 64 ? hl : 64), hv);
+        sbx_blob_sha256(e.base, got, have_h);
+        if (hl != 64 || !parse_hash(hex, want_h) || memcmp(want_h, have_h, 32) != 0)
+            return api_error(r, 400, "chunk %ld does not match its X-Chunk-Sha256", idx);
+    }
+    uint8_t *map = NULL;
+    int rc = read_map(api, &s, &map);
+    if (rc != 0) return api_error(r, 500, "the session's staging files are damaged: %s", sbx_strerror(rc));
+    bool dup = bit(map, (uint32_t)idx);
+    char path[4200];
+    int fd = -1;
+    if (!dup) {
+        /* The bytes, synced; then the bit, synced. */
+        if ((rc = stage_path(api, s.id, STAGE_DATA, path, sizeof path)) == 0) {
+            fd = open(path, O_WRONLY | O_CLOEXEC);
+            rc = fd < 0 ? sbx_err_from_errno(errno) : write_all_at(fd, e.base, got, (off_t)off);
+            if (rc == 0 && fdatasync(fd) != 0) rc = sbx_err_from_errno(errno);
+            if (fd >= 0) close(fd);
+        }
+        map[idx / 8] |= (uint8_t)(1u << (idx % 8));
+        if (rc == 0 && (rc = stage_path(api, s.id, STAGE_MAP, path, sizeof path)) == 0) {
+            fd = open(path, O_WRONLY | O_CLOEXEC);
+            rc = fd < 0 ? sbx_err_from_errno(errno) : write_all_at(fd, &map[idx / 8], 1, (off_t)(idx / 8));
+            if (rc == 0 && fdatasync(fd) != 0) rc = sbx_err_from_errno(errno);
+            if (fd >= 0) close(fd);
+        }
+        if (rc == 0 && strcmp(s.status, "pending") == 0) rc = set_status(api, s.id, "uploading", NULL);
+    }
+    uint32_t have = count_bits(map, s.n_chunks);
+    free(map);
+    if (rc != 0) return api_error(r, rc == SBX_ENOSPC ? 507 : 500, "cannot store chunk %ld: %s", idx, sbx_strerror(rc));
+    char id[SBX_UUID_STRLEN + 1];
+    sbx_uuid_format(id, s.id);
+    api_json(r, 200, json_pack("{s:s, s:i, s:b, s:I, s:I}", "id", id, "chunk", (int)idx, "duplicate", dup,
+                               "receivedCount", (json_int_t)have, "chunks", (json_int_t)s.n_chunks));
+}
+
+/* ---- POST /uploads/{id}/complete ---- */
+
+static void failed(struct api_req *r, struct session *s, const char *why)
+{
+    set_status(r->api, s->id, "failed", why);
+    stage_remove(r->api, s->id);
+    sbx_info("upload %s failed: %s", s->file_name, why);
+    load_session(r->api, s->id, s);
+    api_json(r, 422, session_json(r->api, s, false));
+}
+
+void h_upload_complete(struct api_req *r)
+{
+    struct sbx_api *api = r->api;
+    struct sbx_daemon *d = r->d;
+    struct session s;
+    if (!session_arg(r, &s)) return;
+    if (strcmp(s.status, "completed") == 0) return api_json(r, 200, session_json(api, &s, false));
+    if (strcmp(s.status, "failed") == 0) {
+        json_t *o = session_json(api, &s, false);
+        return api_json(r, 409, o);
+    }
+    uint8_t *map = NULL;
+    int rc = read_map(api, &s, &map);
+    if (rc != 0) return api_error(r, 500, "the session's staging files are damaged: %s", sbx_strerror(rc));
+    uint32_t have = count_bits(map, s.n_chunks);
+    if (have != s.n_chunks) {
+        json_t *missing = json_array();
+        for (uint32_t i = 0; i < s.n_chunks && json_array_size(missing) < 1000; i++)
+            if (!bit(map, i)) json_array_append_new(missing, json_integer(i));
+        free(map);
+        return api_json(r, 409, json_pack("{s:s, s:o, s:I}", "error", "chunks are missing: send them first",
+                                          "missingChunks", missing, "receivedCount", (json_int_t)have));
+    }
+    free(map);
+
+    char path[4200];
+    json_t *meta = NULL;
+    uint8_t *buf = MAP_FAILED;
+    int fd = -1;
+    if ((rc = stage_path(api, s.id, STAGE_META, path, sizeof path)) == 0) {
+        json_error_t jerr;
+        meta = json_load_file(path, 0, &jerr);
+    }
+    if (rc == 0 && (rc = stage_path(api, s.id, STAGE_DATA, path, sizeof path)) == 0) {
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) != 0) rc = sbx_err_from_errno(errno);
+        else if ((uint64_t)st.st_size != s.size) rc = SBX_ECORRUPT;
+        else if ((buf = mmap(NULL, s.size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED) rc = sbx_err_from_errno(errno);
+        if (fd >= 0) close(fd);
+    }
+    if (rc != 0) {
+        json_decref(meta);
+        return api_error(r, 500, "cannot read the staged upload: %s", sbx_strerror(rc));
+    }
+    madvise(buf, s.size, MADV_SEQUENTIAL);
+
+    uint8_t h[32];
+    sbx_blob_sha256(buf, s.size, h);
+    char why[300];
+    if (memcmp(h, s.hash, 32) != 0) {
+        char got[65], want[65];
+        sbx_hex_encode(got, h, 32);
+        sbx_hex_encode(want, s.hash, 32);
+        snprintf(why, sizeof why, "hash mismatch: the bytes hash to %s, not to the declared %s", got, want);
+        munmap(buf, s.size);
+        json_decref(meta);
+        return failed(r, &s, why);
+    }
+    struct sbx_media_info info;
+    rc = sbx_media_probe(buf, s.size, &info);
+    if (rc != 0) {
+        snprintf(why, sizeof why, "%s", rc == SBX_EUNSUPPORTED ? "not a photo or video (unknown file type)"
+                                        : info.reason          ? info.reason
+                                                               : sbx_strerror(rc));
+        munmap(buf, s.size);
+        json_decref(meta);
+        return failed(r, &s, why);
+    }
+    uint8_t photo[16], thumb[32], medium[32];
+    bool rendered = false;
+    sbx_photo_id_for_hash(sbx_engine_library(d->engine), s.hash, photo);
+    rc = sbx_blob_put_buf(api->blobs, buf, s.size, SBX_BLOB_ORIGINAL, h, NULL);
+    if (rc == 0) {
+        static const unsigned sizes[2] = {SBX_MEDIA_THUMB_PX, SBX_MEDIA_MEDIUM_PX};
+        uint8_t *jpeg[2] = {NULL, NULL};
+        size_t jlen[2] = {0, 0};
+        /* A type with no rendition (a video, a RAW) is still a photo. */
+        if (sbx_media_render_sizes(buf, s.size, sizes, 2, 85, jpeg, jlen) == 0) {
+            rc = sbx_blob_put_buf(api->blobs, jpeg[0], jlen[0], SBX_BLOB_THUMB, thumb, NULL);
+            if (rc == 0) rc = sbx_blob_put_buf(api->blobs, jpeg[1], jlen[1], SBX_BLOB_MEDIUM, medium, NULL);
+            rendered = rc == 0;
+        }
+        free(jpeg[0]);
+        free(jpeg[1]);
+    }
+    munmap(buf, s.size);
+    if (rc != 0) {
+        json_decref(meta);
+        return api_error(r, rc == SBX_ENOSPC ? 507 : 500, "cannot store the upload: %s", sbx_strerror(rc));
+    }
+
+    struct sbx_op ops[4 + SBX_MAX_UPLOAD_ALBUMS];
+    memset(ops, 0, sizeof ops);
+    size_t n = 0;
+    struct sbx_op *put = &ops[n++];
+    put->type = SBX_OP_PHOTO_PUT;
+    memcpy(put->id, photo, 16);
+    struct sbx_photo_facts *f = &put->facts;
+    memcpy(f->hash, s.hash, 32);
+    f->size_bytes = s.size;
+    f->width = info.width;
+    f->height = info.height;
+    f->orientation = info.orientation;
+    int64_t app_time = 0;
+    const char *cap = json_string_value(json_object_get(meta, "capturedAt"));
+    bool app_has = cap && sbx_rfc3339_parse(cap, &app_time) == 0;
+    /* The file's own capture time first, then what the app says, then the
+     * upload time. */
+    f->has_captured_at = true;
+    f->captured_at_ms = info.has_captured_at ? info.captured_at_ms : app_has ? app_time : s.created_at;
+    f->has_location = info.has_gps;
+    f->lat = info.latitude;
+    f->lon = info.longitude;
+    const char *fname = s.file_name[0] ? s.file_name : "upload";
+    f->mime_type = (struct sbx_str){info.mime, (uint32_t)strlen(info.mime)};
+    f->file_name = (struct sbx_str){fname, (uint32_t)strlen(fname)};
+    f->camera_make = (struct sbx_str){info.make, (uint32_t)strlen(info.make)};
+    f->camera_model = (struct sbx_str){info.model, (uint32_t)strlen(info.model)};
+    if (rendered) {
+        for (int i = 0; i < 2; i++) {
+            ops[n].type = SBX_OP_PHOTO_SET;
+            memcpy(ops[n].id, photo, 16);
+            ops[n].field = i == 0 ? SBX_PF_THUMB : SBX_PF_MEDIUM;
+            memcpy(ops[n].value.hash, i == 0 ? thumb : medium, 32);
+            n++;
+        }
+    }
+    /* This device holds the original now: the library learns it, so a
+     * full peer knows to fetch it and others know where it is. */
+    ops[n].type = SBX_OP_BLOB_HELD;
+    memcpy(ops[n].hash, s.hash, 32);
+    n++;
+    n += album_ops(json_object_get(meta, "albumIds"), photo, ops + n, SBX_MAX_UPLOAD_ALBUMS);
+    rc = sbx_engine_write(d->engine, ops, n, sbx_now_ms());
+    json_decref(meta);
+    if (rc != 0) return api_error(r, 500, "cannot write to the library: %s", sbx_strerror(rc));
+    if ((rc = set_status(api, s.id, "completed", NULL)) != 0) return api_error(r, 500, "database error");
+    stage_remove(api, s.id);
+    load_session(api, s.id, &s);
+    sbx_info("upload %s: %llu bytes stored", s.file_name, (unsigned long long)s.size);
+    json_t *o = session_json(api, &s, false);
+    json_object_set_new(o, "alreadyExists", json_false());
+    api_json(r, 200, o);
+}
+
+/* ---- start-up sweep ---- */
+
+void api_upload_sweep(struct sbx_api *api)
+{
+    struct sbx_daemon *d = api->d;
+    sqlite3_stmt *st = sbx_store_stmt(d->store, "UPDATE upload_sessions SET status = 'failed', "
+                                                "error = 'expired: not completed in time' "
+                                                "WHERE status IN ('pending', 'uploading') AND created_at < ?1");
+    if (st) {
+        sqlite3_bind_int64(st, 1, sbx_now_ms() - SBX_UPLOAD_TTL_MS);
+        sqlite3_step(st);
+        sqlite3_reset(st);
+    }
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/uploads", d->data_dir);
+    DIR *dh = opendir(dir);
+    if (!dh) return;
+    st = sbx_store_stmt(d->store, "SELECT 1 FROM upload_sessions WHERE id = ?1 AND status IN ('pending', 'uploading')");
+    struct dirent *de;
+    /* Bounded: the directory holds three files per open session. */
+    for (int guard = 0; guard < 64 * (int)SBX_MAX_OPEN_UPLOADS && (de = readdir(dh)) != NULL; guard++) {
+        uint8_t id[16];
+        char hex[33];
+        if (strlen(de->d_name) < 33 || de->d_name[32] != '.') continue;
+        memcpy(hex, de->d_name, 32);
+        hex[32] = '\0';
+        if (sbx_hex_decode(id, 16, hex) != 0 || !st) continue;
+        sqlite3_bind_blob(st, 1, id, 16, SQLITE_STATIC);
+        bool live = sqlite3_step(st) == SQLITE_ROW;
+        sqlite3_reset(st);
+        if (!live) {
+            char path[4500];
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            unlink(path);
+        }
+    }
+    closedir(dh);
+}
