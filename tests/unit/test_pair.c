@@ -351,7 +351,7 @@ static int have_zbarimg(void)
 static char *zbar_scan(const char *path)
 {
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "zbarimg --raw -q '%s' 2>/dev/null", path);
+    snprintf(cmd, sizeof cmd, "zbarimg --raw -q -Sdisable -Sqrcode.enable '%s' 2>/dev/null", path);
     FILE *p = popen(cmd, "r");
     if (!p) return NULL;
     size_t cap = 8192, n = 0;
