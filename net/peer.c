@@ -824,8 +824,72 @@ static const msg_fn handlers[MSG__COUNT] = {
     [MSG_ADDRS] = on_addrs,
 };
 
+/* msgpack-c reserves room for a container from the count in its header,
+ * so a few bytes could ask for gigabytes. Before unpacking, this walks the
+ * bytes once: exactly one object, nesting at most 8 deep, and no container
+ * counting more elements than bytes remain. */
+static bool mp_sane(const uint8_t *b, size_t len)
+{
+    size_t left[9], depth = 0, o = 0;
+    left[0] = 1;
+    while (o < len) {
+        while (depth > 0 && left[depth] == 0) depth--;
+        if (left[depth] == 0) return false; /* trailing bytes */
+        left[depth]--;
+        uint8_t t = b[o++];
+        uint64_t n = 0, skip = 0, items = 0;
+        size_t hdr = 0;
+        if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) continue;
+        if (t >= 0x80 && t <= 0x8f) items = 2u * (t & 0x0f);
+        else if (t >= 0x90 && t <= 0x9f) items = t & 0x0f;
+        else if (t >= 0xa0 && t <= 0xbf) skip = t & 0x1f;
+        else switch (t) {
+            case 0xc4: case 0xd9: hdr = 1; break;
+            case 0xc5: case 0xda: hdr = 2; break;
+            case 0xc6: case 0xdb: hdr = 4; break;
+            case 0xc7: hdr = 1; skip = 1; break;
+            case 0xc8: hdr = 2; skip = 1; break;
+            case 0xc9: hdr = 4; skip = 1; break;
+            case 0xca: skip = 4; break;
+            case 0xcb: skip = 8; break;
+            case 0xcc: case 0xd0: skip = 1; break;
+            case 0xcd: case 0xd1: skip = 2; break;
+            case 0xce: case 0xd2: skip = 4; break;
+            case 0xcf: case 0xd3: skip = 8; break;
+            case 0xd4: skip = 2; break;
+            case 0xd5: skip = 3; break;
+            case 0xd6: skip = 5; break;
+            case 0xd7: skip = 9; break;
+            case 0xd8: skip = 17; break;
+            case 0xdc: case 0xde: hdr = 2; break;
+            case 0xdd: case 0xdf: hdr = 4; break;
+            default: return false;
+            }
+        if (hdr) {
+            if (len - o < hdr) return false;
+            for (size_t i = 0; i < hdr; i++) n = n << 8 | b[o + i];
+            o += hdr;
+            if (t == 0xdc || t == 0xdd) items = n;
+            else if (t == 0xde || t == 0xdf) items = 2 * n;
+            else skip += n;
+        }
+        if (skip > len - o) return false;
+        o += skip;
+        if (items) {
+            if (items > len - o || depth == 8) return false;
+            left[++depth] = items;
+        }
+    }
+    while (depth > 0 && left[depth] == 0) depth--;
+    return depth == 0 && left[0] == 0;
+}
+
 static int on_message(sbx_peer *p, const uint8_t *pt, size_t len)
 {
+    if (!mp_sane(pt, len)) {
+        sbx_peer_close(p, "malformed message");
+        return SBX_EPROTO;
+    }
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     size_t off = 0;
@@ -1128,4 +1192,11 @@ bool sbx_peer_caught_up(const sbx_peer *p)
         if (mine < p->hello_heads[i].seq) return false;
     }
     return true;
+}
+
+int sbx_peer_feed_plaintext(sbx_peer *p, const uint8_t *pt, size_t len)
+{
+    if (p->state == ST_CLOSED) return SBX_ESTATE;
+    if (len > SBX_MAX_MSG) return SBX_ETOOBIG;
+    return on_message(p, pt, len);
 }

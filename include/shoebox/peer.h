@@ -148,6 +148,10 @@ int sbx_peer_blob_get(sbx_peer *p, const uint8_t hash[32]);
 int sbx_peer_chunk_get(sbx_peer *p, const uint8_t hash[32], uint32_t idx);
 size_t sbx_peer_chunks_in_flight(const sbx_peer *p);
 
+/* For fuzzing and tests: handles `pt` as if it had arrived as one decrypted
+ * wire message (the Noise layer is fuzzed on its own). */
+int sbx_peer_feed_plaintext(sbx_peer *p, const uint8_t *pt, size_t len);
+
 /* The id an invitation is known by: BLAKE2b-64 of its secret. */
 void sbx_peer_invite_id(const uint8_t psk[32], uint8_t id[8]);
 
