@@ -93,10 +93,10 @@ n=$("$SB" --data "$DEMO/laptop" status --json | jq .photos)
 for _ in $(seq 1 300); do
   [ "$("$SB" --data "$DEMO/nas" status --json | jq .blobs.held)" -ge "$n" ] && break; sleep 0.2
 done
-echo "nas    blobs: $("$SB" --data "$DEMO/nas" status --json | jq -c .blobs)"
 for _ in $(seq 1 100); do
   [ "$("$SB" --data "$DEMO/laptop" status --json | jq .blobs.backed_up)" -ge "$n" ] && break; sleep 0.2
 done
+echo "nas    blobs: $("$SB" --data "$DEMO/nas" status --json | jq -c .blobs)"
 echo "laptop blobs: $("$SB" --data "$DEMO/laptop" status --json | jq -c .blobs)"
 
 step "The laptop frees its disk: only originals the NAS holds are deleted; get brings one back"
