@@ -210,6 +210,27 @@ static size_t get_passphrase(const char *file, const char *env, const char *prom
     return len;
 }
 
+/* The --role of init and join: cache unless told otherwise. */
+static enum sbx_role parse_role(const char *role_s)
+{
+    if (!role_s || strcmp(role_s, "cache") == 0) return SBX_ROLE_CACHE;
+    if (strcmp(role_s, "full") == 0) return SBX_ROLE_FULL;
+    die("--role is full or cache, not '%s'", role_s);
+}
+
+/* The --name of init and join, else the host name. */
+static const char *device_name_or_host(const char *name, char host[SBX_MAX_NAME + 1])
+{
+    if (!name) {
+        snprintf(host, SBX_MAX_NAME + 1, "device");
+        gethostname(host, SBX_MAX_NAME);
+        host[SBX_MAX_NAME] = '\0';
+        name = host;
+    }
+    if (!*name || strlen(name) > SBX_MAX_NAME) die("--name must be 1 to %u bytes", SBX_MAX_NAME);
+    return name;
+}
+
 /* ---- init ---- */
 
 static int cmd_init(struct cli *c)
@@ -223,15 +244,9 @@ static int cmd_init(struct cli *c)
     no_more_args(c, 0);
     if (encrypt && plain) die("--encrypt and --no-encrypt contradict each other");
     if (pass_file && !encrypt) die("--passphrase-file goes with --encrypt");
-    enum sbx_role role = SBX_ROLE_CACHE;
-    if (role_s && strcmp(role_s, "full") == 0) role = SBX_ROLE_FULL;
-    else if (role_s && strcmp(role_s, "cache") != 0) die("--role is full or cache, not '%s'", role_s);
-    char host[SBX_MAX_NAME + 1] = "device";
-    if (!name) {
-        gethostname(host, sizeof host - 1);
-        name = host;
-    }
-    if (!*name || strlen(name) > SBX_MAX_NAME) die("--name must be 1 to %u bytes", SBX_MAX_NAME);
+    enum sbx_role role = parse_role(role_s);
+    char host[SBX_MAX_NAME + 1];
+    name = device_name_or_host(name, host);
     char libdefault[128];
     if (!libname) {
         snprintf(libdefault, sizeof libdefault, "Photos");
@@ -632,15 +647,9 @@ static int cmd_join(struct cli *c)
     no_more_args(c, 1);
     if (pass_file && !encrypt) die("--passphrase-file goes with --encrypt");
     const char *uri = need_arg(c, 0, "the invitation URI (shoebox://pair?...)");
-    enum sbx_role role = SBX_ROLE_CACHE;
-    if (role_s && strcmp(role_s, "full") == 0) role = SBX_ROLE_FULL;
-    else if (role_s && strcmp(role_s, "cache") != 0) die("--role is full or cache, not '%s'", role_s);
-    char host[SBX_MAX_NAME + 1] = "device";
-    if (!name) {
-        gethostname(host, sizeof host - 1);
-        name = host;
-    }
-    if (!*name || strlen(name) > SBX_MAX_NAME) die("--name must be 1 to %u bytes", SBX_MAX_NAME);
+    enum sbx_role role = parse_role(role_s);
+    char host[SBX_MAX_NAME + 1];
+    name = device_name_or_host(name, host);
     char err[512] = "", pass[SBX_PASSPHRASE_BUF];
     size_t passlen = 0;
     if (encrypt) passlen = get_passphrase(pass_file, "SHOEBOX_PASSPHRASE", "Passphrase for this device: ", true, pass);
