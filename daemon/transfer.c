@@ -248,9 +248,25 @@ static void try_finish(struct sbx_daemon *d, struct transfer *t)
     sbx_transfer_tick(d);
 }
 
+/* Test hook: SHOEBOX_TEST_STALL_AFTER_CHUNKS=N stops asking for chunks of a
+ * blob once N are written, so a test can kill a daemon mid-transfer
+ * without racing it. */
+static bool stalled(const struct transfer *t)
+{
+    static long limit = -1;
+    if (limit < 0) {
+        const char *v = getenv("SHOEBOX_TEST_STALL_AFTER_CHUNKS");
+        limit = v ? atol(v) : 0;
+    }
+    if (limit <= 0) return false;
+    long written = 0;
+    for (uint32_t i = 0; i < t->n_chunks; i++) written += t->state[i] == CH_WRITTEN;
+    return written >= limit;
+}
+
 static void request_chunks(struct sbx_daemon *d, struct transfer *t)
 {
-    if (!t->begun) return;
+    if (!t->begun || stalled(t)) return;
     /* Spread the window over every peer that holds the blob. */
     for (struct conn *c = d->conns; c; c = c->next) {
         if (!c->peer || c->closing || !sbx_peer_is_ready(c->peer)) continue;

@@ -45,9 +45,13 @@ ok "the NAS gets the lying camera's bad chunks caught" until_true 60 grep -q "se
 ok "big1 completes from the honest laptop" until_true 60 bash -c "'$SB' --data '$F' get '$BIG1' --timeout 20 --out '$T_TMP/nas1.jpg' && cmp -s '$T_TMP/nas1.jpg' '$T_TMP/big/big1.jpg'"
 
 # The camera tells the truth again: the NAS fetches the rest. Kill the NAS
-# hard in the middle of a transfer, restart it: it resumes.
+# hard in the middle of a transfer (a test hook stalls its transfers after
+# a few chunks, so the kill cannot miss), restart it: it resumes.
+ok "NAS stops" stop_daemon "$F"
 ok "camera stops" stop_daemon "$A"
 ok "camera restarts (honest)" start_daemon "$A" --listen 127.0.0.1:$PA
+SHOEBOX_TEST_STALL_AFTER_CHUNKS=4 start_daemon "$F" --listen 127.0.0.1:$PF
+check "NAS restarted (stalling after 4 chunks a blob)" 'kill -0 "$(daemon_pid "$F")"'
 ok "a transfer has verified chunks on disk" until_true 60 bash -c "[ \"\$(sqlite3 '$F/shoebox.db' 'SELECT count(*) FROM blob_chunks c JOIN blobs b ON b.hash = c.hash WHERE b.complete = 0 AND c.have = 1' 2>/dev/null)\" -gt 0 ]"
 kill_hard "$F"
 check "a partial blob stays after kill -9" 'ls "$F"/blobs/partial/ | grep -q .'
