@@ -348,11 +348,8 @@ static const char SQL_PHOTO_INSERT[] =
 static void bind_put(struct apply_ctx *c, sqlite3_stmt *st, const struct sbx_op *op)
 {
     const struct sbx_photo_facts *f = &op->facts;
-    char key[65];
-    sbx_hex_encode(key, f->hash, 32);
     bind_id(st, 1, op->id);
     sqlite3_bind_blob(st, 2, c->entry->author, SBX_KEY_BYTES, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, key, 64, SQLITE_TRANSIENT);
     sqlite3_bind_blob(st, 4, f->hash, 32, SQLITE_STATIC);
     bind_str(st, 5, f->file_name);
     sqlite3_bind_int64(st, 6, (int64_t)f->size_bytes);
