@@ -718,9 +718,15 @@ static int apply_album_item(struct apply_ctx *c, const struct sbx_op *op)
     switch (op->type) {
     case SBX_OP_ALBUM_ADD:
         rc = apply_set_op(c, op, &album_set, true, op->id, op->ref);
-        /* ms plus the op's index (at most 255, in 12 bits of fraction) keeps
-         * an import's items in import order and is exact in a double. */
-        if (rc == 0) rc = write_position(c, op->id, op->ref, (double)c->ms + c->idx / 4096.0);
+        /* New items go last, in the order they were added: the entry's
+         * ms, then 12 bits of fraction, exact in a double (ms needs 41 of
+         * its 53 bits): 4 bits of the HLC counter (entries written within
+         * one ms, up to 16) and 8 bits of the op's index (at most 256 ops
+         * an entry). */
+        if (rc == 0) {
+            unsigned frac = (unsigned)(c->s.hlc & 0x0f) << 8 | (c->idx & 0xff);
+            rc = write_position(c, op->id, op->ref, (double)c->ms + frac / 4096.0);
+        }
         if (rc == 0) {
             /* added_at is the latest add's time: a max, so order-free. */
             sqlite3_stmt *st = stmt(c->e, "UPDATE album_items SET added_at = max(ifnull(added_at, 0), ?3) "

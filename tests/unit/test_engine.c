@@ -213,6 +213,35 @@ static int pair_setup_keys(struct replica *a, struct replica *b, int b_key_order
 
 static int pair_setup(struct replica *a, struct replica *b) { return pair_setup_keys(a, b, 0); }
 
+/* Two entries written within one millisecond keep their items in order. */
+SBX_TEST(album_order_across_entries_in_one_ms)
+{
+    struct replica a;
+    REQUIRE(founder(&a, T0) == 0);
+    uint8_t album[16], photo[6][16];
+    sbx_uuid_random(album);
+    struct sbx_op ops[8];
+    ops[0] = op_id(SBX_OP_ALBUM_CREATE, album);
+    ops[0].name = (struct sbx_str){"Order", 5};
+    for (int i = 0; i < 6; i++) ops[1 + i] = op_put(&a, 100 + (unsigned)i, photo[i]);
+    REQUIRE(sbx_engine_write(a.engine, ops, 7, T0 + 5) == 0);
+    for (int e = 0; e < 2; e++) {
+        for (int i = 0; i < 3; i++) ops[i] = op_pair(SBX_OP_ALBUM_ADD, album, photo[e * 3 + i]);
+        REQUIRE(sbx_engine_write(a.engine, ops, 3, T0 + 10) == 0); /* same ms both times */
+    }
+    sqlite3_stmt *st = NULL;
+    sqlite3_prepare_v2(sbx_store_db(a.store), "SELECT photo_id FROM album_items WHERE present = 1 "
+                                              "ORDER BY position, photo_id", -1, &st, NULL);
+    int k = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        CHECK(k < 6 && memcmp(sqlite3_column_blob(st, 0), photo[k], 16) == 0);
+        k++;
+    }
+    sqlite3_finalize(st);
+    CHECK_EQ_INT(k, 6);
+    replica_close(&a);
+}
+
 SBX_TEST(genesis_makes_founder_member)
 {
     struct replica a;
@@ -646,6 +675,7 @@ int main(void)
         SBX_CASE(add_wins_against_concurrent_remove),
         SBX_CASE(lww_tie_breaks_on_author_bytes),
         SBX_CASE(remove_arriving_before_its_add),
+        SBX_CASE(album_order_across_entries_in_one_ms),
         SBX_CASE(delete_beats_concurrent_edit_and_restore_undoes),
         SBX_CASE(removed_device_late_entry_refused_everywhere),
         SBX_CASE(fork_is_detected_and_names_the_device),
