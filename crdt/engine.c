@@ -551,26 +551,47 @@ static int apply_deleted(struct apply_ctx *c, const struct sbx_op *op, bool phot
     return touch_album(c, op->id);
 }
 
+/* What an LWW register write binds as ?2. */
+enum lww_value { LWW_NAME, LWW_REF_ID, LWW_ROLE };
+
+/* One write to an LWW register: reads the register's stamp with `read_sql`
+ * (?1 = key) and, only when this op's stamp is greater, runs `write_sql`
+ * with ?1 the key, ?2 the value and ?3, ?4 the stamp. Returns 1 when it
+ * wrote, 0 when an equal or greater write holds the register, or a negative
+ * error. */
+static int lww_write(struct apply_ctx *c, const char *read_sql, const char *write_sql, const uint8_t *key,
+                     size_t key_len, const struct sbx_op *op, enum lww_value value)
+{
+    sbx_engine *e = c->e;
+    struct stamp cur;
+    bool exists;
+    int rc = read_stamp(e, read_sql, key, key_len, &cur, &exists);
+    if (rc != 0) return rc;
+    if (!stamp_gt(e, c->s, cur)) return 0;
+    sqlite3_stmt *st = stmt(e, write_sql);
+    if (!st) return SBX_EDB;
+    sqlite3_bind_blob(st, 1, key, (int)key_len, SQLITE_STATIC);
+    switch (value) {
+    case LWW_NAME: bind_str(st, 2, op->name); break;
+    case LWW_REF_ID:
+        if (!id_is_zero(op->ref, SBX_ID_BYTES)) bind_id(st, 2, op->ref);
+        break;
+    case LWW_ROLE: sqlite3_bind_int(st, 2, (int)op->role); break;
+    }
+    sqlite3_bind_int64(st, 3, (int64_t)c->s.hlc);
+    sqlite3_bind_int64(st, 4, c->s.ix);
+    return sqlite3_step(st) == SQLITE_DONE ? 1 : db_err(e, write_sql);
+}
+
 /* An album's name is an LWW register written by create and rename. */
 static int apply_album_name(struct apply_ctx *c, const struct sbx_op *op)
 {
-    sbx_engine *e = c->e;
     int rc = ensure_album(c, op->id);
-    if (rc != 0) return rc;
-    struct stamp cur;
-    bool exists;
-    if ((rc = read_stamp(e, "SELECT name_hlc, name_by FROM albums WHERE id = ?1", op->id, SBX_ID_BYTES, &cur,
-                         &exists)) != 0)
-        return rc;
-    if (!stamp_gt(e, c->s, cur)) return 0;
-    sqlite3_stmt *st = stmt(e, "UPDATE albums SET name = ?2, name_hlc = ?3, name_by = ?4 WHERE id = ?1");
-    if (!st) return SBX_EDB;
-    bind_id(st, 1, op->id);
-    bind_str(st, 2, op->name);
-    sqlite3_bind_int64(st, 3, (int64_t)c->s.hlc);
-    sqlite3_bind_int64(st, 4, c->s.ix);
-    if (sqlite3_step(st) != SQLITE_DONE) return db_err(e, "album name");
-    return touch_album(c, op->id);
+    if (rc == 0)
+        rc = lww_write(c, "SELECT name_hlc, name_by FROM albums WHERE id = ?1",
+                       "UPDATE albums SET name = ?2, name_hlc = ?3, name_by = ?4 WHERE id = ?1", op->id, SBX_ID_BYTES, op,
+                       LWW_NAME);
+    return rc == 1 ? touch_album(c, op->id) : rc;
 }
 
 static int apply_album_create(struct apply_ctx *c, const struct sbx_op *op)
@@ -593,23 +614,12 @@ static int apply_album_create(struct apply_ctx *c, const struct sbx_op *op)
 
 static int apply_album_cover(struct apply_ctx *c, const struct sbx_op *op)
 {
-    sbx_engine *e = c->e;
     int rc = ensure_album(c, op->id);
-    if (rc != 0) return rc;
-    struct stamp cur;
-    bool exists;
-    if ((rc = read_stamp(e, "SELECT cover_hlc, cover_by FROM albums WHERE id = ?1", op->id, SBX_ID_BYTES, &cur,
-                         &exists)) != 0)
-        return rc;
-    if (!stamp_gt(e, c->s, cur)) return 0;
-    sqlite3_stmt *st = stmt(e, "UPDATE albums SET cover_photo_id = ?2, cover_hlc = ?3, cover_by = ?4 WHERE id = ?1");
-    if (!st) return SBX_EDB;
-    bind_id(st, 1, op->id);
-    if (!id_is_zero(op->ref, SBX_ID_BYTES)) bind_id(st, 2, op->ref);
-    sqlite3_bind_int64(st, 3, (int64_t)c->s.hlc);
-    sqlite3_bind_int64(st, 4, c->s.ix);
-    if (sqlite3_step(st) != SQLITE_DONE) return db_err(e, "album cover");
-    return touch_album(c, op->id);
+    if (rc == 0)
+        rc = lww_write(c, "SELECT cover_hlc, cover_by FROM albums WHERE id = ?1",
+                       "UPDATE albums SET cover_photo_id = ?2, cover_hlc = ?3, cover_by = ?4 WHERE id = ?1", op->id,
+                       SBX_ID_BYTES, op, LWW_REF_ID);
+    return rc == 1 ? touch_album(c, op->id) : rc;
 }
 
 /* Add-wins sets: album membership and photo tags share one implementation,
@@ -750,8 +760,6 @@ static int apply_tag_create(struct apply_ctx *c, const struct sbx_op *op)
     sbx_engine *e = c->e;
     int rc = ensure_tag(c, op->id);
     if (rc != 0) return rc;
-    struct stamp cur;
-    bool exists;
     /* Two devices may create the same label: the earliest creation time
      * stands and the label itself is an LWW register. */
     sqlite3_stmt *st = stmt(e, "UPDATE tags SET created_at = min(ifnull(created_at, ?2), ?2) WHERE id = ?1");
@@ -759,18 +767,15 @@ static int apply_tag_create(struct apply_ctx *c, const struct sbx_op *op)
     bind_id(st, 1, op->id);
     sqlite3_bind_int64(st, 2, c->ms);
     if (sqlite3_step(st) != SQLITE_DONE) return db_err(e, "tag created_at");
-    if ((rc = read_stamp(e, "SELECT label_hlc, label_by FROM tags WHERE id = ?1", op->id, SBX_ID_BYTES, &cur,
-                         &exists)) != 0)
-        return rc;
-    if (!stamp_gt(e, c->s, cur)) return 0;
-    st = stmt(e, "UPDATE tags SET label = ?2, label_hlc = ?3, label_by = ?4, cursor_updated_at = ?5 WHERE id = ?1");
+    rc = lww_write(c, "SELECT label_hlc, label_by FROM tags WHERE id = ?1",
+                   "UPDATE tags SET label = ?2, label_hlc = ?3, label_by = ?4 WHERE id = ?1", op->id, SBX_ID_BYTES, op,
+                   LWW_NAME);
+    if (rc != 1) return rc;
+    st = stmt(e, "UPDATE tags SET cursor_updated_at = ?2 WHERE id = ?1");
     if (!st) return SBX_EDB;
     bind_id(st, 1, op->id);
-    bind_str(st, 2, op->name);
-    sqlite3_bind_int64(st, 3, (int64_t)c->s.hlc);
-    sqlite3_bind_int64(st, 4, c->s.ix);
-    sqlite3_bind_int64(st, 5, (int64_t)next_cursor(e));
-    return sqlite3_step(st) == SQLITE_DONE ? 0 : db_err(e, "tag create");
+    sqlite3_bind_int64(st, 2, (int64_t)next_cursor(e));
+    return STEP_DONE(st);
 }
 
 static int apply_photo_tag(struct apply_ctx *c, const struct sbx_op *op)
@@ -875,37 +880,15 @@ static int apply_device(struct apply_ctx *c, const struct sbx_op *op)
     }
     bool name = op->type == SBX_OP_DEVICE_ADD || op->type == SBX_OP_DEVICE_RENAME;
     bool role = op->type == SBX_OP_DEVICE_ADD || op->type == SBX_OP_DEVICE_ROLE;
-    struct stamp cur;
-    bool exists;
-    if (name) {
-        if ((rc = read_stamp(e, "SELECT name_hlc, name_by FROM devices WHERE key = ?1", op->key, SBX_KEY_BYTES,
-                             &cur, &exists)) != 0)
-            return rc;
-        if (stamp_gt(e, c->s, cur)) {
-            st = stmt(e, "UPDATE devices SET name = ?2, name_hlc = ?3, name_by = ?4 WHERE key = ?1");
-            if (!st) return SBX_EDB;
-            sqlite3_bind_blob(st, 1, op->key, SBX_KEY_BYTES, SQLITE_STATIC);
-            bind_str(st, 2, op->name);
-            sqlite3_bind_int64(st, 3, (int64_t)c->s.hlc);
-            sqlite3_bind_int64(st, 4, c->s.ix);
-            if (sqlite3_step(st) != SQLITE_DONE) return db_err(e, "device name");
-        }
-    }
-    if (role) {
-        if ((rc = read_stamp(e, "SELECT role_hlc, role_by FROM devices WHERE key = ?1", op->key, SBX_KEY_BYTES,
-                             &cur, &exists)) != 0)
-            return rc;
-        if (stamp_gt(e, c->s, cur)) {
-            st = stmt(e, "UPDATE devices SET role = ?2, role_hlc = ?3, role_by = ?4 WHERE key = ?1");
-            if (!st) return SBX_EDB;
-            sqlite3_bind_blob(st, 1, op->key, SBX_KEY_BYTES, SQLITE_STATIC);
-            sqlite3_bind_int(st, 2, (int)op->role);
-            sqlite3_bind_int64(st, 3, (int64_t)c->s.hlc);
-            sqlite3_bind_int64(st, 4, c->s.ix);
-            if (sqlite3_step(st) != SQLITE_DONE) return db_err(e, "device role");
-        }
-    }
-    return 0;
+    if (name)
+        rc = lww_write(c, "SELECT name_hlc, name_by FROM devices WHERE key = ?1",
+                       "UPDATE devices SET name = ?2, name_hlc = ?3, name_by = ?4 WHERE key = ?1", op->key, SBX_KEY_BYTES,
+                       op, LWW_NAME);
+    if (rc >= 0 && role)
+        rc = lww_write(c, "SELECT role_hlc, role_by FROM devices WHERE key = ?1",
+                       "UPDATE devices SET role = ?2, role_hlc = ?3, role_by = ?4 WHERE key = ?1", op->key, SBX_KEY_BYTES,
+                       op, LWW_ROLE);
+    return rc < 0 ? rc : 0;
 }
 
 static int apply_library(struct apply_ctx *c, const struct sbx_op *op)

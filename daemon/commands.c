@@ -285,8 +285,9 @@ static json_t *cmd_photo_restore(struct cmd_ctx *c) { return photo_deleted(c, SB
 static int name_arg(struct cmd_ctx *c, const char *key, struct sbx_str *out)
 {
     const char *name = arg_str(c, key);
-    if (!name || !*name || strlen(name) > SBX_MAX_NAME) {
-        snprintf(c->err, sizeof c->err, "a name of 1 to %u bytes is needed", SBX_MAX_NAME);
+    /* Album names and tag labels: the log takes up to SBX_MAX_LABEL. */
+    if (!name || !*name || strlen(name) > SBX_MAX_LABEL) {
+        snprintf(c->err, sizeof c->err, "a name of 1 to %u bytes is needed", SBX_MAX_LABEL);
         return SBX_EINVAL;
     }
     *out = (struct sbx_str){name, (uint32_t)strlen(name)};

@@ -513,8 +513,6 @@ static void on_tick(uv_timer_t *t)
                 c->want_close = true;
             }
             flush(c);
-        } else if (!c->peer && !c->closing && c->outbound && !c->connected) {
-            /* still connecting */
         }
     }
     sbx_transfer_tick(d);

@@ -448,14 +448,12 @@ static void refill(struct sbx_daemon *d)
         "EXISTS (SELECT 1 FROM blob_holders h WHERE h.hash = p.hash AND h.held = 1) LIMIT 32",
     };
     bool full = false;
-    char role[16] = "";
     sqlite3_stmt *st = sbx_store_stmt(d->store, "SELECT role FROM devices WHERE key = ?1");
     if (st) {
         sqlite3_bind_blob(st, 1, d->id.pk, 32, SQLITE_STATIC);
         full = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == SBX_ROLE_FULL;
         sqlite3_reset(st);
     }
-    (void)role;
     for (size_t q = 0; q < SBX_ARRAY_LEN(queries) && active(d) < MAX_TRANSFERS; q++) {
         if (q == 2 && !full) break;
         st = sbx_store_stmt(d->store, queries[q]);

@@ -159,10 +159,26 @@ static int out_msg(sbx_peer *p, const uint8_t *pt, size_t len)
     return 0;
 }
 
-static int send_sbuf(sbx_peer *p, msgpack_sbuffer *sb)
+/* A wire message being packed: an array of `fields` elements whose first is
+ * the type. msg_send encrypts it into the output and frees it. */
+struct wmsg {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+};
+
+static msgpack_packer *msg_begin(struct wmsg *m, size_t fields, uint8_t type)
 {
-    int rc = out_msg(p, (const uint8_t *)sb->data, sb->size);
-    msgpack_sbuffer_destroy(sb);
+    msgpack_sbuffer_init(&m->sb);
+    msgpack_packer_init(&m->pk, &m->sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&m->pk, fields);
+    msgpack_pack_uint8(&m->pk, type);
+    return &m->pk;
+}
+
+static int msg_send(sbx_peer *p, struct wmsg *m)
+{
+    int rc = out_msg(p, (const uint8_t *)m->sb.data, m->sb.size);
+    msgpack_sbuffer_destroy(&m->sb);
     return rc;
 }
 
@@ -191,14 +207,10 @@ void sbx_peer_close(sbx_peer *p, const char *reason)
     if (p->state == ST_CLOSED) return;
     if (p->tx) {
         /* A goodbye says why, so the other side's log does too. */
-        msgpack_sbuffer sb;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_array(&pk, 2);
-        msgpack_pack_uint8(&pk, MSG_BYE);
-        pack_str(&pk, reason);
-        send_sbuf(p, &sb);
+        struct wmsg m;
+        msgpack_packer *pk = msg_begin(&m, 2, MSG_BYE);
+        pack_str(pk, reason);
+        msg_send(p, &m);
     }
     finish_close(p, reason);
 }
@@ -245,12 +257,9 @@ static bool peek_entry(const uint8_t *raw, size_t len, uint8_t author[SBX_KEY_BY
 }
 
 struct pack_ctx {
-    sbx_peer *p;
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
     const uint8_t **raw;
     size_t *len;
-    size_t n, cap, bytes;
+    size_t n, cap;
     int rc;
 };
 
@@ -277,15 +286,11 @@ static size_t send_entries(sbx_peer *p, const uint8_t **raw, const size_t *len, 
         budget -= len[k] + 5 < budget ? len[k] + 5 : budget;
         k++;
     }
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 2);
-    msgpack_pack_uint8(&pk, MSG_ENTRIES);
-    msgpack_pack_array(&pk, k - from);
-    for (size_t i = from; i < k; i++) pack_bin(&pk, raw[i], len[i]);
-    *rc = send_sbuf(p, &sb);
+    struct wmsg m;
+    msgpack_packer *pk = msg_begin(&m, 2, MSG_ENTRIES);
+    msgpack_pack_array(pk, k - from);
+    for (size_t i = from; i < k; i++) pack_bin(pk, raw[i], len[i]);
+    *rc = msg_send(p, &m);
     return k;
 }
 
@@ -312,19 +317,15 @@ static int serve_pieces(sbx_peer *p)
             continue;
         }
         if (p->cfg.corrupt_chunks && sv->off == (uint64_t)sv->idx * SBX_BLOB_CHUNK) piece[got / 2] ^= 0x5a;
-        msgpack_sbuffer sb;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_array(&pk, 6);
-        msgpack_pack_uint8(&pk, MSG_CHUNK_DATA);
-        pack_bin(&pk, sv->hash, 32);
-        msgpack_pack_uint32(&pk, sv->idx);
-        msgpack_pack_uint64(&pk, sv->off - (uint64_t)sv->idx * SBX_BLOB_CHUNK);
+        struct wmsg m;
+        msgpack_packer *pk = msg_begin(&m, 6, MSG_CHUNK_DATA);
+        pack_bin(pk, sv->hash, 32);
+        msgpack_pack_uint32(pk, sv->idx);
+        msgpack_pack_uint64(pk, sv->off - (uint64_t)sv->idx * SBX_BLOB_CHUNK);
         uint64_t chunk_start = (uint64_t)sv->idx * SBX_BLOB_CHUNK;
-        msgpack_pack_uint64(&pk, sv->end - chunk_start);
-        pack_bin(&pk, piece, got);
-        if ((rc = send_sbuf(p, &sb)) != 0) return rc;
+        msgpack_pack_uint64(pk, sv->end - chunk_start);
+        pack_bin(pk, piece, got);
+        if ((rc = msg_send(p, &m)) != 0) return rc;
         sv->off += got;
         if (sv->off >= sv->end) serve_pop(p);
     }
@@ -346,7 +347,7 @@ static int pump(sbx_peer *p)
             if (!h || heads[i].seq <= h->seq) continue;
             const uint8_t *raw[64];
             size_t len[64];
-            struct pack_ctx c = {.p = p, .raw = raw, .len = len, .cap = 64};
+            struct pack_ctx c = {.raw = raw, .len = len, .cap = 64};
             int rc = sbx_engine_entries_after(p->cfg.engine, heads[i].author, h->seq, 64, collect_entry, &c);
             if (rc == 0) rc = c.rc;
             for (size_t k = 0; k < c.n && rc == 0;) {
@@ -381,26 +382,22 @@ static int send_hello(sbx_peer *p)
     struct sbx_head heads[SBX_MAX_MEMBERS];
     int nh = sbx_engine_heads(p->cfg.engine, heads, SBX_MAX_MEMBERS);
     if (nh < 0) return nh;
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 8);
-    msgpack_pack_uint8(&pk, MSG_HELLO);
-    msgpack_pack_uint8(&pk, SBX_PROTOCOL_VERSION);
-    pack_bin(&pk, sbx_engine_library(p->cfg.engine), SBX_ID_BYTES);
-    msgpack_pack_array(&pk, (size_t)nh);
+    struct wmsg m;
+    msgpack_packer *pk = msg_begin(&m, 8, MSG_HELLO);
+    msgpack_pack_uint8(pk, SBX_PROTOCOL_VERSION);
+    pack_bin(pk, sbx_engine_library(p->cfg.engine), SBX_ID_BYTES);
+    msgpack_pack_array(pk, (size_t)nh);
     for (int i = 0; i < nh; i++) {
-        msgpack_pack_array(&pk, 2);
-        pack_bin(&pk, heads[i].author, SBX_KEY_BYTES);
-        msgpack_pack_uint64(&pk, heads[i].seq);
+        msgpack_pack_array(pk, 2);
+        pack_bin(pk, heads[i].author, SBX_KEY_BYTES);
+        msgpack_pack_uint64(pk, heads[i].seq);
     }
-    pack_str(&pk, p->join_name);
-    pack_str(&pk, p->platform);
-    pack_str(&pk, p->app_version);
-    msgpack_pack_uint16(&pk, p->cfg.listen_port);
+    pack_str(pk, p->join_name);
+    pack_str(pk, p->platform);
+    pack_str(pk, p->app_version);
+    msgpack_pack_uint16(pk, p->cfg.listen_port);
     p->hello_sent = true;
-    return send_sbuf(p, &sb);
+    return msg_send(p, &m);
 }
 
 static int become_ready(sbx_peer *p)
@@ -582,15 +579,11 @@ static bool obj_hash(const msgpack_object *o) { return obj_bin(o, 32); }
 
 static int send_hash_msg(sbx_peer *p, uint8_t type, const uint8_t hash[32], bool with_idx, uint32_t idx)
 {
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, with_idx ? 3 : 2);
-    msgpack_pack_uint8(&pk, type);
-    pack_bin(&pk, hash, 32);
-    if (with_idx) msgpack_pack_uint32(&pk, idx);
-    return send_sbuf(p, &sb);
+    struct wmsg m;
+    msgpack_packer *pk = msg_begin(&m, with_idx ? 3 : 2, type);
+    pack_bin(pk, hash, 32);
+    if (with_idx) msgpack_pack_uint32(pk, idx);
+    return msg_send(p, &m);
 }
 
 static int on_blob_get(sbx_peer *p, const msgpack_object_array *m, const char **why)
@@ -612,20 +605,16 @@ static int on_blob_get(sbx_peer *p, const msgpack_object_array *m, const char **
     size_t first = 0;
     do {
         size_t k = n - first < 1800 ? n - first : 1800;
-        msgpack_sbuffer sb;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_array(&pk, 7);
-        msgpack_pack_uint8(&pk, MSG_BLOB_INFO);
-        pack_bin(&pk, hash, 32);
-        msgpack_pack_uint64(&pk, info.size);
-        msgpack_pack_uint32(&pk, info.chunk_size);
-        msgpack_pack_uint8(&pk, (uint8_t)info.kind);
-        msgpack_pack_uint32(&pk, (uint32_t)first);
-        msgpack_pack_array(&pk, k);
-        for (size_t i = 0; i < k; i++) pack_bin(&pk, hashes + (first + i) * 32, 32);
-        rc = send_sbuf(p, &sb);
+        struct wmsg out;
+        msgpack_packer *pk = msg_begin(&out, 7, MSG_BLOB_INFO);
+        pack_bin(pk, hash, 32);
+        msgpack_pack_uint64(pk, info.size);
+        msgpack_pack_uint32(pk, info.chunk_size);
+        msgpack_pack_uint8(pk, (uint8_t)info.kind);
+        msgpack_pack_uint32(pk, (uint32_t)first);
+        msgpack_pack_array(pk, k);
+        for (size_t i = 0; i < k; i++) pack_bin(pk, hashes + (first + i) * 32, 32);
+        rc = msg_send(p, &out);
         first += k;
     } while (rc == 0 && first < n);
     free(hashes);
@@ -773,19 +762,15 @@ int sbx_peer_send_addrs(sbx_peer *p, const uint8_t (*keys)[32], const char *cons
 {
     if (p->state != ST_READY) return SBX_ESTATE;
     if (n > SBX_MAX_PEX_ADDRS) n = SBX_MAX_PEX_ADDRS;
-    msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_array(&pk, 2);
-    msgpack_pack_uint8(&pk, MSG_ADDRS);
-    msgpack_pack_array(&pk, n);
+    struct wmsg m;
+    msgpack_packer *pk = msg_begin(&m, 2, MSG_ADDRS);
+    msgpack_pack_array(pk, n);
     for (size_t i = 0; i < n; i++) {
-        msgpack_pack_array(&pk, 2);
-        pack_bin(&pk, keys[i], 32);
-        pack_str(&pk, addrs[i]);
+        msgpack_pack_array(pk, 2);
+        pack_bin(pk, keys[i], 32);
+        pack_str(pk, addrs[i]);
     }
-    return send_sbuf(p, &sb);
+    return msg_send(p, &m);
 }
 
 int sbx_peer_blob_get(sbx_peer *p, const uint8_t hash[32])
@@ -952,15 +937,11 @@ static int handshake_done(sbx_peer *p, const char **why)
     if (p->pairing) {
         p->state = ST_JOINING;
         if (!p->cfg.initiator) return 0; /* the joiner speaks first */
-        msgpack_sbuffer sb;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_array(&pk, 3);
-        msgpack_pack_uint8(&pk, MSG_JOIN);
-        pack_str(&pk, p->join_name);
-        msgpack_pack_uint8(&pk, (uint8_t)p->cfg.join_role);
-        return send_sbuf(p, &sb);
+        struct wmsg m;
+        msgpack_packer *pk = msg_begin(&m, 3, MSG_JOIN);
+        pack_str(pk, p->join_name);
+        msgpack_pack_uint8(pk, (uint8_t)p->cfg.join_role);
+        return msg_send(p, &m);
     }
     /* Between members: the remote must be one, now. */
     if (!sbx_engine_is_member(p->cfg.engine, p->remote_key)) return *why = "the peer is not a member of the library", SBX_EPERM;
