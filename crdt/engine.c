@@ -21,6 +21,7 @@
 #include "shoebox/util.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -1433,16 +1434,111 @@ static int finish_txn(sbx_engine *e, int rc)
     return 0;
 }
 
+/* Decoding an entry and checking its signature depend on nothing but its
+ * bytes, and they are about a quarter of the cost of receiving photo puts
+ * (tests/bench/bench_engine). For a batch of several entries a second thread
+ * runs them ahead of the apply loop, which needs the database and stays on
+ * the caller's thread, so the two halves use both cores of a small machine.
+ * The lead is bounded by DECODE_AHEAD decoded entries. Results do not depend
+ * on the thread's timing: entries are consumed in their order. */
+#define DECODE_AHEAD 8u
+#define DECODE_THREAD_MIN 4u
+
+struct decoder {
+    const uint8_t *const *raw;
+    const size_t *len;
+    size_t n;
+    struct sbx_entry *slot[DECODE_AHEAD];
+    int slot_rc[DECODE_AHEAD];
+    size_t produced, consumed; /* guarded by mu */
+    bool stop;                 /* guarded by mu */
+    bool threaded;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+};
+
+static void *decoder_run(void *arg)
+{
+    struct decoder *d = arg;
+    for (size_t i = 0; i < d->n; i++) {
+        pthread_mutex_lock(&d->mu);
+        while (!d->stop && d->produced - d->consumed >= DECODE_AHEAD) pthread_cond_wait(&d->cv, &d->mu);
+        bool stop = d->stop;
+        pthread_mutex_unlock(&d->mu);
+        if (stop) break;
+        struct sbx_entry *en = NULL;
+        int rc = sbx_entry_decode(d->raw[i], d->len[i], &en);
+        pthread_mutex_lock(&d->mu);
+        d->slot[i % DECODE_AHEAD] = en;
+        d->slot_rc[i % DECODE_AHEAD] = rc;
+        d->produced++;
+        pthread_cond_broadcast(&d->cv);
+        pthread_mutex_unlock(&d->mu);
+    }
+    return NULL;
+}
+
+static void decoder_start(struct decoder *d, const uint8_t *const *raw, const size_t *len, size_t n)
+{
+    memset(d, 0, sizeof *d);
+    d->raw = raw;
+    d->len = len;
+    d->n = n;
+    if (n < DECODE_THREAD_MIN) return;
+    SBX_ASSERT(pthread_mutex_init(&d->mu, NULL) == 0);
+    SBX_ASSERT(pthread_cond_init(&d->cv, NULL) == 0);
+    /* Without a thread (none to be had) the batch is decoded inline. */
+    d->threaded = pthread_create(&d->thread, NULL, decoder_run, d) == 0;
+    if (!d->threaded) {
+        pthread_cond_destroy(&d->cv);
+        pthread_mutex_destroy(&d->mu);
+    }
+}
+
+/* Entry i of the batch, in order: decoded here or taken from the thread. */
+static int decoder_next(struct decoder *d, size_t i, struct sbx_entry **out)
+{
+    if (!d->threaded) return sbx_entry_decode(d->raw[i], d->len[i], out);
+    pthread_mutex_lock(&d->mu);
+    SBX_ASSERT(i == d->consumed);
+    while (d->produced <= i) pthread_cond_wait(&d->cv, &d->mu);
+    *out = d->slot[i % DECODE_AHEAD];
+    int rc = d->slot_rc[i % DECODE_AHEAD];
+    d->slot[i % DECODE_AHEAD] = NULL;
+    d->consumed++;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    return rc;
+}
+
+/* Stops the thread and frees what it decoded that was not consumed (the
+ * apply loop stops early on an error). */
+static void decoder_finish(struct decoder *d)
+{
+    if (!d->threaded) return;
+    pthread_mutex_lock(&d->mu);
+    d->stop = true;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    pthread_join(d->thread, NULL);
+    for (size_t i = d->consumed; i < d->produced; i++) sbx_entry_free(d->slot[i % DECODE_AHEAD]);
+    pthread_cond_destroy(&d->cv);
+    pthread_mutex_destroy(&d->mu);
+}
+
 int sbx_engine_receive(sbx_engine *e, const uint8_t *const *raw, const size_t *len, size_t n, int64_t now_ms,
                        struct sbx_recv_result *results)
 {
     int rc = sbx_store_begin(e->store);
     if (rc != 0) return rc;
     struct wake w = {.n = 0};
+    struct decoder d;
+    decoder_start(&d, raw, len, n);
     for (size_t i = 0; i < n && rc == 0; i++) {
         struct sbx_recv_result local, *r = results ? &results[i] : &local;
         struct sbx_entry *en = NULL;
-        int drc = sbx_entry_decode(raw[i], len[i], &en);
+        int drc = decoder_next(&d, i, &en);
         if (drc != 0) {
             set_reason(r, SBX_RECV_REFUSED, "undecodable entry: %s", sbx_strerror(drc));
             continue;
@@ -1450,6 +1546,7 @@ int sbx_engine_receive(sbx_engine *e, const uint8_t *const *raw, const size_t *l
         rc = process_entry(e, en, now_ms, r, &w);
         if (rc == 0) rc = drain_pending(e, &w, now_ms);
     }
+    decoder_finish(&d);
     return finish_txn(e, rc);
 }
 
