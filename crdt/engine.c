@@ -291,50 +291,50 @@ static int read_stamp(sbx_engine *e, const char *sql, const uint8_t *id, size_t 
     return rc == SQLITE_DONE ? 0 : db_err(e, "read stamp");
 }
 
-static int ensure_photo(struct apply_ctx *c, const uint8_t id[SBX_ID_BYTES])
+/* Makes the row of an object an op names, if it has none yet: an edit can
+ * arrive before the op that creates the object (a shell row). */
+static int ensure_row(struct apply_ctx *c, const char *sql, const uint8_t id[SBX_ID_BYTES])
 {
-    sqlite3_stmt *st = stmt(c->e, "INSERT INTO photos(id) VALUES (?1) ON CONFLICT(id) DO NOTHING");
+    sqlite3_stmt *st = stmt(c->e, sql);
     if (!st) return SBX_EDB;
     bind_id(st, 1, id);
     return STEP_DONE(st);
+}
+
+static int ensure_photo(struct apply_ctx *c, const uint8_t id[SBX_ID_BYTES])
+{
+    return ensure_row(c, "INSERT INTO photos(id) VALUES (?1) ON CONFLICT(id) DO NOTHING", id);
 }
 
 static int ensure_album(struct apply_ctx *c, const uint8_t id[SBX_ID_BYTES])
 {
-    sqlite3_stmt *st = stmt(c->e, "INSERT INTO albums(id) VALUES (?1) ON CONFLICT(id) DO NOTHING");
-    if (!st) return SBX_EDB;
-    bind_id(st, 1, id);
-    return STEP_DONE(st);
+    return ensure_row(c, "INSERT INTO albums(id) VALUES (?1) ON CONFLICT(id) DO NOTHING", id);
 }
 
 static int ensure_tag(struct apply_ctx *c, const uint8_t id[SBX_ID_BYTES])
 {
-    sqlite3_stmt *st = stmt(c->e, "INSERT INTO tags(id) VALUES (?1) ON CONFLICT(id) DO NOTHING");
+    return ensure_row(c, "INSERT INTO tags(id) VALUES (?1) ON CONFLICT(id) DO NOTHING", id);
+}
+
+/* Moves a changed object to the head of the feed (a new change sequence). */
+static int touch_row(struct apply_ctx *c, const char *sql, const uint8_t id[SBX_ID_BYTES])
+{
+    sqlite3_stmt *st = stmt(c->e, sql);
     if (!st) return SBX_EDB;
     bind_id(st, 1, id);
+    sqlite3_bind_int64(st, 2, (int64_t)next_cursor(c->e));
+    sqlite3_bind_int64(st, 3, c->ms);
     return STEP_DONE(st);
 }
 
 static int touch_photo(struct apply_ctx *c, const uint8_t id[SBX_ID_BYTES])
 {
-    sqlite3_stmt *st = stmt(c->e, "UPDATE photos SET cursor_updated_at = ?2, "
-                                  "updated_at = max(updated_at, ?3) WHERE id = ?1");
-    if (!st) return SBX_EDB;
-    bind_id(st, 1, id);
-    sqlite3_bind_int64(st, 2, (int64_t)next_cursor(c->e));
-    sqlite3_bind_int64(st, 3, c->ms);
-    return STEP_DONE(st);
+    return touch_row(c, "UPDATE photos SET cursor_updated_at = ?2, updated_at = max(updated_at, ?3) WHERE id = ?1", id);
 }
 
 static int touch_album(struct apply_ctx *c, const uint8_t id[SBX_ID_BYTES])
 {
-    sqlite3_stmt *st = stmt(c->e, "UPDATE albums SET cursor_updated_at = ?2, "
-                                  "updated_at = max(updated_at, ?3) WHERE id = ?1");
-    if (!st) return SBX_EDB;
-    bind_id(st, 1, id);
-    sqlite3_bind_int64(st, 2, (int64_t)next_cursor(c->e));
-    sqlite3_bind_int64(st, 3, c->ms);
-    return STEP_DONE(st);
+    return touch_row(c, "UPDATE albums SET cursor_updated_at = ?2, updated_at = max(updated_at, ?3) WHERE id = ?1", id);
 }
 
 /* photo.put on a photo with no row yet: the common case, one INSERT. */

@@ -23,6 +23,23 @@ static void first_line(char *buf, size_t *len)
     buf[*len] = '\0';
 }
 
+/* Keeps the first line of what was read, checks its length and hands it
+ * out; on any failure the buffer is wiped. */
+static int finish_read(int rc, char out[SBX_PASSPHRASE_BUF], size_t n, size_t *len)
+{
+    if (rc == 0) {
+        first_line(out, &n);
+        if (n == 0) rc = SBX_EINVAL;
+        else if (n > SBX_MAX_PASSPHRASE) rc = SBX_ETOOBIG;
+    }
+    if (rc != 0) {
+        sodium_memzero(out, SBX_PASSPHRASE_BUF);
+        return rc;
+    }
+    *len = n;
+    return 0;
+}
+
 int sbx_passphrase_read_file(const char *path, char out[SBX_PASSPHRASE_BUF], size_t *len)
 {
     *len = 0;
@@ -43,17 +60,7 @@ int sbx_passphrase_read_file(const char *path, char out[SBX_PASSPHRASE_BUF], siz
         if (memchr(out, '\n', n)) break;
     }
     close(fd);
-    if (rc == 0) {
-        first_line(out, &n);
-        if (n == 0) rc = SBX_EINVAL;
-        else if (n > SBX_MAX_PASSPHRASE) rc = SBX_ETOOBIG;
-    }
-    if (rc != 0) {
-        sodium_memzero(out, SBX_PASSPHRASE_BUF);
-        return rc;
-    }
-    *len = n;
-    return 0;
+    return finish_read(rc, out, n, len);
 }
 
 int sbx_passphrase_prompt(const char *prompt, char out[SBX_PASSPHRASE_BUF], size_t *len)
@@ -82,17 +89,7 @@ int sbx_passphrase_prompt(const char *prompt, char out[SBX_PASSPHRASE_BUF], size
     if (restore) tcsetattr(fd, TCSAFLUSH, &old);
     if (write(fd, "\n", 1) < 0) { /* as above */ }
     close(fd);
-    if (rc == 0) {
-        first_line(out, &n);
-        if (n == 0) rc = SBX_EINVAL;
-        else if (n > SBX_MAX_PASSPHRASE) rc = SBX_ETOOBIG;
-    }
-    if (rc != 0) {
-        sodium_memzero(out, SBX_PASSPHRASE_BUF);
-        return rc;
-    }
-    *len = n;
-    return 0;
+    return finish_read(rc, out, n, len);
 }
 
 void sbx_passphrase_wipe(char buf[SBX_PASSPHRASE_BUF]) { sodium_memzero(buf, SBX_PASSPHRASE_BUF); }
