@@ -945,6 +945,12 @@ static void process_range(struct wctx *c)
 {
     struct job *j = c->j;
     struct pool *p = &j->pool;
+    /* The originals this thread stores in the range are made durable
+     * together when it ends, before the batch goes to the loop: a few
+     * journal commits and one blob-row transaction for the range instead
+     * of several per file (shoebox/blob.h). Without a batch (out of
+     * memory) every put is durable on its own. */
+    bool batch = sbx_blob_batch_begin(c->blobs) == 0;
     for (;;) {
         uv_mutex_lock(&p->m);
         if (!p->closed && (p->next >= p->end || is_cancelled(j) ||
@@ -952,6 +958,7 @@ static void process_range(struct wctx *c)
             p->closed = true;
         if (p->closed) {
             uv_mutex_unlock(&p->m);
+            if (batch) store_failed(c, sbx_blob_batch_commit(c->blobs));
             return;
         }
         size_t i = p->next++;

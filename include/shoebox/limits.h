@@ -120,6 +120,9 @@
  * job's rows): a folder of a million unreadable files must not make a
  * reply of a hundred megabytes. */
 #define SBX_MAX_IMPORT_ERRORS_SHOWN 10000u
+/* Blobs one sbx_blob_batch holds before it is committed (each keeps its
+ * temp file open until then). */
+#define SBX_MAX_BLOB_BATCH 64u
 /* Threads of the background renderer (daemon/render.c): thumbnails and
  * mediums are CPU work at low priority, one core's worth each. */
 #define SBX_MAX_RENDER_THREADS 4u
