@@ -165,6 +165,8 @@ int sbx_import_start(struct sbx_daemon *d, json_t *paths, sbx_control_pending *r
 /* The running import's progress ({"running": false} when none), and the
  * list of running jobs for `shoebox status`. */
 json_t *sbx_import_progress_json(struct sbx_daemon *d);
+/* Whether an import job is running now. */
+bool sbx_import_running(struct sbx_daemon *d);
 json_t *sbx_import_jobs_json(struct sbx_daemon *d);
 
 /* The background renderer of thumbnails and mediums (daemon/render.c,

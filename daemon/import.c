@@ -1502,6 +1502,8 @@ static void job_end(struct job *j)
     sbx_control_answer(j->reply, resp);
     j->reply = NULL;
     im->job = NULL;
+    /* The renderer waited for the import to end (daemon/render.c). */
+    sbx_render_kick(j->d);
     uv_close((uv_handle_t *)&j->async, on_async_closed);
 }
 
@@ -1518,9 +1520,6 @@ static void on_async(uv_async_t *a)
         uv_cond_signal(&j->cv);
         uv_mutex_unlock(&j->mu);
         batch_free(b);
-        /* Its new photos are in the library: the renderer can start on them
-         * while the next batch comes. */
-        sbx_render_kick(j->d);
     }
     uv_mutex_lock(&j->mu);
     bool end = j->worker_done && !j->handed;
@@ -1708,6 +1707,11 @@ static json_t *job_json(struct job *j)
                           "resumed", j->resumed);
     uv_mutex_unlock(&j->mu);
     return o;
+}
+
+bool sbx_import_running(struct sbx_daemon *d)
+{
+    return d->importer && d->importer->job;
 }
 
 json_t *sbx_import_progress_json(struct sbx_daemon *d)

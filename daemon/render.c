@@ -5,7 +5,7 @@
  * the photo records are durable. This module works the queue off:
  * - the loop thread picks pending rows whose photo is in the library and has
  *   no thumbnail yet, and hands them to worker threads through a small
- *   in-memory queue;
+ *   in-memory queue (not while an import runs: the import first);
  * - each worker (its own SQLite connection and blob store handle, at a
  *   lower CPU priority than the loop and the import) reads the original from
  *   the blob store, renders both sizes from one decode and stores them as
@@ -275,7 +275,13 @@ static bool in_flight(struct sbx_renderer *r, const uint8_t id[SBX_ID_BYTES], in
 
 static void refill(struct sbx_renderer *r)
 {
-    if (r->n_threads == 0 || r->d->stopping) return;
+    /* No new renders while an import runs: measured in bench_import, the
+     * renders made the import take up to twice as long, low priority or
+     * not (their blob writes and rows take the same journal and SQLite
+     * write lock as the import's, and a low-priority thread that holds the
+     * lock while it waits for a core stalls everyone). The import's end
+     * kicks the renderer. */
+    if (r->n_threads == 0 || r->d->stopping || sbx_import_running(r->d)) return;
     sbx_store *s = r->d->store;
     int64_t now = sbx_now_ms();
     uv_mutex_lock(&r->mu);
