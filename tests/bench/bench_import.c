@@ -16,8 +16,8 @@
  *     the durable copy into the blob store, photo records; the time is the
  *     CLI call's (the daemon is started before and waited for).
  * The hot import's daemon renders the thumbnails and mediums in the
- * background, as a user gets it (its renderer runs during the import too):
- * after the import returns, the bench waits until `shoebox status` shows
+ * background, as a user gets it (its renderer starts when the import
+ * ends): after the import returns, the bench waits until `shoebox status` shows
  * no render pending and reports that time as well (thumbnails/s), so
  * nothing is hidden. The cold import's daemon has no render threads
  * (SHOEBOX_RENDER_THREADS=0) so that it measures the ingest alone.
