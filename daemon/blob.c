@@ -68,8 +68,24 @@ struct sealer {
     uint8_t *rec; /* one record of scratch (REC_MAX bytes) */
 };
 
+/* A blob written to its temp file in a batch, not yet named or recorded
+ * (sbx_blob_batch_begin). */
+struct staged {
+    int fd;
+    uint8_t hash[HASH];
+    uint64_t size;
+    sbx_blob_kind kind;
+    uint8_t *chunks; /* n chunk hashes */
+    uint32_t n;
+    char tmp[PATH_MAX];
+};
+
 struct sbx_blobstore {
     sbx_store *store;
+    /* A batch: blobs staged by put_buf, installed together by commit. */
+    bool batching;
+    struct staged *staged; /* SBX_MAX_BLOB_BATCH of them */
+    size_t n_staged;
     EVP_MD *md; /* SHA-256, fetched once rather than at every digest init */
     /* Encryption at rest, when the store has a storage key. */
     bool enc;
@@ -846,6 +862,7 @@ fail:
 void sbx_blobstore_close(sbx_blobstore *bs)
 {
     if (!bs) return;
+    sbx_blob_batch_abort(bs);
     EVP_MD_free(bs->md);
     sealer_free(&bs->seal);
     sodium_memzero(bs->k_name, sizeof bs->k_name);
@@ -929,6 +946,17 @@ int sbx_blob_put_buf(sbx_blobstore *bs, const void *data, size_t len, sbx_blob_k
         return 0;
     }
     if (rc != SBX_ENOENT) return rc;
+    for (size_t i = 0; bs->batching && i < bs->n_staged; i++) {
+        if (memcmp(bs->staged[i].hash, hash, HASH) == 0) {
+            set_existed(existed, true);
+            return 0;
+        }
+    }
+    /* A full batch is installed first: each staged blob holds a file open. */
+    if (bs->batching && bs->n_staged == SBX_MAX_BLOB_BATCH) {
+        if ((rc = sbx_blob_batch_commit(bs)) != 0) return rc;
+        if ((rc = sbx_blob_batch_begin(bs)) != 0) return rc;
+    }
     uint32_t n = chunks_for(len, SBX_BLOB_CHUNK);
     if (!(chunks = malloc((size_t)n * HASH + 1))) return SBX_ENOMEM;
     if ((rc = tmp_create(bs, tmp, &fd)) != 0) goto out;
@@ -959,10 +987,138 @@ int sbx_blob_put_buf(sbx_blobstore *bs, const void *data, size_t len, sbx_blob_k
         unlink(tmp);
         goto out;
     }
+    if (bs->batching) {
+        struct staged *sg = &bs->staged[bs->n_staged++];
+        sg->fd = fd;
+        memcpy(sg->hash, hash, HASH);
+        sg->size = len;
+        sg->kind = kind;
+        sg->chunks = chunks;
+        sg->n = n;
+        memcpy(sg->tmp, tmp, PATH_MAX);
+        return 0;
+    }
     rc = install(bs, kind, tmp, fd, hash, len, chunks, n);
 out:
     free(chunks);
     return rc;
+}
+
+/* ---- Batches ------------------------------------------------------------ */
+
+int sbx_blob_batch_begin(sbx_blobstore *bs)
+{
+    if (!bs || bs->batching) return bs ? SBX_ESTATE : SBX_EINVAL;
+    if (!bs->staged && !(bs->staged = calloc(SBX_MAX_BLOB_BATCH, sizeof *bs->staged))) return SBX_ENOMEM;
+    bs->batching = true;
+    bs->n_staged = 0;
+    return 0;
+}
+
+/* Drops the staged blobs from index `from` on: files closed and removed. */
+static void unstage(sbx_blobstore *bs, size_t from)
+{
+    for (size_t i = from; i < bs->n_staged; i++) {
+        struct staged *sg = &bs->staged[i];
+        if (sg->fd >= 0) close(sg->fd);
+        unlink(sg->tmp);
+        free(sg->chunks);
+    }
+}
+
+/* Adds `dir` to the set of directories to fsync (each once). */
+static int dirs_add(char (*dirs)[PATH_MAX], size_t *n, size_t cap, const char *dir)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp(dirs[i], dir) == 0) return 0;
+    SBX_ASSERT(*n < cap);
+    snprintf(dirs[(*n)++], PATH_MAX, "%s", dir);
+    return 0;
+}
+
+/* The fan-out directories of a blob, made when missing; the directories
+ * whose entries changed go into the set to fsync. */
+static int fanout_batched(const sbx_blobstore *bs, const uint8_t hash[HASH], char (*dirs)[PATH_MAX], size_t *nd,
+                          size_t cap)
+{
+    char hex[HEX_LEN + 1], d1[PATH_MAX], d2[PATH_MAX];
+    blob_name(bs, hash, hex);
+    snprintf(d1, sizeof d1, "%s/%.2s", bs->root, hex);
+    snprintf(d2, sizeof d2, "%s/%.2s/%.2s", bs->root, hex, hex + 2);
+    if (mkdir(d1, DIR_MODE) == 0) dirs_add(dirs, nd, cap, bs->root);
+    else if (errno != EEXIST) return errno_rc();
+    if (mkdir(d2, DIR_MODE) == 0) dirs_add(dirs, nd, cap, d1);
+    else if (errno != EEXIST) return errno_rc();
+    return dirs_add(dirs, nd, cap, d2);
+}
+
+/* Installs the staged blobs in the order that keeps the guarantees: every
+ * file's bytes durable (fsync; their writeback started as they were
+ * written, so little is left), then the names (rename), then the
+ * directories that changed (fsync, each once: one journal commit covers
+ * them all), then the rows in one transaction. A crash before the rows
+ * leaves whole files without rows: inert, adopted by the next put. */
+int sbx_blob_batch_commit(sbx_blobstore *bs)
+{
+    if (!bs || !bs->batching) return bs ? SBX_ESTATE : SBX_EINVAL;
+    bs->batching = false;
+    size_t n = bs->n_staged, cap = 3 * n + 1, nd = 0, renamed = 0;
+    if (n == 0) return 0;
+    char(*dirs)[PATH_MAX] = malloc(cap * sizeof *dirs);
+    int rc = dirs ? 0 : SBX_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        struct staged *sg = &bs->staged[i];
+        if (rc == 0 && fsync(sg->fd) != 0) rc = errno_rc();
+        if (close(sg->fd) != 0 && rc == 0) rc = errno_rc();
+        sg->fd = -1;
+    }
+    for (; renamed < n && rc == 0; renamed++) {
+        struct staged *sg = &bs->staged[renamed];
+        char dst[PATH_MAX];
+        final_path(bs, sg->hash, dst);
+        rc = fanout_batched(bs, sg->hash, dirs, &nd, cap);
+        if (rc == 0 && rename(sg->tmp, dst) != 0) rc = errno_rc();
+        if (rc) break;
+    }
+    for (size_t i = 0; i < nd && rc == 0; i++) rc = fsync_dir(dirs[i]);
+    free(dirs);
+    bool nested = false, in_tx = false;
+    if (rc == 0) in_tx = (rc = tx_begin(bs, &nested)) == 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct staged *sg = &bs->staged[i];
+        rc = db_put(bs, sg->hash, sg->size, sg->kind, true, sg->chunks, sg->n);
+    }
+    if (rc == 0) rc = tx_commit(bs, nested);
+    if (rc != 0 && in_tx) tx_rollback(bs, nested);
+    /* Not recorded, so not held: the named files go too (held() said none
+     * was there before), and the rest are temp files. */
+    for (size_t i = 0; i < n; i++) {
+        struct staged *sg = &bs->staged[i];
+        char path[PATH_MAX];
+        if (rc != 0 && i < renamed) {
+            final_path(bs, sg->hash, path);
+            unlink(path);
+        } else if (rc != 0) {
+            unlink(sg->tmp);
+        } else {
+            /* A transfer of the same blob may have been under way: done. */
+            partial_path(bs, sg->hash, path);
+            unlink(path);
+        }
+        free(sg->chunks);
+    }
+    bs->n_staged = 0;
+    return rc;
+}
+
+void sbx_blob_batch_abort(sbx_blobstore *bs)
+{
+    if (!bs) return;
+    if (bs->batching) unstage(bs, 0);
+    bs->batching = false;
+    bs->n_staged = 0;
+    free(bs->staged);
+    bs->staged = NULL;
 }
 
 int sbx_blob_writer_begin(sbx_blobstore *bs, sbx_blob_kind kind, sbx_blob_writer **out)

@@ -396,6 +396,10 @@ static int cmd_status(struct cli *c)
             printf("import   %s: %lld/%lld files, %.1f/%.1f MB\n", jstr(v, "phase"), (long long)jint(v, "files_done"),
                    (long long)jint(v, "files_total"), (double)jint(v, "bytes_done") / 1e6,
                    (double)jint(v, "bytes_total") / 1e6);
+        json_t *rn = json_object_get(r, "renders");
+        if (rn && (jint(rn, "pending") > 0 || jint(rn, "failed") > 0))
+            printf("renders  %lld thumbnails to render, %lld failed\n", (long long)jint(rn, "pending"),
+                   (long long)jint(rn, "failed"));
         json_array_foreach(json_object_get(r, "forks"), i, v)
             printf("FORK     device %s signed two entries with seq %lld: it is cloned or compromised\n",
                    jstr(v, "device_id"), (long long)jint(v, "seq"));

@@ -117,6 +117,7 @@ static json_t *cmd_status(struct cmd_ctx *c)
         json_object_set_new(status, "peers", sbx_net_peers_json(d));
         json_object_set_new(status, "listen", d->listen_port ? json_string(d->listen) : json_null());
         json_object_set_new(status, "import_jobs", sbx_import_jobs_json(d));
+        json_object_set_new(status, "renders", sbx_render_status_json(d));
         json_object_set_new(status, "locked", json_false());
     }
     return status;

@@ -81,6 +81,11 @@ static int open_library(struct sbx_daemon *d, const struct sbx_daemon_options *o
         snprintf(errmsg, size, "cannot prepare imports: %s", sbx_strerror(rc));
         return rc;
     }
+    rc = sbx_render_start(d);
+    if (rc != 0) {
+        snprintf(errmsg, size, "cannot start the renderer: %s", sbx_strerror(rc));
+        return rc;
+    }
     /* UPnP: by default the always-on backup maps its port, phones and
      * laptops do not (they dial out). */
     if (opt->upnp < 0) {
@@ -204,6 +209,7 @@ void sbx_daemon_stop(struct sbx_daemon *d)
     if (d->stopping) return;
     d->stopping = true;
     sbx_import_stop(d);
+    sbx_render_stop(d);
     sbx_control_stop(d);
     sbx_api_stop(d);
     sbx_net_stop(d);
@@ -220,6 +226,8 @@ void sbx_daemon_close(struct sbx_daemon *d)
     free(d->dialers);
     d->dialers = NULL;
     sbx_import_close(d);
+    sbx_render_stop(d); /* a daemon that failed to open was never stopped */
+    sbx_render_close(d);
     sbx_api_close(d);
     sbx_blobstore_close(d->blobs);
     d->blobs = NULL;

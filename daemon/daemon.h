@@ -40,6 +40,7 @@ struct sbx_peer_blob_cb;
 typedef struct sbx_peer sbx_peer;
 struct control_client;
 struct sbx_importer;
+struct sbx_renderer;
 struct sbx_api;
 
 /* A pairing invitation this daemon handed out (shoebox pair). */
@@ -58,6 +59,7 @@ struct sbx_daemon {
     sbx_engine *engine;
     sbx_blobstore *blobs;           /* originals, thumbnails, mediums */
     struct sbx_importer *importer;  /* daemon/import.c */
+    struct sbx_renderer *renderer;  /* daemon/render.c */
     int lock_fd;
     int64_t started_at_ms;
     uv_pipe_t control;
@@ -163,7 +165,21 @@ int sbx_import_start(struct sbx_daemon *d, json_t *paths, sbx_control_pending *r
 /* The running import's progress ({"running": false} when none), and the
  * list of running jobs for `shoebox status`. */
 json_t *sbx_import_progress_json(struct sbx_daemon *d);
+/* Whether an import job is running now. */
+bool sbx_import_running(struct sbx_daemon *d);
 json_t *sbx_import_jobs_json(struct sbx_daemon *d);
+
+/* The background renderer of thumbnails and mediums (daemon/render.c,
+ * docs/import.md): start runs where imports are prepared and starts its
+ * worker threads; kick makes it look at the queue now (an import applied a
+ * batch); stop joins the workers and writes what they finished; close frees
+ * it after the loop ended. The status is {"pending": N, "failed": N,
+ * "threads": N}. */
+int sbx_render_start(struct sbx_daemon *d);
+void sbx_render_kick(struct sbx_daemon *d);
+void sbx_render_stop(struct sbx_daemon *d);
+void sbx_render_close(struct sbx_daemon *d);
+json_t *sbx_render_status_json(struct sbx_daemon *d);
 
 /* The HTTP API and the share server (daemon/api*.c). start runs in
  * sbx_daemon_open, stop in sbx_daemon_stop, close after the loop ended. */

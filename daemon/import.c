@@ -4,12 +4,15 @@
  * - a worker thread walks the paths, reads every file once (mmap for files,
  *   a streaming read for zip members), stores the original in the blob store
  *   (which hashes it: the SHA-256 names the blob and the photo), probes its
- *   type and metadata, renders the thumbnail and medium for photos, and
- *   fills batches of results;
+ *   type and metadata, and fills batches of results;
  * - the loop thread applies each batch: one engine write for the photos'
  *   ops (one SQLite transaction, a few signed entries), one per 256 album
  *   adds, and the job's rows, so a killed import loses at most the batch in
  *   flight and a run with the same paths resumes it.
+ * Thumbnails and mediums are not rendered here: each new photo that can be
+ * rendered is queued (render_queue, with its file's `applying` row) for the
+ * background renderer (daemon/render.c), so the import returns once the
+ * originals and the records are durable.
  * The engine and the daemon's store stay on the loop thread; the worker has
  * its own SQLite connection and blob store handle (WAL lets both work at
  * once; their writes take turns on SQLite's lock). */
@@ -17,7 +20,6 @@
 
 #include "shoebox/datadir.h"
 #include "shoebox/err.h"
-#include "shoebox/hlc.h"
 #include "shoebox/import.h"
 #include "shoebox/limits.h"
 #include "shoebox/log.h"
@@ -43,7 +45,6 @@
 #define BATCH_BYTES (256ull << 20)
 #define BATCH_MS 1000
 #define READ_BUF (1u << 20)
-#define RENDER_QUALITY 85
 
 enum item_state { ST_IMPORTED = 0, ST_DUPLICATE, ST_SKIPPED };
 static const char *const state_names[] = {"imported", "duplicate", "skipped"};
@@ -59,8 +60,7 @@ struct item {
     uint8_t id[SBX_ID_BYTES];
     struct sbx_photo_facts facts; /* strings point to the fields below */
     char *file_name, *make, *model;
-    bool has_thumb, has_medium;
-    uint8_t thumb[32], medium[32];
+    bool render;    /* a type the renderer can render: queued when written */
     bool favorite, archived, trashed;
     char *description;
     bool in_album;
@@ -141,7 +141,6 @@ struct job {
     /* Worker only. */
     struct batch *cur;
     int delay_ms;
-    bool render;
     size_t n_threads;
     struct wctx ctx[SBX_MAX_IMPORT_THREADS];
     struct pool pool;
@@ -157,7 +156,6 @@ struct job {
     /* Loop only. */
     int fatal;
     char fatal_msg[300];
-    int64_t album_ms; /* hlc ms of the last album write */
     long exit_after;  /* test hook: exit after this many photo writes */
     long photo_writes;
 };
@@ -374,7 +372,8 @@ static bool batch_has(const struct batch *b, const uint8_t id[SBX_ID_BYTES])
 /* Already in the library, or in a batch that is not applied yet: the
  * batch being applied is checked before the database, so a batch that
  * commits in between is seen in one of the two. The loop decides for good
- * when it applies; this only spares the renditions of a duplicate. */
+ * when it applies; this is what the progress and a duplicate's item say
+ * until then. */
 static bool seen_before(struct wctx *c, const uint8_t id[SBX_ID_BYTES])
 {
     struct job *j = c->j;
@@ -409,26 +408,6 @@ static bool store_failed(struct wctx *c, int rc)
     return true;
 }
 
-static void render_into(struct wctx *c, struct item *it, const uint8_t *buf, size_t len)
-{
-    static const unsigned sizes[2] = {SBX_MEDIA_THUMB_PX, SBX_MEDIA_MEDIUM_PX};
-    uint8_t *out[2] = {NULL, NULL};
-    size_t out_len[2] = {0, 0};
-    int rc = sbx_media_render_sizes(buf, len, sizes, 2, RENDER_QUALITY, out, out_len);
-    if (rc != 0) {
-        /* The original is kept all the same; a viewer falls back to it. */
-        sbx_debug("import: no renditions for %s: %s", it->key, sbx_strerror(rc));
-        return;
-    }
-    rc = sbx_blob_put_buf(c->blobs, out[0], out_len[0], SBX_BLOB_THUMB, it->thumb, NULL);
-    if (rc == 0) it->has_thumb = true;
-    if (rc == 0) rc = sbx_blob_put_buf(c->blobs, out[1], out_len[1], SBX_BLOB_MEDIUM, it->medium, NULL);
-    if (rc == 0) it->has_medium = true;
-    store_failed(c, rc);
-    free(out[0]);
-    free(out[1]);
-}
-
 static const char *time_note(int source)
 {
     switch (source) {
@@ -438,17 +417,15 @@ static const char *time_note(int source)
     }
 }
 
-/* The file is stored (hash known) and probed: makes its item. `whole`
- * says whether buf holds the whole file (a large zip member is probed from
- * its start only, and gets no renditions). */
+/* The file is stored (hash known) and probed: makes its item. */
 static void finish_media(struct wctx *c, const struct media_src *s, const struct sbx_media_info *info,
-                         const uint8_t *buf, size_t len, bool whole, const uint8_t hash[32])
+                         const uint8_t hash[32])
 {
     struct job *j = c->j;
     uint8_t id[SBX_ID_BYTES];
     sbx_photo_id_for_hash(j->library, hash, id);
-    /* A duplicate still gets its facts (the loop has the last word and may
-     * find it new after all); only the renditions are spared. */
+    /* A duplicate still gets its facts: the loop has the last word and may
+     * find it new after all. */
     bool dup = seen_before(c, id);
     struct item *it = item_add(c, s->key, s->size, s->mtime_ms, dup ? ST_DUPLICATE : ST_IMPORTED, NULL);
     if (!it) return;
@@ -519,7 +496,9 @@ static void finish_media(struct wctx *c, const struct media_src *s, const struct
     f->camera_make = (struct sbx_str){it->make, (uint32_t)strlen(it->make)};
     f->camera_model = (struct sbx_str){it->model, (uint32_t)strlen(it->model)};
 
-    if (!dup && j->render && whole && info->kind == SBX_MEDIA_PHOTO) render_into(c, it, buf, len);
+    /* Rendered later, from the blob store: a large zip member that was
+     * probed from its start only is rendered whole. */
+    it->render = sbx_media_can_render(info->mime);
     if (j->delay_ms > 0) {
         struct timespec ts = {j->delay_ms / 1000, (long)(j->delay_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
@@ -567,7 +546,7 @@ static void do_file(struct wctx *c, const struct media_src *s, const char *path)
     } else {
         uint8_t hash[32];
         rc = sbx_blob_put_buf(c->blobs, buf, len, SBX_BLOB_ORIGINAL, hash, NULL);
-        if (!store_failed(c, rc)) finish_media(c, s, &info, buf, len, true, hash);
+        if (!store_failed(c, rc)) finish_media(c, s, &info, hash);
     }
     munmap(buf, len);
 }
@@ -645,7 +624,7 @@ static void do_entry(struct wctx *c, sbx_takeout_reader *r, const struct media_s
     }
     struct media_src s2 = *s;
     s2.size = (int64_t)total;
-    finish_media(c, &s2, &info, c->pbuf, plen, whole, hash);
+    finish_media(c, &s2, &info, hash);
 }
 
 /* ------------------------------------------------------------------ */
@@ -966,6 +945,12 @@ static void process_range(struct wctx *c)
 {
     struct job *j = c->j;
     struct pool *p = &j->pool;
+    /* The originals this thread stores in the range are made durable
+     * together when it ends, before the batch goes to the loop: a few
+     * journal commits and one blob-row transaction for the range instead
+     * of several per file (shoebox/blob.h). Without a batch (out of
+     * memory) every put is durable on its own. */
+    bool batch = sbx_blob_batch_begin(c->blobs) == 0;
     for (;;) {
         uv_mutex_lock(&p->m);
         if (!p->closed && (p->next >= p->end || is_cancelled(j) ||
@@ -973,6 +958,7 @@ static void process_range(struct wctx *c)
             p->closed = true;
         if (p->closed) {
             uv_mutex_unlock(&p->m);
+            if (batch) store_failed(c, sbx_blob_batch_commit(c->blobs));
             return;
         }
         size_t i = p->next++;
@@ -1116,7 +1102,8 @@ static const char SQL_HELD_BY_ME[] =
 static const char SQL_ALBUM_EXISTS[] = "SELECT 1 FROM albums WHERE id = ?1 AND create_hlc IS NOT NULL";
 static const char SQL_ITEM_PRESENT[] =
     "SELECT 1 FROM album_items WHERE album_id = ?1 AND photo_id = ?2 AND present = 1";
-static const char SQL_LAST_HLC[] = "SELECT hlc FROM sync_state WHERE id = 1";
+static const char SQL_QUEUE_RENDER[] =
+    "INSERT OR IGNORE INTO render_queue(photo_id, queued_at, updated_at) VALUES (?1, ?2, ?2)";
 
 static bool row_applying(struct job *j, const char *key)
 {
@@ -1161,6 +1148,21 @@ static int write_rows(struct job *j, struct batch *b, bool applying_only)
         int sr = sqlite3_step(st);
         sqlite3_reset(st);
         if (sr != SQLITE_DONE) rc = sbx_store_err(sr);
+        /* Queued with its `applying` row, before the photo is written: the
+         * renderer takes only rows whose photo is in the library, and a row
+         * whose photo never came is dropped at the next start (the resumed
+         * import queues it again). */
+        if (rc == 0 && applying_only && it->render) {
+            if (!(st = sbx_store_stmt(s, SQL_QUEUE_RENDER))) {
+                rc = SBX_EDB;
+                break;
+            }
+            sqlite3_bind_blob(st, 1, it->id, SBX_ID_BYTES, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 2, sbx_now_ms());
+            sr = sqlite3_step(st);
+            sqlite3_reset(st);
+            if (sr != SQLITE_DONE) rc = sbx_store_err(sr);
+        }
         files++;
         bytes += it->size;
         counts[it->state]++;
@@ -1221,8 +1223,9 @@ static struct sbx_op *photo_set(struct ops *o, const struct item *it, enum sbx_p
     return op;
 }
 
-/* The photos' ops, in file order: put, renditions, Takeout flags, the
- * original held here, and a delete for what Google had in its trash. */
+/* The photos' ops, in file order: put, Takeout flags, the original held
+ * here, and a delete for what Google had in its trash. The renditions come
+ * later, from the renderer. */
 static int photo_ops(struct job *j, struct batch *b, struct ops *o)
 {
     const uint8_t *me = j->d->id.pk;
@@ -1233,14 +1236,6 @@ static int photo_ops(struct job *j, struct batch *b, struct ops *o)
         if (it->write) {
             if (!(op = op_new(o, SBX_OP_PHOTO_PUT, it->id))) return SBX_ENOMEM;
             op->facts = it->facts;
-            if (it->has_thumb) {
-                if (!(op = photo_set(o, it, SBX_PF_THUMB))) return SBX_ENOMEM;
-                memcpy(op->value.hash, it->thumb, 32);
-            }
-            if (it->has_medium) {
-                if (!(op = photo_set(o, it, SBX_PF_MEDIUM))) return SBX_ENOMEM;
-                memcpy(op->value.hash, it->medium, 32);
-            }
             if (it->favorite) {
                 if (!(op = photo_set(o, it, SBX_PF_FAVORITE))) return SBX_ENOMEM;
                 op->value.b = true;
@@ -1270,22 +1265,6 @@ static int photo_ops(struct job *j, struct batch *b, struct ops *o)
     return 0;
 }
 
-/* An album add's position is its entry's time plus the op's index, so
- * adds stay in file order only when no two album writes share a
- * millisecond: each write is stamped at least one ms after the last one. */
-static int64_t album_clock(struct job *j)
-{
-    int64_t now = sbx_now_ms();
-    sqlite3_stmt *st = sbx_store_stmt(j->d->store, SQL_LAST_HLC);
-    int64_t last = 0;
-    if (st && sqlite3_step(st) == SQLITE_ROW) last = sbx_hlc_ms((uint64_t)sqlite3_column_int64(st, 0));
-    if (st) sqlite3_reset(st);
-    if (j->album_ms > last) last = j->album_ms;
-    if (now <= last) now = last + 1;
-    j->album_ms = now;
-    return now;
-}
-
 static int album_ops(struct job *j, struct batch *b)
 {
     struct ops o = {0};
@@ -1303,7 +1282,7 @@ static int album_ops(struct job *j, struct batch *b)
         if (!op) rc = SBX_ENOMEM;
         else op->name = (struct sbx_str){it->album_title, (uint32_t)strlen(it->album_title)};
     }
-    if (rc == 0 && o.n) rc = sbx_engine_write(j->d->engine, o.v, o.n, album_clock(j));
+    if (rc == 0 && o.n) rc = sbx_engine_write(j->d->engine, o.v, o.n, sbx_now_ms());
     o.n = 0;
     for (size_t i = 0; i < b->n && rc == 0; i++) {
         struct item *it = &b->items[i];
@@ -1320,11 +1299,11 @@ static int album_ops(struct job *j, struct batch *b)
         }
         memcpy(op->ref, it->id, SBX_ID_BYTES);
         if (o.n == SBX_MAX_OPS_PER_ENTRY) {
-            rc = sbx_engine_write(j->d->engine, o.v, o.n, album_clock(j));
+            rc = sbx_engine_write(j->d->engine, o.v, o.n, sbx_now_ms());
             o.n = 0;
         }
     }
-    if (rc == 0 && o.n) rc = sbx_engine_write(j->d->engine, o.v, o.n, album_clock(j));
+    if (rc == 0 && o.n) rc = sbx_engine_write(j->d->engine, o.v, o.n, sbx_now_ms());
     free(o.v);
     return rc;
 }
@@ -1523,6 +1502,8 @@ static void job_end(struct job *j)
     sbx_control_answer(j->reply, resp);
     j->reply = NULL;
     im->job = NULL;
+    /* The renderer waited for the import to end (daemon/render.c). */
+    sbx_render_kick(j->d);
     uv_close((uv_handle_t *)&j->async, on_async_closed);
 }
 
@@ -1637,9 +1618,6 @@ int sbx_import_start(struct sbx_daemon *d, json_t *paths, sbx_control_pending *r
     j->reply = reply;
     j->started_ms = now;
     j->phase = "scanning";
-    j->render = true;
-    const char *nr = getenv("SHOEBOX_IMPORT_NO_RENDER");
-    if (nr && strcmp(nr, "1") == 0) j->render = false;
     const char *delay = getenv("SHOEBOX_TEST_IMPORT_DELAY_MS");
     if (delay) {
         long v = strtol(delay, NULL, 10);
@@ -1729,6 +1707,11 @@ static json_t *job_json(struct job *j)
                           "resumed", j->resumed);
     uv_mutex_unlock(&j->mu);
     return o;
+}
+
+bool sbx_import_running(struct sbx_daemon *d)
+{
+    return d->importer && d->importer->job;
 }
 
 json_t *sbx_import_progress_json(struct sbx_daemon *d)

@@ -332,6 +332,14 @@ static int decode_heif(const uint8_t *buf, size_t len, const struct sbx_media_in
     return 0;
 }
 
+bool sbx_media_can_render(const char *mime)
+{
+    static const char *const types[] = {"image/jpeg", "image/heic", "image/heif", "image/avif"};
+    for (size_t i = 0; mime && i < sizeof types / sizeof types[0]; i++)
+        if (strcmp(mime, types[i]) == 0) return true;
+    return false;
+}
+
 int sbx_media_render_sizes(const uint8_t *buf, size_t len, const unsigned *max_px, size_t n,
                            int quality, uint8_t **jpeg_out, size_t *jpeg_len)
 {

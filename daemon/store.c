@@ -20,6 +20,7 @@ static const char *const migrations[] = {
     migration_0001_init,
     migration_0002_drop_photos_hash,
     migration_0003_import_jobs,
+    migration_0004_render_queue,
 };
 _Static_assert(sizeof migrations / sizeof migrations[0] == SBX_SCHEMA_VERSION,
                "one migration per schema version");

@@ -356,3 +356,18 @@ CREATE TABLE import_job_files (
   mtime INTEGER NOT NULL,
   PRIMARY KEY (job_id, path)
 ) WITHOUT ROWID;
+
+-- The render queue (migration 4, daemon/render.c, docs/import.md): photos
+-- this device imported whose thumbnail and medium are still to be rendered.
+-- A row is written with its file's `applying` row, before the photo.put, and
+-- only rows whose photo is in the library are rendered; it is deleted once
+-- the photo.set thumb / medium ops are written. 'failed' keeps the reason
+-- of an image that cannot be rendered, so it is not tried again.
+CREATE TABLE render_queue (
+  photo_id BLOB PRIMARY KEY,
+  state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'failed')),
+  error TEXT,
+  queued_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX render_queue_state ON render_queue(state);

@@ -84,6 +84,24 @@ void sbx_blobstore_close(sbx_blobstore *bs);
 int sbx_blob_put_buf(sbx_blobstore *bs, const void *data, size_t len, sbx_blob_kind kind,
                      uint8_t hash_out[SBX_BLOB_HASH_BYTES], bool *existed);
 
+/* Batched durability, for bulk ingest (an import's worker threads): between
+ * sbx_blob_batch_begin and sbx_blob_batch_commit, sbx_blob_put_buf writes
+ * each new blob to a temp file and starts its writeback but does not name
+ * it: the blob is not held (sbx_blob_has says no) until commit fsyncs the
+ * files, renames them into place, fsyncs the directories that changed (each
+ * once) and records the rows in one transaction. The guarantees above stay
+ * (no file under a hash name before its bytes are durable, no row before
+ * its file); the batch costs a few journal commits instead of three or more
+ * per blob, and one transaction instead of one per blob. A put of a blob
+ * staged in the batch says existed. At most SBX_MAX_BLOB_BATCH blobs are
+ * staged (each keeps its temp file open): a put beyond that commits the
+ * batch and begins a new one. commit ends the batch and returns 0 or the
+ * first error (then nothing of the batch is stored); abort drops it
+ * (closing the store aborts a batch left open). Only put_buf is batched. */
+int sbx_blob_batch_begin(sbx_blobstore *bs);
+int sbx_blob_batch_commit(sbx_blobstore *bs);
+void sbx_blob_batch_abort(sbx_blobstore *bs);
+
 /* Streams the file at `path` into the store in bounded buffers, hashing as it
  * copies. With `expect` (NULL or 32 bytes) the content must hash to it, else
  * SBX_ECRYPTO and nothing is stored; when the store already holds `expect`

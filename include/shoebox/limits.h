@@ -120,6 +120,16 @@
  * job's rows): a folder of a million unreadable files must not make a
  * reply of a hundred megabytes. */
 #define SBX_MAX_IMPORT_ERRORS_SHOWN 10000u
+/* Blobs one sbx_blob_batch holds before it is committed (each keeps its
+ * temp file open until then). */
+#define SBX_MAX_BLOB_BATCH 64u
+/* Threads of the background renderer (daemon/render.c): thumbnails and
+ * mediums are CPU work at low priority, one core's worth each. */
+#define SBX_MAX_RENDER_THREADS 4u
+/* An original larger than this is not read into memory to be rendered: it
+ * is marked failed ("too large to render"). Every camera photo is far
+ * smaller; SBX_MAX_IMAGE_PIXELS bounds the decode itself. */
+#define SBX_MAX_RENDER_INPUT_BYTES (256u << 20)
 
 /* Blobs (daemon/blob.c) are cut into chunks of this fixed size, the last one
  * shorter. The chunk is the unit of transfer between peers (a fetch names

@@ -113,6 +113,11 @@ int sbx_media_render(const uint8_t *buf, size_t len, unsigned max_px, int qualit
 int sbx_media_render_sizes(const uint8_t *buf, size_t len, const unsigned *max_px, size_t n,
                            int quality, uint8_t **jpeg_out, size_t *jpeg_len);
 
+/* True for the types sbx_media_render can render (JPEG, HEIC, HEIF, AVIF,
+ * by the MIME type sbx_media_probe gives): the others get no thumbnail, and
+ * the background renderer does not queue them. */
+bool sbx_media_can_render(const char *mime);
+
 /* "photo", "video", "raw" or "unknown". */
 const char *sbx_media_kind_name(enum sbx_media_kind kind);
 

@@ -10,7 +10,7 @@
 
 #include "shoebox/crypt.h"
 
-#define SBX_SCHEMA_VERSION 3
+#define SBX_SCHEMA_VERSION 4
 
 typedef struct sbx_store sbx_store;
 

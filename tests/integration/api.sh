@@ -199,8 +199,10 @@ imported() { api GET /imports | jq -e '.items[0] | .status == "done" and .import
 ok "the import job ends: one new photo, one duplicate" until_true 60 imported
 check "a relative import path is refused" 'api POST /imports -d "{\"paths\":[\"imp\"]}" >/dev/null; [ "$(code)" = 400 ]'
 imp=$(api GET "/photos?limit=1000" | jq -r '.items[] | select(.fileName == "orientation_landscape_8.jpg") | .id')
-check "an imported photo's thumbnail and original" \
-  '[ "$(curl -s -o /dev/null -w "%{http_code} %{content_type}" -H "Authorization: Bearer $TOK" $U/photos/$imp/thumb)" = "200 image/jpeg" ] && cmp -s <(api GET /photos/$imp/original) "$FIX/orientation_landscape_8.jpg"'
+# The thumbnail comes from the background renderer, after the import ended.
+ok "an imported photo's thumbnail, once rendered" \
+  until_true 60 bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code} %{content_type}' -H 'Authorization: Bearer $TOK' $U/photos/$imp/thumb)\" = '200 image/jpeg' ]"
+check "and its original" 'cmp -s <(api GET /photos/$imp/original) "$FIX/orientation_landscape_8.jpg"'
 check "free space with no full peer frees nothing" '[ "$(api POST /free-space -d "{}" | jq .freed)" = 0 ]'
 
 # JSON endpoints of the CLI's commands.

@@ -97,8 +97,18 @@ DB="$A/shoebox.db"
 check "a blob for every original" \
   '[ "$(sqlite3 "$DB" "SELECT count(*) FROM blobs WHERE kind = '"'"'original'"'"' AND complete = 1")" = "$n_media" ]'
 check "blob.held announced for every original" '[ "$(sqlite3 "$DB" "SELECT count(*) FROM blob_holders WHERE held = 1")" = "$n_media" ]'
-check "thumbnails rendered for the JPEGs" \
-  '[ "$(sqlite3 "$DB" "SELECT count(*) FROM photos WHERE mime_type = '"'"'image/jpeg'"'"' AND thumb_hash IS NULL")" = 0 ]'
+# Thumbnails and mediums come from the background renderer, after the
+# import returned: wait for it (bounded), then look.
+ok "the background renderer finishes (status: no render pending)" \
+  until_true 180 bash -c "[ \"\$('$SB' --data '$A' status --json | jq .renders.pending)\" = 0 ]"
+check "thumbnails and mediums rendered for the JPEGs" \
+  '[ "$(sqlite3 "$DB" "SELECT count(*) FROM photos WHERE mime_type = '"'"'image/jpeg'"'"' AND (thumb_hash IS NULL OR medium_hash IS NULL)")" = 0 ]'
+check "other types are not queued, nothing failed, the queue is empty" \
+  '[ "$(jq_status "$A" .renders.failed)" = 0 ] && [ "$(sqlite3 "$DB" "SELECT count(*) FROM render_queue")" = 0 ] && [ "$(sqlite3 "$DB" "SELECT count(*) FROM photos WHERE mime_type = '"'"'image/gif'"'"' AND thumb_hash IS NULL")" -gt 0 ]'
+# (A photo smaller than a thumbnail has one rendition for both sizes: the
+# same bytes, one blob.)
+check "the renditions are complete blobs of this device" \
+  '[ "$(sqlite3 "$DB" "SELECT count(*) FROM photos p JOIN blobs t ON t.hash = p.thumb_hash AND t.complete = 1 JOIN blobs m ON m.hash = p.medium_hash AND m.complete = 1")" = "$(sqlite3 "$DB" "SELECT count(*) FROM photos WHERE thumb_hash IS NOT NULL")" ]'
 check "every photo's hash is its original's blob" \
   '[ "$(sqlite3 "$DB" "SELECT count(*) FROM photos p LEFT JOIN blobs b ON b.hash = p.hash WHERE b.hash IS NULL")" = 0 ]'
 
@@ -191,6 +201,41 @@ check "resumed: one original blob per photo" \
   '[ "$(sqlite3 "$C/shoebox.db" "SELECT count(*) FROM blobs WHERE kind = '"'"'original'"'"'")" = "$n_gen" ]'
 check "resumed: the same job went on" 'grep -q "import resumed" "$C.log" && [ "$(sqlite3 "$C/shoebox.db" "SELECT count(*) FROM import_jobs")" = 1 ]'
 check "the unreadable file is reported" '[ "$(jq -r ".errors[0].path" "$T_TMP/resumed.json")" = "$GEN/noise.bin" ]'
+
+# ---- renders: a killed daemon finishes them; a corrupt image fails once ----
+RSRC=$T_TMP/rsrc
+mkdir -p "$RSRC"
+cp "$EXIF"/*.jpg "$EXIF"/*.HEIC "$RSRC/"
+# A JPEG without its quantization tables: its bytes hash and probe (size,
+# EXIF), but no decoder can render it.
+{ head -c 5660 "$EXIF/Canon_40D.jpg"; tail -c +5799 "$EXIF/Canon_40D.jpg"; } >"$RSRC/zz_no_tables.jpg"
+n_r=$(find "$RSRC" -type f | wc -l | tr -d ' ')
+R=$T_TMP/r
+ok "init a library for the renders" "$SB" --data "$R" init --name renders
+# One render thread, 1.5 s per photo: the renders outlast the import.
+export SHOEBOX_TEST_RENDER_DELAY_MS=1500 SHOEBOX_RENDER_THREADS=1
+ok "slow renderer starts (test hook: 1.5 s per render)" start_daemon "$R"
+unset SHOEBOX_TEST_RENDER_DELAY_MS SHOEBOX_RENDER_THREADS
+ok "import returns before the renders are done" bash -c "'$SB' --data '$R' import --json '$RSRC' >'$T_TMP/r.json'"
+check "every file imported, the corrupt one too" '[ "$(jq .imported "$T_TMP/r.json")" = "$n_r" ]'
+check "status shows the render backlog" '[ "$(jq_status "$R" .renders.pending)" -gt 0 ]'
+kill_hard "$R"
+check "renders left pending in the database by the killed daemon" \
+  '[ "$(sqlite3 "$R/shoebox.db" "SELECT count(*) FROM render_queue q JOIN photos p ON p.id = q.photo_id WHERE q.state = '"'"'pending'"'"' AND p.thumb_hash IS NULL")" -gt 0 ]'
+ok "daemon restarts" start_daemon "$R"
+ok "it finishes the renders" until_true 120 bash -c "[ \"\$('$SB' --data '$R' status --json | jq .renders.pending)\" = 0 ]"
+check "every photo has its thumbnail and medium but the corrupt one" \
+  '[ "$(sqlite3 "$R/shoebox.db" "SELECT group_concat(file_name) FROM photos WHERE thumb_hash IS NULL OR medium_hash IS NULL")" = zz_no_tables.jpg ]'
+check "the corrupt image is marked failed, with the reason" \
+  '[ "$(jq_status "$R" .renders.failed)" = 1 ] && sqlite3 "$R/shoebox.db" "SELECT error FROM render_queue WHERE state = '"'"'failed'"'"'" | grep -q "cannot render the image"'
+ok "stop it" stop_daemon "$R"
+tries=$(grep -c "render: photo .*cannot render" "$R.log")
+ok "start it again" start_daemon "$R"
+sleep 3
+check "the failed render is not tried again (tried $tries time(s) before)" \
+  '[ "$(grep -c "render: photo .*cannot render" "$R.log")" = "$tries" ] && [ "$tries" -le 2 ] && [ "$(jq_status "$R" .renders.failed)" = 1 ] && [ "$(jq_status "$R" .renders.pending)" = 0 ]'
+check "shoebox status says it" '"$SB" --data "$R" status | grep -q "^renders  0 thumbnails to render, 1 failed"'
+ok "stop it again" stop_daemon "$R"
 
 # ---- a progress bar on a terminal ----
 if command -v script >/dev/null; then

@@ -67,6 +67,10 @@ check "untagged" '[ "$("$SB" --data "$A" photos --json | jq -r ".[] | select(.id
 ok "album delete" "$SB" --data "$A" album delete "$album"
 check "deleted album leaves the list" '[ "$("$SB" --data "$A" albums --json | jq length)" = 0 ]'
 
+# The background renderer writes the thumbnails of the import: done before
+# the digest is taken.
+ok "the background renders are done" \
+  until_true 120 bash -c "[ \"\$('$SB' --data '$A' status --json | jq .renders.pending)\" = 0 ]"
 S1=$("$SB" --data "$A" status --json)
 ok "daemon stops" stop_daemon "$A"
 ok "daemon restarts" start_daemon "$A"

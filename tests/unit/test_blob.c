@@ -1017,6 +1017,88 @@ SBX_TEST(delete_removes_partials)
     env_close(&e);
 }
 
+/* A batch: nothing is held before the commit, everything after it; a put
+ * of a staged blob says existed; no temp file outlives the batch. */
+SBX_TEST(batch_installs_together)
+{
+    struct env e;
+    REQUIRE(env_open(&e) == 0);
+    size_t lens[3] = {5, MiB + 3, 3 * MiB};
+    uint8_t *data[3], hash[3][32], again[32];
+    REQUIRE(sbx_blob_batch_begin(e.bs) == 0);
+    CHECK_EQ_INT(sbx_blob_batch_begin(e.bs), SBX_ESTATE);
+    for (int i = 0; i < 3; i++) {
+        data[i] = random_buf(lens[i], 40 + (uint64_t)i);
+        bool existed = true;
+        REQUIRE(sbx_blob_put_buf(e.bs, data[i], lens[i], SBX_BLOB_ORIGINAL, hash[i], &existed) == 0);
+        CHECK(!existed);
+        CHECK_EQ_INT(sbx_blob_has(e.bs, hash[i]), SBX_ENOENT);
+    }
+    bool existed = false;
+    CHECK_EQ_INT(sbx_blob_put_buf(e.bs, data[1], lens[1], SBX_BLOB_ORIGINAL, again, &existed), 0);
+    CHECK(existed);
+    CHECK(memcmp(again, hash[1], 32) == 0);
+    CHECK_EQ_INT(count_rows(&e, "blobs"), 0);
+    CHECK_EQ_INT(count_dir(&e, "tmp"), 3);
+    CHECK_EQ_INT(sbx_blob_batch_commit(e.bs), 0);
+    for (int i = 0; i < 3; i++) check_blob(&e, hash[i], data[i], lens[i]);
+    CHECK_EQ_INT(count_rows(&e, "blobs"), 3);
+    CHECK_EQ_INT(count_dir(&e, "tmp"), 0);
+    /* After the batch, a put is durable on its own again. */
+    CHECK_EQ_INT(sbx_blob_batch_commit(e.bs), SBX_ESTATE);
+    uint8_t *more = random_buf(100, 49);
+    REQUIRE(sbx_blob_put_buf(e.bs, more, 100, SBX_BLOB_THUMB, again, NULL) == 0);
+    CHECK_EQ_INT(sbx_blob_has(e.bs, again), 0);
+    free(more);
+    for (int i = 0; i < 3; i++) free(data[i]);
+    env_close(&e);
+}
+
+SBX_TEST(batch_abort_and_close_leave_nothing)
+{
+    struct env e;
+    REQUIRE(env_open(&e) == 0);
+    uint8_t *data = random_buf(2 * MiB, 50);
+    uint8_t hash[32];
+    REQUIRE(sbx_blob_batch_begin(e.bs) == 0);
+    REQUIRE(sbx_blob_put_buf(e.bs, data, 2 * MiB, SBX_BLOB_ORIGINAL, hash, NULL) == 0);
+    REQUIRE(sbx_blob_put_buf(e.bs, data, MiB, SBX_BLOB_ORIGINAL, hash, NULL) == 0);
+    CHECK_EQ_INT(count_dir(&e, "tmp"), 2);
+    sbx_blob_batch_abort(e.bs);
+    CHECK_EQ_INT(count_dir(&e, "tmp"), 0);
+    CHECK_EQ_INT(count_rows(&e, "blobs"), 0);
+    CHECK_EQ_INT(sbx_blob_has(e.bs, hash), SBX_ENOENT);
+    /* A batch left open when the store closes is dropped the same way. */
+    REQUIRE(sbx_blob_batch_begin(e.bs) == 0);
+    REQUIRE(sbx_blob_put_buf(e.bs, data, 2 * MiB, SBX_BLOB_ORIGINAL, hash, NULL) == 0);
+    close_handles(&e);
+    CHECK_EQ_INT(count_dir(&e, "tmp"), 0);
+    REQUIRE(open_handles(&e) == 0);
+    CHECK_EQ_INT(sbx_blob_has(e.bs, hash), SBX_ENOENT);
+    CHECK_EQ_INT(count_rows(&e, "blobs"), 0);
+    free(data);
+    env_close(&e);
+}
+
+SBX_TEST(batch_commits_when_full)
+{
+    struct env e;
+    REQUIRE(env_open(&e) == 0);
+    REQUIRE(sbx_blob_batch_begin(e.bs) == 0);
+    uint8_t buf[64], hash[32];
+    for (uint32_t i = 0; i < SBX_MAX_BLOB_BATCH + 2; i++) {
+        fill(buf, sizeof buf, 1000 + i);
+        REQUIRE(sbx_blob_put_buf(e.bs, buf, sizeof buf, SBX_BLOB_THUMB, hash, NULL) == 0);
+        /* The put past a full batch installed the batch first. */
+        CHECK_EQ_INT(count_rows(&e, "blobs"), i < SBX_MAX_BLOB_BATCH ? 0 : SBX_MAX_BLOB_BATCH);
+    }
+    CHECK_EQ_INT(sbx_blob_batch_commit(e.bs), 0);
+    CHECK_EQ_INT(count_rows(&e, "blobs"), SBX_MAX_BLOB_BATCH + 2);
+    CHECK_EQ_INT(sbx_blob_has(e.bs, hash), 0);
+    CHECK_EQ_INT(count_dir(&e, "tmp"), 0);
+    env_close(&e);
+}
+
 SBX_TEST_MAIN(SBX_CASE(round_trip_sizes), SBX_CASE(kinds_are_recorded),
               SBX_CASE(existing_blob_not_rewritten), SBX_CASE(wrong_expected_hash_refused),
               SBX_CASE(writer_streams_in_odd_pieces), SBX_CASE(failed_puts_leave_nothing),
@@ -1027,4 +1109,5 @@ SBX_TEST_MAIN(SBX_CASE(round_trip_sizes), SBX_CASE(kinds_are_recorded),
               SBX_CASE(empty_partial_blob), SBX_CASE(flipped_byte_detected_by_verify),
               SBX_CASE(range_reads), SBX_CASE(joins_the_callers_transaction),
               SBX_CASE(touch_updates_last_access), SBX_CASE(open_sweeps_crash_debris),
-              SBX_CASE(delete_removes_partials))
+              SBX_CASE(delete_removes_partials), SBX_CASE(batch_installs_together),
+              SBX_CASE(batch_abort_and_close_leave_nothing), SBX_CASE(batch_commits_when_full))
