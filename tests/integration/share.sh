@@ -96,8 +96,8 @@ check "b serves the link too (plain HTTP)" \
 check "b serves the thumbnails once they came from a" \
   'until_true 60 bash -c "curl -s -o /dev/null -w %{http_code} http://$SB_/s/$TOKEN/thumb/${P[1]} | grep -q 200"'
 TB=$(cat "$B/api-token"); PB=$(addr "$B" listen)
-ORIG=$(curl -s -o /dev/null -w "%{http_code}" -H "Authorization: Bearer $TB" "http://$PB/photos/${P[3]}/original")
-check "b (a cache device) has no original of a's photo at first: 503, being fetched" '[ "$ORIG" = 503 ]'
+ORIG=$(curl -s -o /dev/null -w "%{http_code}" -H "Authorization: Bearer $TB" -H "Prefer: wait=0" "http://$PB/photos/${P[3]}/original")
+check "b (a cache device) has no original of a's photo at first: 503 at once with Prefer: wait=0, being fetched" '[ "$ORIG" = 503 ]'
 got() { curl -sf -H "Authorization: Bearer $TB" -o "$T_TMP/fetched" "http://$PB/photos/${P[3]}/original"; }
 ok "b fetches the original from a on demand, then streams it" until_true 60 got
 check "...byte for byte" 'cmp -s "$T_TMP/fetched" "$FIX/gps_DSCN0010.jpg"'
@@ -147,8 +147,10 @@ else
 fi
 
 # The rate limit per address: refused tokens cost more, then 429.
-codes=""
-for i in $(seq 1 60); do codes+="$(curl -s -o /dev/null -w "%{http_code}" "http://$SB_/s/$T2") "; done
+# One curl on one connection: fast enough that the bucket's refill (which
+# a loaded machine's slow curls would let catch up) does not matter.
+codes=$(curl -s -w '\n%{http_code}\n' $(for i in $(seq 1 100); do printf '%s ' "http://$SB_/s/$T2"; done) |
+  grep -E '^[0-9]{3}$' | tr '\n' ' ')
 check "guessing tokens is rate limited (429)" '[[ "$codes" == *429* ]] && [[ "$codes" == 404* ]]'
 ok "a stops" stop_daemon "$A"
 ok "b stops" stop_daemon "$B"
