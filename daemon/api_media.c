@@ -351,7 +351,7 @@ struct fetch_wait {
     struct sbx_api *api;
     h2o_req_t *req;
     uint8_t photo[16], hash[32];
-    bool share, linked;
+    bool share, linked, due;
     int64_t deadline_ms;
 };
 
@@ -394,12 +394,13 @@ static void on_wait_tick(uv_timer_t *t)
 {
     struct sbx_api *api = t->data;
     int64_t now = sbx_now_ms();
-    /* One answer per pass over the list, from its head: answering may run
-     * h2o code that disposes of other requests (and so of their waits). */
+    for (struct fetch_wait *w = api->waiters; w; w = w->next)
+        w->due = api->stopping || now >= w->deadline_ms || sbx_blob_has(api->blobs, w->hash) == 0;
+    /* One answer per walk, from the list's head: answering may run h2o
+     * code that disposes of other requests (and so of their waits). */
     for (size_t guard = 0; guard <= SBX_MAX_API_FETCH_WAITERS; guard++) {
-        struct fetch_wait *due = NULL;
-        for (struct fetch_wait *w = api->waiters; w && !due; w = w->next)
-            if (api->stopping || now >= w->deadline_ms || sbx_blob_has(api->blobs, w->hash) == 0) due = w;
+        struct fetch_wait *due = api->waiters;
+        while (due && !due->due) due = due->next;
         if (!due) break;
         wait_answer(due);
     }

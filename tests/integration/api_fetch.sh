@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Originals through the API of a device that does not hold them, and big
 # uploads. a (full) holds the originals, b (cache) holds none:
-# - GET /photos/{id}/original on b starts the fetch from a, waits for the
-#   verified blob and serves it byte for byte; two requests at once (one a
-#   Range request) share one fetch;
-# - with a stopped, the request answers 503 + Retry-After within its wait
-#   (Prefer: wait=N); an unknown photo is 404 at once; clients that go away
-#   while waiting (HTTP/1.1 and HTTP/2) leave the daemon healthy, and it
-#   stops cleanly (ASan: no leak, no error);
-# - POST /uploads/{id}/complete of a 64 MiB file runs off the loop: GET
-#   /status is answered while the completion runs.
+# - POST /uploads/{id}/complete of a 64 MiB file runs off the loop: while
+#   it runs the session says completing, a second complete gets 409 and
+#   GET /status is answered before the completion's own answer;
+# - GET /photos/{id}/original on b with Prefer: wait=0 answers 503 at once;
+#   two requests (one a Range request) made while a is stopped both wait,
+#   a restarts, and one fetch serves both, byte for byte;
+# - with a stopped, a request answers 503 + Retry-After within its wait
+#   (Prefer: wait=2); an unknown photo is 404 at once; clients that go away
+#   while waiting (HTTP/1.1 and HTTP/2) leave b healthy; a request waiting
+#   when b stops gets 503 and b exits cleanly (ASan: no leak, no error).
 . "$(dirname "$0")/lib.sh"
 FIX="$SHOEBOX_SHARED/fixtures/exif"
 command -v curl >/dev/null || { echo "1..0 # SKIP curl missing"; exit 0; }
