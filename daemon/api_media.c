@@ -238,8 +238,10 @@ static void media_send(struct api_req *r, const uint8_t photo[16], enum api_medi
     sbx_blob_file *f = NULL;
     rc = sbx_blob_open(api->blobs, hash, &f);
     if (rc == SBX_ENOENT) {
+        /* A removed device never serves again: only members count. */
         sqlite3_stmt *st = sbx_store_stmt(r->d->store, "SELECT count(*) FROM blob_holders h JOIN authors a ON "
-                                                       "a.ix = h.holder_ix WHERE h.hash = ?1 AND h.held = 1 AND a.key != ?2");
+                                                       "a.ix = h.holder_ix JOIN devices v ON v.key = a.key WHERE "
+                                                       "h.hash = ?1 AND h.held = 1 AND a.key != ?2 AND v.removed = 0");
         int64_t holders = 0;
         if (st) {
             sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
