@@ -33,6 +33,8 @@ struct api_conn {
     struct sbx_api *api;
     struct api_conn *prev, *next;
     bool public;
+    h2o_socket_t *sock; /* h2o's socket on h */
+    unsigned stuck_ticks; /* see unstick() */
     uint8_t addr[16]; /* the rate limiter's key for the client */
     size_t addr_len;
 };
@@ -44,6 +46,7 @@ struct api_handler {
 };
 
 static size_t sockaddr_key(const struct sockaddr_storage *ss, uint8_t key[16]);
+static void on_sweep_tick(uv_timer_t *t);
 
 typedef void (*api_fn)(struct api_req *r);
 static const api_fn handlers[SBX_ROUTE__COUNT] = {
@@ -354,6 +357,7 @@ static void on_accept(uv_stream_t *server, int status)
     api->conns = c;
     api->n_conns++;
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->h, conn_closed);
+    c->sock = sock;
     h2o_accept(public ? &api->public.accept : &api->local.accept, sock);
 }
 
@@ -615,6 +619,13 @@ int sbx_api_start(struct sbx_daemon *d, const struct sbx_daemon_options *opt, ch
     while (bl > 0 && api->public_base[bl - 1] == '/') api->public_base[--bl] = '\0';
 
     api_upload_sweep(api);
+    /* Connections h2o left waiting forever are closed every few seconds
+     * (unstick). The timer does not keep the loop alive. */
+    uv_timer_init(d->loop, &api->sweep_timer);
+    api->sweep_timer.data = api;
+    api->sweep_timer_on = true;
+    uv_timer_start(&api->sweep_timer, on_sweep_tick, 2000, 2000);
+    uv_unref((uv_handle_t *)&api->sweep_timer);
     sbx_info("api: %s%s, unix socket %s", api->tcp_addr[0] ? "listening on " : "no TCP listener",
              api->tcp_addr, sock);
     if (api->pub_on)
@@ -663,10 +674,46 @@ static void unref_conns(struct sbx_api *api)
     for (struct api_conn *c = api->conns; c; c = c->next) uv_unref((uv_handle_t *)&c->h);
 }
 
+/* h2o (2.2, and later versions alike) ignores what uv_write returns. After
+ * a read error (a TLS client that resets the connection, as browsers do
+ * with spare connections when they exit) libuv marks the stream
+ * unwritable, so the write h2o then makes (TLS's close_notify, an HTTP/2
+ * frame) is refused at once, and its callback never comes: h2o waits for it
+ * forever, reading nothing. Such a connection would hold its slot (and its
+ * address's share of the share server) until the daemon exits, and then
+ * never close. It is recognized by a write h2o believes in flight while
+ * libuv holds none and the stream cannot write, seen twice in a row (a
+ * write that did complete has its callback run on the next turn of the
+ * loop), and is given the write error h2o waited for: h2o then closes it
+ * the usual way. */
+static void unstick(struct sbx_api *api)
+{
+    for (struct api_conn *c = api->conns; c; c = c->next) {
+        uv_stream_t *st = (uv_stream_t *)&c->h;
+        bool stuck = c->sock && c->sock->_cb.write && !uv_is_closing((uv_handle_t *)st) && !uv_is_writable(st) &&
+                     uv_stream_get_write_queue_size(st) == 0;
+        if (!stuck) {
+            c->stuck_ticks = 0;
+            continue;
+        }
+        if (++c->stuck_ticks < 2) continue;
+        c->stuck_ticks = 0;
+        sbx_debug("api: a connection reset by its client waited for a write that libuv refused; closing it");
+        h2o_socket_cb cb = c->sock->_cb.write;
+        c->sock->_cb.write = NULL;
+        /* Closing is asynchronous (uv_close): c stays on the list until its
+         * close callback, so the walk goes on safely. */
+        cb(c->sock, h2o_socket_error_io);
+    }
+}
+
+static void on_sweep_tick(uv_timer_t *t) { unstick(t->data); }
+
 static void on_stop_tick(uv_timer_t *t)
 {
     struct sbx_api *api = t->data;
     expire_idle(api);
+    unstick(api);
     int64_t now = sbx_now_ms();
     if (api->n_conns > 0 && now < api->stop_deadline_ms) return;
     if (api->n_conns > 0 && !api->stop_forced) {
@@ -685,9 +732,12 @@ static void on_stop_tick(uv_timer_t *t)
     }
     if (api->n_conns > 0) {
         for (struct api_conn *c = api->conns; c; c = c->next)
-            sbx_warn("api: a %s connection is still open at shutdown (handle %s, %s); leaving it",
+            sbx_warn("api: a %s connection is still open at shutdown (handle %s, %s; h2o %s%s%s, %zu bytes in, %zu "
+                     "out, %zu queued); leaving it",
                      c->public ? "share server" : "local API", uv_is_active((uv_handle_t *)&c->h) ? "active" : "idle",
-                     uv_is_closing((uv_handle_t *)&c->h) ? "closing" : "open");
+                     uv_is_closing((uv_handle_t *)&c->h) ? "closing" : "open", c->sock->ssl ? "TLS" : "plain",
+                     c->sock->_cb.read ? ", reading" : "", c->sock->_cb.write ? ", writing" : "", c->sock->bytes_read,
+                     c->sock->bytes_written, uv_stream_get_write_queue_size((uv_stream_t *)&c->h));
         unref_conns(api);
     }
     uv_close((uv_handle_t *)t, NULL);
@@ -700,6 +750,12 @@ void sbx_api_stop(struct sbx_daemon *d)
     struct sbx_api *api = d->api;
     if (!api || api->stopping) return;
     api->stopping = true;
+    if (api->sweep_timer_on) uv_close((uv_handle_t *)&api->sweep_timer, NULL);
+    api->sweep_timer_on = false;
+    /* Requests waiting on the daemon's own work are answered now, so their
+     * connections can close like the others. */
+    api_media_stop(api);
+    api_upload_stop(api);
     if (api->tcp_on) uv_close((uv_handle_t *)&api->tcp, NULL);
     if (api->pub_on) uv_close((uv_handle_t *)&api->pub, NULL);
     if (api->unix_on) {
@@ -742,6 +798,7 @@ void sbx_api_close(struct sbx_daemon *d)
         }
         if (srv[i]->config_on) h2o_config_dispose(&srv[i]->config);
     }
+    api_upload_close(api);
     if (api->ssl) SSL_CTX_free(api->ssl);
     sbx_ratelimit_free(api->rl);
     sodium_memzero(api->token, sizeof api->token);

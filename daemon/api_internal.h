@@ -11,6 +11,8 @@
 #include "shoebox/blob.h"
 
 struct api_conn;
+struct fetch_wait;
+struct complete_job;
 
 /* One h2o server: its configuration and context on the daemon's loop. The
  * local API and the public share server each have one, so the public side
@@ -34,7 +36,8 @@ struct sbx_api {
     char public_base[512]; /* https://host:port, no trailing slash; "" when unknown */
     struct api_conn *conns;
     size_t n_conns;
-    uv_timer_t stop_timer;
+    uv_timer_t stop_timer, sweep_timer;
+    bool sweep_timer_on;
     bool stop_timer_on, stop_forced;
     int64_t stop_deadline_ms;
     bool stopping;
@@ -43,6 +46,19 @@ struct sbx_api {
     size_t token_len;
     sbx_blobstore *blobs; /* the daemon's (d->blobs) */
     sbx_ratelimit *rl;
+    /* Requests waiting for an original being fetched (api_media.c), and
+     * the timer that answers them when it arrives or their wait ends. */
+    struct fetch_wait *waiters;
+    size_t n_waiters;
+    uv_timer_t wait_timer;
+    bool wait_timer_on;
+    /* Upload completions (api_upload.c): the one running on the thread
+     * pool, those queued behind it, and the worker's own SQLite connection
+     * and blob store handle (the loop's connection never leaves the loop). */
+    struct complete_job *job_running, *jobs_head, *jobs_tail;
+    size_t n_jobs;
+    sbx_store *wstore;
+    sbx_blobstore *wblobs;
 };
 
 /* One request, as a handler sees it. */
@@ -103,10 +119,17 @@ void api_media_send(struct api_req *r, const uint8_t photo[16], enum api_media w
 /* Renders and stores a photo's thumbnail and medium from its original when
  * this device holds the original and the photo has none yet. */
 int api_media_derive(struct sbx_api *api, const uint8_t photo[16]);
+/* At shutdown: answers every waiting request (503) and closes the timer. */
+void api_media_stop(struct sbx_api *api);
 
 /* ---- uploads (api_upload.c) ---- */
 /* Marks stale sessions failed and removes staging files no session owns. */
 void api_upload_sweep(struct sbx_api *api);
+/* At shutdown: queued completions that have not started are answered 503
+ * (the one running finishes: the loop waits for it). */
+void api_upload_stop(struct sbx_api *api);
+/* After the loop ended: the worker's handles. */
+void api_upload_close(struct sbx_api *api);
 
 /* ---- share links (api_share.c) ---- */
 json_t *api_share_control(struct sbx_daemon *d, const char *name, json_t *args, char *err, size_t errsz, bool *handled);

@@ -1,9 +1,17 @@
 /* Photos' bytes over HTTP: thumbnail, medium and original, streamed from
  * the blob store with strong ETags (the content hash) and byte ranges.
  * Thumbnails and mediums missing from the log are rendered on first use
- * when this device holds the original. Originals held only by other
- * devices go through sbx_api_fetch_original, the hook for the blob
- * transfer layer. */
+ * when this device holds the original.
+ *
+ * An original held only by other devices is fetched on demand: the request
+ * starts the transfer (the one `shoebox get` starts, shared by every request
+ * for the same blob) and waits, its response not begun, until the blob is
+ * complete, then is served like any other (ETag, Range). The wait is bounded
+ * (SBX_API_FETCH_WAIT_MS, or the client's `Prefer: wait=N`): past it the
+ * answer is 503 with Retry-After and the fetch goes on. Bytes are served
+ * only once the whole blob matched its SHA-256: the chunk hashes a transfer
+ * verifies come from the serving peer, not from the log, so a verified
+ * prefix proves nothing about the content the ETag names. */
 #include "api_internal.h"
 
 #include "shoebox/err.h"
@@ -14,6 +22,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define STREAM_BLOCK (256u << 10)
 #define RENDER_QUALITY 85
@@ -23,10 +32,9 @@
 
 /* Originals that other devices hold: asks the transfer manager for them
  * (an on-demand fetch goes before background work). 0 when the original is
- * here now, SBX_EAGAIN while the fetch runs (the client retries), another
- * error when no fetch could start. */
-int sbx_api_fetch_original(struct sbx_daemon *d, const uint8_t hash[32]);
-int sbx_api_fetch_original(struct sbx_daemon *d, const uint8_t hash[32])
+ * here now, SBX_EAGAIN while the fetch runs, another error when no fetch
+ * could start. */
+static int fetch_original(struct sbx_daemon *d, const uint8_t hash[32])
 {
     int rc = sbx_transfer_want(d, hash);
     if (rc != 0) return rc;
@@ -204,7 +212,12 @@ static void safe_name(char *out, size_t cap, const char *in)
     if (o == 0) snprintf(out, cap, "photo");
 }
 
-void api_media_send(struct api_req *r, const uint8_t photo[16], enum api_media which, bool share)
+static bool wait_for_fetch(struct api_req *r, const uint8_t photo[16], const uint8_t hash[32], bool share,
+                           int64_t wait_ms);
+
+/* wait_ms: how long the request may wait for an original being fetched
+ * (0: answer now). */
+static void media_send(struct api_req *r, const uint8_t photo[16], enum api_media which, bool share, int64_t wait_ms)
 {
     struct sbx_api *api = r->api;
     struct photo_row p;
@@ -225,8 +238,10 @@ void api_media_send(struct api_req *r, const uint8_t photo[16], enum api_media w
     sbx_blob_file *f = NULL;
     rc = sbx_blob_open(api->blobs, hash, &f);
     if (rc == SBX_ENOENT) {
+        /* A removed device never serves again: only members count. */
         sqlite3_stmt *st = sbx_store_stmt(r->d->store, "SELECT count(*) FROM blob_holders h JOIN authors a ON "
-                                                       "a.ix = h.holder_ix WHERE h.hash = ?1 AND h.held = 1 AND a.key != ?2");
+                                                       "a.ix = h.holder_ix JOIN devices v ON v.key = a.key WHERE "
+                                                       "h.hash = ?1 AND h.held = 1 AND a.key != ?2 AND v.removed = 0");
         int64_t holders = 0;
         if (st) {
             sqlite3_bind_blob(st, 1, hash, 32, SQLITE_STATIC);
@@ -238,8 +253,11 @@ void api_media_send(struct api_req *r, const uint8_t photo[16], enum api_media w
             return fail(r, share, 404, "no device of the library is known to hold the original");
         /* Thumbnails and mediums come from peers by themselves; an original
          * is asked for now. Either way the client retries shortly. */
-        int frc = which == API_ORIGINAL ? sbx_api_fetch_original(r->d, hash) : SBX_EAGAIN;
+        int frc = which == API_ORIGINAL ? fetch_original(r->d, hash) : SBX_EAGAIN;
         if (frc == 0) rc = sbx_blob_open(api->blobs, hash, &f);
+        /* The response waits, not begun, for the fetch to end. */
+        if (frc == SBX_EAGAIN && which == API_ORIGINAL && wait_ms > 0 && wait_for_fetch(r, photo, hash, share, wait_ms))
+            return;
         if (frc != 0 || rc == SBX_ENOENT) {
             uint64_t done = 0, size = 0;
             sbx_transfer_progress(r->d, hash, &done, &size);
@@ -320,4 +338,154 @@ void api_media_send(struct api_req *r, const uint8_t photo[16], enum api_media w
     api_header(r, H2O_TOKEN_CONTENT_TYPE, type);
     h2o_start_response(r->req, &s->super);
     stream_proceed(&s->super, r->req);
+}
+
+/* ---- waiting for an original ---- */
+
+#define WAIT_POLL_MS 250
+
+/* A request waiting for an original. It lives in the request's memory pool,
+ * so it goes with the request: when the client goes away first (an HTTP/2
+ * stream reset, a closed connection) the pool's dispose callback takes it
+ * off the list, and nothing points at the request any more. */
+struct fetch_wait {
+    struct fetch_wait *prev, *next;
+    struct sbx_api *api;
+    h2o_req_t *req;
+    uint8_t photo[16], hash[32];
+    bool share, linked, due;
+    int64_t deadline_ms;
+};
+
+static void wait_unlink(struct fetch_wait *w)
+{
+    struct sbx_api *api = w->api;
+    SBX_ASSERT(w->linked && api->n_waiters > 0);
+    if (w->prev) w->prev->next = w->next;
+    else api->waiters = w->next;
+    if (w->next) w->next->prev = w->prev;
+    w->prev = w->next = NULL;
+    w->linked = false;
+    api->n_waiters--;
+}
+
+static void wait_dispose(void *p)
+{
+    struct fetch_wait *w = p;
+    if (w->linked) wait_unlink(w);
+}
+
+/* Answers a waiting request: the original now, or (past its wait, or at
+ * shutdown) the usual 503 with the fetch's progress. */
+static void wait_answer(struct fetch_wait *w)
+{
+    struct sbx_api *api = w->api;
+    wait_unlink(w);
+    struct api_req r = {.api = api, .d = api->d, .req = w->req};
+    if (api->stopping) {
+        api_header(&r, H2O_TOKEN_CONNECTION, "close");
+        w->req->http1_is_persistent = 0;
+        api_header(&r, H2O_TOKEN_RETRY_AFTER, "10");
+        if (w->share) return api_plain(&r, 503, "Service Unavailable");
+        return api_error(&r, 503, "the daemon is shutting down");
+    }
+    media_send(&r, w->photo, API_ORIGINAL, w->share, 0);
+}
+
+static void on_wait_tick(uv_timer_t *t)
+{
+    struct sbx_api *api = t->data;
+    int64_t now = sbx_now_ms();
+    for (struct fetch_wait *w = api->waiters; w; w = w->next)
+        w->due = api->stopping || now >= w->deadline_ms || sbx_blob_has(api->blobs, w->hash) == 0;
+    /* One answer per walk, from the list's head: answering may run h2o
+     * code that disposes of other requests (and so of their waits). */
+    for (size_t guard = 0; guard <= SBX_MAX_API_FETCH_WAITERS; guard++) {
+        struct fetch_wait *due = api->waiters;
+        while (due && !due->due) due = due->next;
+        if (!due) break;
+        wait_answer(due);
+    }
+    if (!api->waiters) uv_timer_stop(t);
+}
+
+static bool wait_for_fetch(struct api_req *r, const uint8_t photo[16], const uint8_t hash[32], bool share,
+                           int64_t wait_ms)
+{
+    struct sbx_api *api = r->api;
+    if (api->stopping || api->n_waiters >= SBX_MAX_API_FETCH_WAITERS) return false;
+    if (!api->wait_timer_on) {
+        if (uv_timer_init(api->d->loop, &api->wait_timer) != 0) return false;
+        api->wait_timer.data = api;
+        api->wait_timer_on = true;
+    }
+    struct fetch_wait *w = h2o_mem_alloc_shared(&r->req->pool, sizeof *w, wait_dispose);
+    memset(w, 0, sizeof *w);
+    w->api = api;
+    w->req = r->req;
+    memcpy(w->photo, photo, 16);
+    memcpy(w->hash, hash, 32);
+    w->share = share;
+    w->deadline_ms = sbx_now_ms() + wait_ms;
+    w->next = api->waiters;
+    if (api->waiters) api->waiters->prev = w;
+    api->waiters = w;
+    w->linked = true;
+    api->n_waiters++;
+    char h[13];
+    sbx_hex_encode(h, hash, 6);
+    sbx_info("api: a request waits for original %s (%zu waiting)", h, api->n_waiters);
+    /* Polled as well as told (sbx_api_blob_ready): the blob may also come
+     * complete by another way (an upload or import of the same bytes). */
+    if (!uv_is_active((uv_handle_t *)&api->wait_timer))
+        uv_timer_start(&api->wait_timer, on_wait_tick, WAIT_POLL_MS, WAIT_POLL_MS);
+    return true;
+}
+
+void sbx_api_blob_ready(struct sbx_daemon *d, const uint8_t hash[32])
+{
+    struct sbx_api *api = d->api;
+    if (!api || !api->wait_timer_on || api->stopping) return;
+    for (struct fetch_wait *w = api->waiters; w; w = w->next) {
+        if (memcmp(w->hash, hash, 32) != 0) continue;
+        /* Answered on the next turn of the loop, not inside the transfer
+         * code that calls this. */
+        uv_timer_start(&api->wait_timer, on_wait_tick, 0, WAIT_POLL_MS);
+        return;
+    }
+}
+
+void api_media_stop(struct sbx_api *api)
+{
+    if (!api->wait_timer_on) return;
+    SBX_ASSERT(api->stopping);
+    on_wait_tick(&api->wait_timer);
+    SBX_ASSERT(api->waiters == NULL);
+    uv_close((uv_handle_t *)&api->wait_timer, NULL);
+    api->wait_timer_on = false;
+}
+
+/* How long this request may wait for an original: `Prefer: wait=SECONDS`
+ * (RFC 7240) when the client gives it, bounded, else the default. */
+static int64_t wanted_wait(struct api_req *r)
+{
+    ssize_t hi = h2o_find_header_by_str(&r->req->headers, H2O_STRLIT("prefer"), -1);
+    size_t len = hi >= 0 ? r->req->headers.entries[hi].value.len : 0;
+    const char *v = hi >= 0 ? r->req->headers.entries[hi].value.base : NULL;
+    for (size_t i = 0; v && i + 5 <= len; i++) {
+        if (strncasecmp(v + i, "wait=", 5) != 0 || (i > 0 && v[i - 1] != ' ' && v[i - 1] != ',' && v[i - 1] != ';'))
+            continue;
+        int64_t s = 0;
+        size_t k = i + 5, digits = 0;
+        for (; k < len && v[k] >= '0' && v[k] <= '9' && digits < 7; k++, digits++) s = s * 10 + (v[k] - '0');
+        if (digits == 0) break;
+        int64_t ms = s * 1000;
+        return ms > SBX_MAX_API_FETCH_WAIT_MS ? SBX_MAX_API_FETCH_WAIT_MS : ms;
+    }
+    return SBX_API_FETCH_WAIT_MS;
+}
+
+void api_media_send(struct api_req *r, const uint8_t photo[16], enum api_media which, bool share)
+{
+    media_send(r, photo, which, share, which == API_ORIGINAL ? wanted_wait(r) : 0);
 }

@@ -415,6 +415,7 @@ static void share_media(struct api_req *r, enum api_media which)
     char lid[SBX_UUID_STRLEN + 1];
     sbx_uuid_format(lid, l.id);
     static const char *const names[] = {"thumb", "medium", "original"};
+    /* Status 0: an original being fetched from another device, answered later. */
     sbx_info("share %.8s: %s %s -> %d", lid, names[which], buf, r->req->res.status);
 }
 

@@ -13,6 +13,7 @@
  * received that is not. */
 #include "api_internal.h"
 
+#include "shoebox/datadir.h"
 #include "shoebox/err.h"
 #include "shoebox/limits.h"
 #include "shoebox/log.h"
@@ -128,6 +129,8 @@ static uint32_t count_bits(const uint8_t *m, uint32_t n)
     return c;
 }
 
+static bool job_for(struct sbx_api *api, const uint8_t id[16]);
+
 static json_t *session_json(struct sbx_api *api, const struct session *s, bool with_chunks)
 {
     char id[SBX_UUID_STRLEN + 1], hex[65];
@@ -138,6 +141,8 @@ static json_t *session_json(struct sbx_api *api, const struct session *s, bool w
                           "status", s->status, "chunks", (json_int_t)s->n_chunks, "createdAt", sbx_json_time(s->created_at));
     json_object_set_new(o, "completedAt", s->has_completed ? sbx_json_time(s->completed_at) : json_null());
     json_object_set_new(o, "error", s->error[0] ? json_string(s->error) : json_null());
+    /* A completion is under way (POST .../complete answers when it ends). */
+    json_object_set_new(o, "completing", json_boolean(job_for(api, s->id)));
     if (strcmp(s->status, "completed") == 0) {
         uint8_t pid[16];
         char ps[SBX_UUID_STRLEN + 1];
@@ -439,21 +444,281 @@ void h_upload_chunk(struct api_req *r)
                                "receivedCount", (json_int_t)have, "chunks", (json_int_t)s.n_chunks));
 }
 
-/* ---- POST /uploads/{id}/complete ---- */
+/* ---- POST /uploads/{id}/complete ----
+ *
+ * Reading, hashing and storing a file of up to 64 GiB, and rendering its
+ * thumbnail and medium, take long: they run on libuv's thread pool, so the
+ * loop goes on serving every other request meanwhile. The worker uses the
+ * API's own SQLite connection and blob store handle (the blob rows it
+ * writes are one transaction per blob); the photo's entry and the
+ * session's row are written back on the loop thread, which alone uses the
+ * engine and the daemon's connection. One completion runs at a time; the
+ * others queue behind it. The request is answered when its completion
+ * ends, and the completion ends whether or not the client is still there. */
 
-static void failed(struct api_req *r, struct session *s, const char *why)
+enum job_outcome { JOB_STORED = 0, JOB_REFUSED, JOB_ERROR };
+
+struct job_ref;
+
+struct complete_job {
+    uv_work_t work;
+    struct sbx_api *api;
+    struct complete_job *next; /* the queue */
+    h2o_req_t *req;            /* NULL once the client is gone */
+    struct job_ref *ref;       /* in req's pool; NULL with req */
+    struct session s;
+    json_t *meta;
+    char data_path[4200];
+    /* The worker's results. */
+    enum job_outcome outcome;
+    int rc;
+    char why[300];
+    struct sbx_media_info info;
+    bool rendered;
+    uint8_t thumb[32], medium[32];
+};
+
+/* Lives in the request's pool: when the request goes first (the client
+ * went away), its dispose callback tells the job there is nobody to
+ * answer. */
+struct job_ref {
+    struct complete_job *job;
+};
+
+static void job_ref_dispose(void *p)
 {
-    set_status(r->api, s->id, "failed", why);
-    stage_remove(r->api, s->id);
-    sbx_info("upload %s failed: %s", s->file_name, why);
-    load_session(r->api, s->id, s);
-    api_json(r, 422, session_json(r->api, s, false));
+    struct job_ref *ref = p;
+    if (!ref->job) return;
+    ref->job->req = NULL;
+    ref->job->ref = NULL;
+}
+
+static void job_free(struct complete_job *j)
+{
+    if (j->ref) j->ref->job = NULL;
+    json_decref(j->meta);
+    free(j);
+}
+
+/* The worker: verify, probe, store, render. No engine, no loop state. */
+static void job_work(uv_work_t *w)
+{
+    struct complete_job *j = w->data;
+    sbx_blobstore *bs = j->api->wblobs;
+    const struct session *s = &j->s;
+    uint8_t *buf = MAP_FAILED;
+    uint8_t h[32];
+    int fd = open(j->data_path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    int rc = 0;
+    if (fd < 0 || fstat(fd, &st) != 0) rc = sbx_err_from_errno(errno);
+    else if ((uint64_t)st.st_size != s->size) rc = SBX_ECORRUPT;
+    else if ((buf = mmap(NULL, s->size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED) rc = sbx_err_from_errno(errno);
+    if (fd >= 0) close(fd);
+    if (rc != 0) {
+        j->outcome = JOB_ERROR;
+        j->rc = rc;
+        snprintf(j->why, sizeof j->why, "cannot read the staged upload: %s", sbx_strerror(rc));
+        return;
+    }
+    madvise(buf, s->size, MADV_SEQUENTIAL);
+    /* Test hook: SHOEBOX_TEST_COMPLETE_DELAY_MS=N makes each completion
+     * take N ms longer, so a test can show the loop serving meanwhile
+     * without racing a fast disk. */
+    const char *delay = getenv("SHOEBOX_TEST_COMPLETE_DELAY_MS");
+    if (delay && atol(delay) > 0) usleep((useconds_t)(atol(delay) > 10000 ? 10000 : atol(delay)) * 1000);
+    sbx_blob_sha256(buf, s->size, h);
+    if (memcmp(h, s->hash, 32) != 0) {
+        char got[65], want[65];
+        sbx_hex_encode(got, h, 32);
+        sbx_hex_encode(want, s->hash, 32);
+        snprintf(j->why, sizeof j->why, "hash mismatch: the bytes hash to %s, not to the declared %s", got, want);
+        j->outcome = JOB_REFUSED;
+        goto done;
+    }
+    rc = sbx_media_probe(buf, s->size, &j->info);
+    if (rc != 0) {
+        snprintf(j->why, sizeof j->why, "%s", rc == SBX_EUNSUPPORTED ? "not a photo or video (unknown file type)"
+                                              : j->info.reason       ? j->info.reason
+                                                                     : sbx_strerror(rc));
+        j->outcome = JOB_REFUSED;
+        goto done;
+    }
+    rc = sbx_blob_put_buf(bs, buf, s->size, SBX_BLOB_ORIGINAL, h, NULL);
+    if (rc == 0) {
+        static const unsigned sizes[2] = {SBX_MEDIA_THUMB_PX, SBX_MEDIA_MEDIUM_PX};
+        uint8_t *jpeg[2] = {NULL, NULL};
+        size_t jlen[2] = {0, 0};
+        /* A type with no rendition (a video, a RAW) is still a photo. */
+        if (sbx_media_render_sizes(buf, s->size, sizes, 2, 85, jpeg, jlen) == 0) {
+            rc = sbx_blob_put_buf(bs, jpeg[0], jlen[0], SBX_BLOB_THUMB, j->thumb, NULL);
+            if (rc == 0) rc = sbx_blob_put_buf(bs, jpeg[1], jlen[1], SBX_BLOB_MEDIUM, j->medium, NULL);
+            j->rendered = rc == 0;
+        }
+        free(jpeg[0]);
+        free(jpeg[1]);
+    }
+    if (rc != 0) {
+        j->outcome = JOB_ERROR;
+        j->rc = rc;
+        snprintf(j->why, sizeof j->why, "cannot store the upload: %s", sbx_strerror(rc));
+        goto done;
+    }
+    j->outcome = JOB_STORED;
+done:
+    munmap(buf, s->size);
+}
+
+/* The loop's half of a stored upload: one engine write (one transaction:
+ * the photo, its renditions, the holder, its albums). */
+static int job_write(struct complete_job *j)
+{
+    struct sbx_daemon *d = j->api->d;
+    const struct session *s = &j->s;
+    uint8_t photo[16];
+    sbx_photo_id_for_hash(sbx_engine_library(d->engine), s->hash, photo);
+    struct sbx_op ops[4 + SBX_MAX_UPLOAD_ALBUMS];
+    memset(ops, 0, sizeof ops);
+    size_t n = 0;
+    struct sbx_op *put = &ops[n++];
+    put->type = SBX_OP_PHOTO_PUT;
+    memcpy(put->id, photo, 16);
+    struct sbx_photo_facts *f = &put->facts;
+    const struct sbx_media_info *info = &j->info;
+    memcpy(f->hash, s->hash, 32);
+    f->size_bytes = s->size;
+    f->width = info->width;
+    f->height = info->height;
+    f->orientation = info->orientation;
+    int64_t app_time = 0;
+    const char *cap = json_string_value(json_object_get(j->meta, "capturedAt"));
+    bool app_has = cap && sbx_rfc3339_parse(cap, &app_time) == 0;
+    /* The file's own capture time first, then what the app says, then the
+     * upload time. */
+    f->has_captured_at = true;
+    f->captured_at_ms = info->has_captured_at ? info->captured_at_ms : app_has ? app_time : s->created_at;
+    f->has_location = info->has_gps;
+    f->lat = info->latitude;
+    f->lon = info->longitude;
+    const char *fname = s->file_name[0] ? s->file_name : "upload";
+    f->mime_type = (struct sbx_str){info->mime, (uint32_t)strlen(info->mime)};
+    f->file_name = (struct sbx_str){fname, (uint32_t)strlen(fname)};
+    f->camera_make = (struct sbx_str){info->make, (uint32_t)strlen(info->make)};
+    f->camera_model = (struct sbx_str){info->model, (uint32_t)strlen(info->model)};
+    if (j->rendered) {
+        for (int i = 0; i < 2; i++) {
+            ops[n].type = SBX_OP_PHOTO_SET;
+            memcpy(ops[n].id, photo, 16);
+            ops[n].field = i == 0 ? SBX_PF_THUMB : SBX_PF_MEDIUM;
+            memcpy(ops[n].value.hash, i == 0 ? j->thumb : j->medium, 32);
+            n++;
+        }
+    }
+    /* This device holds the original now: the library learns it, so a
+     * full peer knows to fetch it and others know where it is. */
+    ops[n].type = SBX_OP_BLOB_HELD;
+    memcpy(ops[n].hash, s->hash, 32);
+    n++;
+    n += album_ops(json_object_get(j->meta, "albumIds"), photo, ops + n, SBX_MAX_UPLOAD_ALBUMS);
+    return sbx_engine_write(d->engine, ops, n, sbx_now_ms());
+}
+
+static void job_start_next(struct sbx_api *api);
+
+static void job_done(uv_work_t *w, int status)
+{
+    struct complete_job *j = w->data;
+    struct sbx_api *api = j->api;
+    SBX_ASSERT(api->job_running == j);
+    api->job_running = NULL;
+    SBX_ASSERT(api->n_jobs > 0);
+    api->n_jobs--;
+    struct session *s = &j->s;
+    struct api_req r = {.api = api, .d = api->d, .req = j->req};
+    int http = 200, rc = 0;
+    if (status != 0) {
+        j->outcome = JOB_ERROR;
+        j->rc = SBX_EIO;
+        snprintf(j->why, sizeof j->why, "the completion did not run: %s", uv_strerror(status));
+    }
+    if (j->outcome == JOB_REFUSED) {
+        set_status(api, s->id, "failed", j->why);
+        stage_remove(api, s->id);
+        sbx_info("upload %s failed: %s", s->file_name, j->why);
+        load_session(api, s->id, s);
+        http = 422;
+    } else if (j->outcome == JOB_STORED) {
+        if ((rc = job_write(j)) != 0) snprintf(j->why, sizeof j->why, "cannot write to the library: %s", sbx_strerror(rc));
+        else if ((rc = set_status(api, s->id, "completed", NULL)) != 0) snprintf(j->why, sizeof j->why, "database error");
+        if (rc == 0) {
+            stage_remove(api, s->id);
+            load_session(api, s->id, s);
+            sbx_info("upload %s: %llu bytes stored", s->file_name, (unsigned long long)s->size);
+        } else {
+            j->outcome = JOB_ERROR;
+            j->rc = rc;
+        }
+    }
+    if (j->outcome == JOB_ERROR) {
+        /* The session stays open: the client may complete it again. */
+        http = j->rc == SBX_ENOSPC ? 507 : 500;
+        sbx_warn("upload %s: %s", s->file_name, j->why);
+    }
+    if (r.req) {
+        if (j->outcome == JOB_ERROR) {
+            api_error(&r, http, "%s", j->why);
+        } else {
+            json_t *o = session_json(api, s, false);
+            if (http == 200) json_object_set_new(o, "alreadyExists", json_false());
+            api_json(&r, http, o);
+        }
+    }
+    job_free(j);
+    job_start_next(api);
+}
+
+static void job_start_next(struct sbx_api *api)
+{
+    if (api->job_running || !api->jobs_head || api->stopping) return;
+    struct complete_job *j = api->jobs_head;
+    api->jobs_head = j->next;
+    if (!api->jobs_head) api->jobs_tail = NULL;
+    j->next = NULL;
+    j->work.data = j;
+    api->job_running = j;
+    int rc = uv_queue_work(api->d->loop, &j->work, job_work, job_done);
+    if (rc != 0) {
+        /* Not queued: the callback never runs, so it runs here. */
+        job_done(&j->work, rc);
+    }
+}
+
+static bool job_for(struct sbx_api *api, const uint8_t id[16])
+{
+    if (api->job_running && memcmp(api->job_running->s.id, id, 16) == 0) return true;
+    for (struct complete_job *j = api->jobs_head; j; j = j->next)
+        if (memcmp(j->s.id, id, 16) == 0) return true;
+    return false;
+}
+
+/* The worker's own connection and blob store handle, opened once. */
+static int worker_handles(struct sbx_api *api)
+{
+    if (api->wblobs) return 0;
+    char path[4096], err[256];
+    int rc = sbx_datadir_path(path, sizeof path, api->d->data_dir, SBX_FILE_DB);
+    if (rc == 0) rc = sbx_store_open_sibling(&api->wstore, api->d->store, path, err, sizeof err);
+    if (rc == 0) rc = sbx_blobstore_open(&api->wblobs, api->d->data_dir, api->wstore);
+    if (rc != 0) {
+        sbx_warn("api: cannot open the upload worker's database handle: %s", sbx_strerror(rc));
+        api_upload_close(api);
+    }
+    return rc;
 }
 
 void h_upload_complete(struct api_req *r)
 {
     struct sbx_api *api = r->api;
-    struct sbx_daemon *d = r->d;
     struct session s;
     if (!session_arg(r, &s)) return;
     if (strcmp(s.status, "completed") == 0) return api_json(r, 200, session_json(api, &s, false));
@@ -461,6 +726,8 @@ void h_upload_complete(struct api_req *r)
         json_t *o = session_json(api, &s, false);
         return api_json(r, 409, o);
     }
+    if (job_for(api, s.id))
+        return api_error(r, 409, "the session is being completed: its status says when it is done (GET /uploads/{id})");
     uint8_t *map = NULL;
     int rc = read_map(api, &s, &map);
     if (rc != 0) return api_error(r, 500, "the session's staging files are damaged: %s", sbx_strerror(rc));
@@ -474,126 +741,62 @@ void h_upload_complete(struct api_req *r)
                                           "missingChunks", missing, "receivedCount", (json_int_t)have));
     }
     free(map);
-
+    if (api->n_jobs >= SBX_MAX_UPLOAD_COMPLETIONS) {
+        api_header(r, H2O_TOKEN_RETRY_AFTER, "5");
+        return api_error(r, 503, "too many uploads are being completed: retry");
+    }
+    if ((rc = worker_handles(api)) != 0) return api_error(r, 500, "cannot open the database: %s", sbx_strerror(rc));
+    struct complete_job *j = calloc(1, sizeof *j);
+    if (!j) return api_error(r, 500, "out of memory");
+    j->api = api;
+    j->s = s;
     char path[4200];
-    json_t *meta = NULL;
-    uint8_t *buf = MAP_FAILED;
-    int fd = -1;
     if ((rc = stage_path(api, s.id, STAGE_META, path, sizeof path)) == 0) {
         json_error_t jerr;
-        meta = json_load_file(path, 0, &jerr);
+        j->meta = json_load_file(path, 0, &jerr);
     }
-    if (rc == 0 && (rc = stage_path(api, s.id, STAGE_DATA, path, sizeof path)) == 0) {
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        struct stat st;
-        if (fd < 0 || fstat(fd, &st) != 0) rc = sbx_err_from_errno(errno);
-        else if ((uint64_t)st.st_size != s.size) rc = SBX_ECORRUPT;
-        else if ((buf = mmap(NULL, s.size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED) rc = sbx_err_from_errno(errno);
-        if (fd >= 0) close(fd);
-    }
+    if (rc == 0) rc = stage_path(api, s.id, STAGE_DATA, j->data_path, sizeof j->data_path);
     if (rc != 0) {
-        json_decref(meta);
+        job_free(j);
         return api_error(r, 500, "cannot read the staged upload: %s", sbx_strerror(rc));
     }
-    madvise(buf, s.size, MADV_SEQUENTIAL);
+    j->req = r->req;
+    j->ref = h2o_mem_alloc_shared(&r->req->pool, sizeof *j->ref, job_ref_dispose);
+    j->ref->job = j;
+    if (api->jobs_tail) api->jobs_tail->next = j;
+    else api->jobs_head = j;
+    api->jobs_tail = j;
+    api->n_jobs++;
+    job_start_next(api);
+}
 
-    uint8_t h[32];
-    sbx_blob_sha256(buf, s.size, h);
-    char why[300];
-    if (memcmp(h, s.hash, 32) != 0) {
-        char got[65], want[65];
-        sbx_hex_encode(got, h, 32);
-        sbx_hex_encode(want, s.hash, 32);
-        snprintf(why, sizeof why, "hash mismatch: the bytes hash to %s, not to the declared %s", got, want);
-        munmap(buf, s.size);
-        json_decref(meta);
-        return failed(r, &s, why);
-    }
-    struct sbx_media_info info;
-    rc = sbx_media_probe(buf, s.size, &info);
-    if (rc != 0) {
-        snprintf(why, sizeof why, "%s", rc == SBX_EUNSUPPORTED ? "not a photo or video (unknown file type)"
-                                        : info.reason          ? info.reason
-                                                               : sbx_strerror(rc));
-        munmap(buf, s.size);
-        json_decref(meta);
-        return failed(r, &s, why);
-    }
-    uint8_t photo[16], thumb[32], medium[32];
-    bool rendered = false;
-    sbx_photo_id_for_hash(sbx_engine_library(d->engine), s.hash, photo);
-    rc = sbx_blob_put_buf(api->blobs, buf, s.size, SBX_BLOB_ORIGINAL, h, NULL);
-    if (rc == 0) {
-        static const unsigned sizes[2] = {SBX_MEDIA_THUMB_PX, SBX_MEDIA_MEDIUM_PX};
-        uint8_t *jpeg[2] = {NULL, NULL};
-        size_t jlen[2] = {0, 0};
-        /* A type with no rendition (a video, a RAW) is still a photo. */
-        if (sbx_media_render_sizes(buf, s.size, sizes, 2, 85, jpeg, jlen) == 0) {
-            rc = sbx_blob_put_buf(api->blobs, jpeg[0], jlen[0], SBX_BLOB_THUMB, thumb, NULL);
-            if (rc == 0) rc = sbx_blob_put_buf(api->blobs, jpeg[1], jlen[1], SBX_BLOB_MEDIUM, medium, NULL);
-            rendered = rc == 0;
+void api_upload_stop(struct sbx_api *api)
+{
+    /* The running completion finishes (the loop waits for it); those not
+     * begun are dropped, and their clients may complete them again later. */
+    for (size_t guard = 0; api->jobs_head && guard <= SBX_MAX_UPLOAD_COMPLETIONS; guard++) {
+        struct complete_job *j = api->jobs_head;
+        api->jobs_head = j->next;
+        api->n_jobs--;
+        if (j->req) {
+            struct api_req r = {.api = api, .d = api->d, .req = j->req};
+            api_header(&r, H2O_TOKEN_CONNECTION, "close");
+            j->req->http1_is_persistent = 0;
+            api_header(&r, H2O_TOKEN_RETRY_AFTER, "10");
+            api_error(&r, 503, "the daemon is shutting down: complete the upload again later");
         }
-        free(jpeg[0]);
-        free(jpeg[1]);
+        job_free(j);
     }
-    munmap(buf, s.size);
-    if (rc != 0) {
-        json_decref(meta);
-        return api_error(r, rc == SBX_ENOSPC ? 507 : 500, "cannot store the upload: %s", sbx_strerror(rc));
-    }
+    api->jobs_tail = NULL;
+}
 
-    struct sbx_op ops[4 + SBX_MAX_UPLOAD_ALBUMS];
-    memset(ops, 0, sizeof ops);
-    size_t n = 0;
-    struct sbx_op *put = &ops[n++];
-    put->type = SBX_OP_PHOTO_PUT;
-    memcpy(put->id, photo, 16);
-    struct sbx_photo_facts *f = &put->facts;
-    memcpy(f->hash, s.hash, 32);
-    f->size_bytes = s.size;
-    f->width = info.width;
-    f->height = info.height;
-    f->orientation = info.orientation;
-    int64_t app_time = 0;
-    const char *cap = json_string_value(json_object_get(meta, "capturedAt"));
-    bool app_has = cap && sbx_rfc3339_parse(cap, &app_time) == 0;
-    /* The file's own capture time first, then what the app says, then the
-     * upload time. */
-    f->has_captured_at = true;
-    f->captured_at_ms = info.has_captured_at ? info.captured_at_ms : app_has ? app_time : s.created_at;
-    f->has_location = info.has_gps;
-    f->lat = info.latitude;
-    f->lon = info.longitude;
-    const char *fname = s.file_name[0] ? s.file_name : "upload";
-    f->mime_type = (struct sbx_str){info.mime, (uint32_t)strlen(info.mime)};
-    f->file_name = (struct sbx_str){fname, (uint32_t)strlen(fname)};
-    f->camera_make = (struct sbx_str){info.make, (uint32_t)strlen(info.make)};
-    f->camera_model = (struct sbx_str){info.model, (uint32_t)strlen(info.model)};
-    if (rendered) {
-        for (int i = 0; i < 2; i++) {
-            ops[n].type = SBX_OP_PHOTO_SET;
-            memcpy(ops[n].id, photo, 16);
-            ops[n].field = i == 0 ? SBX_PF_THUMB : SBX_PF_MEDIUM;
-            memcpy(ops[n].value.hash, i == 0 ? thumb : medium, 32);
-            n++;
-        }
-    }
-    /* This device holds the original now: the library learns it, so a
-     * full peer knows to fetch it and others know where it is. */
-    ops[n].type = SBX_OP_BLOB_HELD;
-    memcpy(ops[n].hash, s.hash, 32);
-    n++;
-    n += album_ops(json_object_get(meta, "albumIds"), photo, ops + n, SBX_MAX_UPLOAD_ALBUMS);
-    rc = sbx_engine_write(d->engine, ops, n, sbx_now_ms());
-    json_decref(meta);
-    if (rc != 0) return api_error(r, 500, "cannot write to the library: %s", sbx_strerror(rc));
-    if ((rc = set_status(api, s.id, "completed", NULL)) != 0) return api_error(r, 500, "database error");
-    stage_remove(api, s.id);
-    load_session(api, s.id, &s);
-    sbx_info("upload %s: %llu bytes stored", s.file_name, (unsigned long long)s.size);
-    json_t *o = session_json(api, &s, false);
-    json_object_set_new(o, "alreadyExists", json_false());
-    api_json(r, 200, o);
+void api_upload_close(struct sbx_api *api)
+{
+    SBX_ASSERT(api->job_running == NULL);
+    sbx_blobstore_close(api->wblobs);
+    api->wblobs = NULL;
+    sbx_store_close(api->wstore);
+    api->wstore = NULL;
 }
 
 /* ---- start-up sweep ---- */

@@ -186,6 +186,9 @@ json_t *sbx_render_status_json(struct sbx_daemon *d);
 int sbx_api_start(struct sbx_daemon *d, const struct sbx_daemon_options *opt, char *errmsg, size_t errmsg_size);
 void sbx_api_stop(struct sbx_daemon *d);
 void sbx_api_close(struct sbx_daemon *d);
+/* A blob became complete and verified (the transfer layer calls it): API
+ * requests waiting for it are answered on the next turn of the loop. */
+void sbx_api_blob_ready(struct sbx_daemon *d, const uint8_t hash[32]);
 /* Control commands the API module adds (share.*, rebuild); *handled false
  * when `name` is none of them. */
 json_t *sbx_api_control(struct sbx_daemon *d, const char *name, json_t *args, char *err, size_t errsz,

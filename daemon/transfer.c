@@ -238,6 +238,7 @@ static void try_finish(struct sbx_daemon *d, struct transfer *t)
         return;
     }
     sbx_info("blob %s received (%llu bytes)", h, (unsigned long long)t->size);
+    sbx_api_blob_ready(d, t->hash);
     struct backoff *b = backoff_for(d, t->hash, false);
     if (b) b->retry_at = 0, b->failures = 0;
     if (t->kind == SBX_BLOB_ORIGINAL) announce_held(d, t->hash);

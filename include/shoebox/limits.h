@@ -213,5 +213,15 @@
 #define SBX_MAX_SHARE_PAGE 300u
 /* At shutdown, open API connections get this long to finish (ms). */
 #define SBX_API_SHUTDOWN_MS 3000
+/* A request for an original that only other devices hold waits this long
+ * (ms) for the on-demand fetch, by default; a client may ask for another
+ * wait, up to the maximum, with `Prefer: wait=SECONDS` (RFC 7240). At most
+ * this many requests wait at once; more get 503 and Retry-After at once. */
+#define SBX_API_FETCH_WAIT_MS 30000
+#define SBX_MAX_API_FETCH_WAIT_MS 120000
+#define SBX_MAX_API_FETCH_WAITERS 256u
+/* Upload completions queued for the worker (hashing and ingest run off the
+ * loop, one at a time); more get 503 and Retry-After. */
+#define SBX_MAX_UPLOAD_COMPLETIONS 64u
 
 #endif

@@ -96,8 +96,8 @@ check "b serves the link too (plain HTTP)" \
 check "b serves the thumbnails once they came from a" \
   'until_true 60 bash -c "curl -s -o /dev/null -w %{http_code} http://$SB_/s/$TOKEN/thumb/${P[1]} | grep -q 200"'
 TB=$(cat "$B/api-token"); PB=$(addr "$B" listen)
-ORIG=$(curl -s -o /dev/null -w "%{http_code}" -H "Authorization: Bearer $TB" "http://$PB/photos/${P[3]}/original")
-check "b (a cache device) has no original of a's photo at first: 503, being fetched" '[ "$ORIG" = 503 ]'
+ORIG=$(curl -s -o /dev/null -w "%{http_code}" -H "Authorization: Bearer $TB" -H "Prefer: wait=0" "http://$PB/photos/${P[3]}/original")
+check "b (a cache device) has no original of a's photo at first: 503 at once with Prefer: wait=0, being fetched" '[ "$ORIG" = 503 ]'
 got() { curl -sf -H "Authorization: Bearer $TB" -o "$T_TMP/fetched" "http://$PB/photos/${P[3]}/original"; }
 ok "b fetches the original from a on demand, then streams it" until_true 60 got
 check "...byte for byte" 'cmp -s "$T_TMP/fetched" "$FIX/gps_DSCN0010.jpg"'
@@ -147,9 +147,34 @@ else
 fi
 
 # The rate limit per address: refused tokens cost more, then 429.
-codes=""
-for i in $(seq 1 60); do codes+="$(curl -s -o /dev/null -w "%{http_code}" "http://$SB_/s/$T2") "; done
+# One curl on one connection: fast enough that the bucket's refill (which
+# a loaded machine's slow curls would let catch up) does not matter.
+codes=$(curl -s -w '\n%{http_code}\n' $(for i in $(seq 1 100); do printf '%s ' "http://$SB_/s/$T2"; done) |
+  grep -E '^[0-9]{3}$' | tr '\n' ' ')
 check "guessing tokens is rate limited (429)" '[[ "$codes" == *429* ]] && [[ "$codes" == 404* ]]'
+# TLS clients that reset their connections (browsers do, with spare ones,
+# when they exit): h2o waited forever on each (its write after the reset was
+# refused by libuv and never reported), so they kept their slots, 16 of them
+# locked the address out of the share server, and the daemon could not exit
+# cleanly. More resets than an address may hold connections, then a page.
+if command -v python3 >/dev/null; then
+  python3 - 127.0.0.1 "${SA##*:}" 20 <<'EOF'
+import socket, ssl, struct, sys, time
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+for _ in range(int(sys.argv[3])):
+    try:
+        t = ctx.wrap_socket(socket.create_connection((sys.argv[1], int(sys.argv[2]))))
+    except (ssl.SSLError, OSError):
+        continue  # refused at accept: the address holds too many connections
+    time.sleep(0.02)
+    t.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # a reset, not a FIN
+    t.close()
+EOF
+  served() { [ "$(curl -sk -o /dev/null -w "%{http_code}" "$LIVE")" = 200 ]; }
+  ok "after 20 connections reset by the client, the address is served again" until_true 15 served
+else
+  skip "after 20 connections reset by the client, the address is served again" "python3 missing"
+fi
 ok "a stops" stop_daemon "$A"
 ok "b stops" stop_daemon "$B"
 ok "c stops" stop_daemon "$C"
