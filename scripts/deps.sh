@@ -18,6 +18,8 @@ PACKAGES=(
   miniupnpd nftables stun-server
   # the share page in a real browser (tests/integration/share.sh), HTTP load (bench_api)
   chromium wrk openssl
+  # clients that reset TLS connections mid-stream (tests/integration/share.sh)
+  python3
 )
 
 missing=()
