@@ -218,6 +218,18 @@ int sbx_store_open_key(sbx_store **out, const char *path, int flags,
          * NORMAL sync is durable across process crashes, and a power loss can
          * only lose the last transactions, never corrupt the file. */
         char *err = NULL;
+        /* A new plain database gets 16 KiB pages (SQLite's default is 4 KiB):
+         * fewer, shallower b-tree pages for the photo rows and their indexes.
+         * tests/bench/bench_engine applied 100,000 received photo puts at
+         * ~172k ops/s of CPU time with 4 KiB pages and 190k-220k with 16 KiB,
+         * in the same minutes. The size is fixed once the first table exists
+         * and WAL mode is on, so it is set before both; an existing database
+         * keeps its own. The encrypting VFS has its own fixed page format. */
+        if (new_file && !s->vfs && (rc = sqlite3_exec(s->db, "PRAGMA page_size=16384", NULL, NULL, NULL)) != SQLITE_OK) {
+            set_err(errmsg, size, "cannot set the page size: %s", sqlite3_errmsg(s->db));
+            rc = sbx_store_err(rc);
+            goto fail;
+        }
         rc = sqlite3_exec(s->db,
                           "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                           "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;",

@@ -60,6 +60,12 @@ SBX_TEST(fresh_database_matches_docs_schema)
     sbx_store *s = NULL;
     REQUIRE(sbx_store_open(&s, path, SBX_STORE_CREATE, err, sizeof err) == 0);
     CHECK_EQ_INT(sbx_store_schema_version(s), SBX_SCHEMA_VERSION);
+    /* New plain databases use 16 KiB pages (daemon/store.c says why). */
+    sqlite3_stmt *ps = NULL;
+    REQUIRE(sqlite3_prepare_v2(sbx_store_db(s), "PRAGMA page_size", -1, &ps, NULL) == SQLITE_OK);
+    REQUIRE(sqlite3_step(ps) == SQLITE_ROW);
+    CHECK_EQ_INT(sqlite3_column_int(ps, 0), 16384);
+    sqlite3_finalize(ps);
     char *have = schema_of(sbx_store_db(s));
 
     const char *src = getenv("SHOEBOX_SRC");
