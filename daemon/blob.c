@@ -1467,6 +1467,253 @@ fail:
     return rc;
 }
 
+/* ---- Partial blobs through a handle ------------------------------------- */
+
+/* Where a chunk of an open partial blob is. */
+enum { PC_MISSING = 0, PC_WRITTEN, PC_DURABLE, PC_RECORDED };
+
+struct sbx_blob_partial {
+    sbx_blobstore *bs; /* only its immutable fields (keys, md, paths) off the store's thread */
+    uint8_t hash[HASH];
+    uint64_t size;
+    uint32_t chunk_size, n_chunks;
+    uint8_t *want;  /* the recorded chunk hashes, n_chunks * HASH */
+    uint8_t *where; /* PC_* per chunk */
+    int fd;
+    bool enc;
+    uint8_t file_id[FILE_ID];
+    struct sealer seal;
+    /* The whole blob's SHA-256 over chunks [0, hashed): fed as chunks land
+     * in order, so finishing needs no second pass over the file. */
+    EVP_MD_CTX *whole;
+    uint32_t hashed;
+    uint8_t *scratch; /* one chunk, for chunks hashed from the file */
+    bool installed;   /* verified whole, synced, renamed into place */
+    char src[PATH_MAX], dst[PATH_MAX];
+};
+
+static size_t pchunk_len(const sbx_blob_partial *p, uint32_t idx)
+{
+    uint64_t left = p->size - (uint64_t)idx * p->chunk_size;
+    return (size_t)(left < p->chunk_size ? left : p->chunk_size);
+}
+
+void sbx_blob_partial_close(sbx_blob_partial *p)
+{
+    if (!p) return;
+    if (p->fd >= 0) close(p->fd);
+    if (p->enc) sealer_free(&p->seal);
+    EVP_MD_CTX_free(p->whole);
+    free(p->want);
+    free(p->where);
+    free(p->scratch);
+    sodium_memzero(p, sizeof *p);
+    free(p);
+}
+
+int sbx_blob_partial_open(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES], sbx_blob_partial **out)
+{
+    if (!bs || !hash || !out) return SBX_EINVAL;
+    *out = NULL;
+    struct row r;
+    int rc = partial_row(bs, hash, &r);
+    if (rc) return rc;
+    sbx_blob_partial *p = calloc(1, sizeof *p);
+    if (!p) return SBX_ENOMEM;
+    p->fd = -1;
+    p->bs = bs;
+    memcpy(p->hash, hash, HASH);
+    p->size = r.size;
+    p->chunk_size = r.chunk_size;
+    p->n_chunks = r.n_chunks;
+    p->enc = bs->enc;
+    partial_path(bs, hash, p->src);
+    final_path(bs, hash, p->dst);
+    rc = SBX_ENOMEM;
+    p->want = malloc((size_t)r.n_chunks * HASH + 1);
+    p->where = calloc((size_t)r.n_chunks + 1, 1);
+    p->whole = EVP_MD_CTX_new();
+    if (!p->want || !p->where || !p->whole || !EVP_DigestInit_ex2(p->whole, bs->md, NULL)) goto fail;
+    if (p->enc && (rc = sealer_init(&p->seal, bs->seal.key, REC_MAX)) != 0) goto fail;
+    /* The chunk list and what is already present: both are fixed while the
+     * handle is open (only the handle writes this partial). */
+    sqlite3_stmt *st = sbx_store_stmt(bs->store, "SELECT idx, chunk_hash, have FROM blob_chunks WHERE hash = ?1 "
+                                                 "ORDER BY idx");
+    if (!st) { rc = SBX_EDB; goto fail; }
+    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
+    uint32_t n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < r.n_chunks) {
+        if (sqlite3_column_int64(st, 0) != n || sqlite3_column_bytes(st, 1) != HASH) break;
+        memcpy(p->want + (size_t)n * HASH, sqlite3_column_blob(st, 1), HASH);
+        p->where[n] = sqlite3_column_int(st, 2) ? PC_RECORDED : PC_MISSING;
+        n++;
+    }
+    sqlite3_reset(st);
+    if (n != r.n_chunks) { rc = SBX_ECORRUPT; goto fail; }
+    if ((rc = open_partial(bs, hash, O_RDWR, &p->fd)) != 0) goto fail;
+    if (p->enc) {
+        rc = header_check(bs->k_hdr, p->fd, hash, r.size, p->file_id);
+        if (rc == SBX_ECORRUPT) {
+            /* A damaged header makes every chunk unreadable: start over. */
+            close(p->fd);
+            p->fd = -1;
+            if ((rc = partial_reset(bs, hash, &r)) != 0) goto fail;
+            memset(p->where, PC_MISSING, r.n_chunks);
+            if ((rc = open_partial(bs, hash, O_RDWR, &p->fd)) != 0) goto fail;
+            rc = header_check(bs->k_hdr, p->fd, hash, r.size, p->file_id);
+        }
+        if (rc) goto fail;
+    }
+    *out = p;
+    return 0;
+fail:
+    sbx_blob_partial_close(p);
+    return rc;
+}
+
+/* Feeds the whole-blob hash every chunk from `hashed` on that is on disk,
+ * reading back those not in hand (written ahead of a gap, or before a
+ * restart). `idx`/`data` is the chunk just written, in memory. */
+static int whole_advance(sbx_blob_partial *p, uint32_t idx, const uint8_t *data)
+{
+    while (p->hashed < p->n_chunks && p->where[p->hashed] != PC_MISSING) {
+        uint32_t i = p->hashed;
+        size_t len = pchunk_len(p, i);
+        const uint8_t *bytes = data;
+        if (i != idx || !data) {
+            if (!p->scratch && !(p->scratch = malloc(p->chunk_size))) return SBX_ENOMEM;
+            int rc = read_plain_chunk(&p->seal, p->fd, p->enc ? p->file_id : NULL, p->chunk_size, i, len,
+                                      p->scratch);
+            if (rc) return rc;
+            bytes = p->scratch;
+        }
+        if (!EVP_DigestUpdate(p->whole, bytes, len)) return SBX_ENOMEM;
+        p->hashed++;
+    }
+    return 0;
+}
+
+int sbx_blob_partial_put(sbx_blob_partial *p, uint32_t idx, const void *data, size_t len)
+{
+    if (!p || (!data && len) || p->installed) return SBX_EINVAL;
+    if (idx >= p->n_chunks || len != pchunk_len(p, idx)) return SBX_EINVAL;
+    if (p->where[idx] != PC_MISSING) return 0; /* verified and written before */
+    uint8_t got[HASH];
+    int rc;
+    bool fed = false;
+    if (idx == 0 && p->hashed == 0) {
+        /* Chunk 0 in order: its hash is read off a copy of the whole-blob
+         * state, so these bytes are hashed once, not twice. */
+        EVP_MD_CTX *copy = EVP_MD_CTX_new();
+        bool ok = copy && EVP_DigestUpdate(p->whole, data, len) && EVP_MD_CTX_copy_ex(copy, p->whole) &&
+                  EVP_DigestFinal_ex(copy, got, NULL);
+        EVP_MD_CTX_free(copy);
+        if (!ok) {
+            /* The whole-blob state may hold chunk 0 now: start it over. */
+            EVP_DigestInit_ex2(p->whole, p->bs->md, NULL);
+            return SBX_ENOMEM;
+        }
+        if (memcmp(got, p->want, HASH) != 0) {
+            if (!EVP_DigestInit_ex2(p->whole, p->bs->md, NULL)) return SBX_ENOMEM;
+            return SBX_ECRYPTO;
+        }
+        fed = true;
+    } else {
+        if ((rc = sha256(p->bs, data, len, got)) != 0) return rc;
+        if (memcmp(got, p->want + (size_t)idx * HASH, HASH) != 0) return SBX_ECRYPTO;
+    }
+    uint64_t at = rec_off(p->enc, p->chunk_size, idx);
+    size_t n = p->enc ? len + REC_OVERHEAD : len;
+    const uint8_t *bytes = data;
+    rc = 0;
+    if (p->enc) {
+        rc = seal_chunk(&p->seal, p->file_id, idx, data, len);
+        bytes = p->seal.rec;
+    }
+    if (rc == 0) rc = pwrite_all(p->fd, bytes, n, at);
+    if (rc) {
+        if (fed && !EVP_DigestInit_ex2(p->whole, p->bs->md, NULL)) return SBX_ENOMEM;
+        return rc;
+    }
+    kick_writeback(p->fd, at, n);
+    p->where[idx] = PC_WRITTEN;
+    if (fed) p->hashed = 1;
+    /* This chunk is in; a chunk that cannot be read back for the whole
+     * hash is install's to report (it tries again and fails there). */
+    (void)whole_advance(p, idx, data);
+    return 0;
+}
+
+int sbx_blob_partial_flush(sbx_blob_partial *p)
+{
+    if (!p) return SBX_EINVAL;
+    bool any = false;
+    for (uint32_t i = 0; i < p->n_chunks; i++) any |= p->where[i] == PC_WRITTEN;
+    if (!any) return 0;
+    if (fdatasync(p->fd) != 0) return errno_rc();
+    for (uint32_t i = 0; i < p->n_chunks; i++)
+        if (p->where[i] == PC_WRITTEN) p->where[i] = PC_DURABLE;
+    return 0;
+}
+
+int sbx_blob_partial_install(sbx_blob_partial *p)
+{
+    if (!p) return SBX_EINVAL;
+    if (p->installed) return 0;
+    for (uint32_t i = 0; i < p->n_chunks; i++)
+        if (p->where[i] == PC_MISSING) return SBX_ESTATE;
+    int rc = whole_advance(p, UINT32_MAX, NULL);
+    if (rc) return rc;
+    SBX_ASSERT(p->hashed == p->n_chunks);
+    uint8_t got[HASH];
+    if (!EVP_DigestFinal_ex(p->whole, got, NULL)) return SBX_ENOMEM;
+    /* The state is spent: a retry hashes from the file. */
+    p->hashed = 0;
+    if (!EVP_DigestInit_ex2(p->whole, p->bs->md, NULL)) return SBX_ENOMEM;
+    if (memcmp(got, p->hash, HASH) != 0) return SBX_ECORRUPT;
+    if (fsync(p->fd) != 0) return errno_rc();
+    for (uint32_t i = 0; i < p->n_chunks; i++)
+        if (p->where[i] == PC_WRITTEN) p->where[i] = PC_DURABLE;
+    if ((rc = ensure_fanout(p->bs, p->hash)) != 0) return rc;
+    if (rename(p->src, p->dst) != 0) return errno_rc();
+    /* Not installed until the rename is durable: on an error here the file
+     * is in place and the row partial, which sbx_blob_partial_finish
+     * checks and records. */
+    if ((rc = fsync_parent(p->dst)) != 0 || (rc = fsync_parent(p->src)) != 0) return rc;
+    p->installed = true;
+    return 0;
+}
+
+int sbx_blob_partial_record(sbx_blob_partial *p)
+{
+    if (!p) return SBX_EINVAL;
+    sbx_blobstore *bs = p->bs;
+    bool nested, any = p->installed;
+    for (uint32_t i = 0; i < p->n_chunks; i++) any |= p->where[i] == PC_DURABLE;
+    if (!any) return 0;
+    int rc = tx_begin(bs, &nested);
+    if (rc) return rc;
+    for (uint32_t i = 0; i < p->n_chunks && rc == 0; i++)
+        if (p->where[i] == PC_DURABLE) rc = set_have(bs, p->hash, i, 1);
+    if (rc == 0 && p->installed) {
+        sqlite3_stmt *mark = sbx_store_stmt(bs->store, SQL_MARK_COMPLETE);
+        if (!mark) rc = SBX_EDB;
+        else {
+            sqlite3_bind_blob(mark, 1, p->hash, HASH, SQLITE_STATIC);
+            sqlite3_bind_int64(mark, 2, sbx_now_ms());
+            rc = step_done(mark);
+        }
+    }
+    if (rc == 0) rc = tx_commit(bs, nested);
+    if (rc) {
+        tx_rollback(bs, nested);
+        return rc;
+    }
+    for (uint32_t i = 0; i < p->n_chunks; i++)
+        if (p->where[i] == PC_DURABLE) p->where[i] = PC_RECORDED;
+    return 0;
+}
+
 /* ---- Reads -------------------------------------------------------------- */
 
 int sbx_blob_has(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES])
