@@ -39,10 +39,12 @@
  * these being fetched again. A blob that goes idle (stalled, or waiting for
  * a peer) is synced at once whatever the count. */
 #define SYNC_BATCH 8
-/* Chunks received and not yet written, over every transfer: while this
- * many wait, no more are asked for. With the peers' windows
- * (SBX_MAX_CHUNKS_IN_FLIGHT each) it bounds the chunk memory. */
-#define MAX_QUEUED 8
+/* Chunks asked for and not yet written, over every transfer and peer (in
+ * flight, or received and waiting for a job): no more are asked for while
+ * this many are under way. It bounds the memory of chunks (1 MiB each)
+ * whatever the number of peers, and it is deep enough that a peer's
+ * window (SBX_MAX_CHUNKS_IN_FLIGHT) stays full while jobs drain. */
+#define MAX_PIPELINE 24
 /* Chunks handed to one job. */
 #define JOB_CHUNKS 4
 
@@ -111,7 +113,7 @@ struct sbx_transfers {
     int64_t held_since;
     struct backoff wait[256];
     size_t n_wait;
-    size_t n_queued; /* chunks in queues and jobs, over every transfer */
+    size_t n_queued; /* chunks in queues and jobs, over every transfer (see MAX_PIPELINE) */
 };
 
 static bool key_in(const uint8_t (*keys)[32], size_t n, const uint8_t *key)
@@ -336,18 +338,22 @@ static bool stalled(const struct transfer *t)
 static void request_chunks(struct sbx_daemon *d, struct transfer *t)
 {
     if (!t->begun || !t->state || stalled(t)) return;
+    size_t under_way = d->xfers->n_queued;
+    for (struct conn *c = d->conns; c; c = c->next)
+        if (c->peer) under_way += sbx_peer_chunks_in_flight(c->peer);
     /* Spread the window over every peer that holds the blob. */
-    for (struct conn *c = d->conns; c; c = c->next) {
+    for (struct conn *c = d->conns; c && under_way < MAX_PIPELINE; c = c->next) {
         if (!c->peer || c->closing || !sbx_peer_is_ready(c->peer)) continue;
         const uint8_t *rk = sbx_peer_remote_key(c->peer);
         if (!rk || key_in((const uint8_t(*)[32])t->excluded, t->n_excluded, rk) ||
             !key_in((const uint8_t(*)[32])t->sources, t->n_sources, rk))
             continue;
-        for (uint32_t i = 0; i < t->n_chunks && d->xfers->n_queued < MAX_QUEUED; i++) {
+        for (uint32_t i = 0; i < t->n_chunks && under_way < MAX_PIPELINE; i++) {
             if (t->state[i] != CH_MISSING) continue;
             int rc = sbx_peer_chunk_get(c->peer, t->hash, i);
             if (rc != 0) break; /* SBX_EBUSY: this peer's window is full */
             t->state[i] = CH_IN_FLIGHT;
+            under_way++;
         }
     }
 }
@@ -364,16 +370,15 @@ static void kick(struct sbx_daemon *d, struct transfer *t);
 static void job_work(uv_work_t *req)
 {
     struct job *j = req->data;
-    bool put_any = false;
     for (size_t i = 0; i < j->n; i++) {
         j->rc[i] = sbx_blob_partial_put(j->pw, j->rx[i].idx, j->rx[i].buf, j->rx[i].len);
-        put_any |= j->rc[i] == 0;
         free(j->rx[i].buf);
         j->rx[i].buf = NULL;
     }
-    if (j->flush || j->install) j->flush_rc = sbx_blob_partial_flush(j->pw);
-    if (j->install) j->install_rc = j->flush_rc ? j->flush_rc : sbx_blob_partial_install(j->pw);
-    (void)put_any;
+    /* Installing syncs the file itself; a flush first would be a second
+     * journal commit for nothing. */
+    if (j->install) j->install_rc = sbx_blob_partial_install(j->pw);
+    if (j->flush || (j->install && j->install_rc != 0)) j->flush_rc = sbx_blob_partial_flush(j->pw);
 }
 
 static void job_done(uv_work_t *req, int status)
@@ -574,33 +579,47 @@ static void on_none(sbx_peer *p, const uint8_t hash[32])
     sbx_transfer_tick(d); /* ask the next peer now */
 }
 
+/* A chunk the remote could not serve: ask another holder. */
 static void on_chunk(sbx_peer *p, const uint8_t hash[32], uint32_t idx, const uint8_t *data, size_t len)
 {
+    (void)data;
+    (void)len;
     struct sbx_daemon *d = daemon_of(p);
     struct transfer *t = find(d, hash);
     const uint8_t *rk = sbx_peer_remote_key(p);
     if (!t || !t->begun || !t->state || idx >= t->n_chunks || !rk) return;
     if (t->state[idx] == CH_WRITTEN || t->state[idx] == CH_QUEUED) return;
     t->state[idx] = CH_MISSING;
-    if (!data) {
-        key_add(t->excluded, &t->n_excluded, rk);
-        request_chunks(d, t);
+    key_add(t->excluded, &t->n_excluded, rk);
+    request_chunks(d, t);
+}
+
+/* A chunk arrived: it waits in the blob's queue for a job to verify and
+ * write it. The buffer is ours now. */
+static void on_chunk_take(sbx_peer *p, const uint8_t hash[32], uint32_t idx, uint8_t *data, size_t len)
+{
+    struct sbx_daemon *d = daemon_of(p);
+    struct transfer *t = find(d, hash);
+    const uint8_t *rk = sbx_peer_remote_key(p);
+    if (!t || !t->begun || !t->state || idx >= t->n_chunks || !rk || t->state[idx] == CH_WRITTEN ||
+        t->state[idx] == CH_QUEUED) {
+        free(data);
         return;
     }
+    t->state[idx] = CH_MISSING;
     if (t->nq == t->qcap) {
         size_t cap = t->qcap ? t->qcap * 2 : 8;
         struct rx *q = realloc(t->q, cap * sizeof *q);
-        if (!q) return; /* asked again later */
+        if (!q) {
+            free(data); /* asked again later */
+            return;
+        }
         t->q = q;
         t->qcap = cap;
     }
-    /* The peer frees its buffer when this returns; the job needs its own. */
-    uint8_t *copy = malloc(len ? len : 1);
-    if (!copy) return;
-    memcpy(copy, data, len);
     struct rx *r = &t->q[t->nq++];
     r->idx = idx;
-    r->buf = copy;
+    r->buf = data;
     r->len = len;
     memcpy(r->from, rk, 32);
     d->xfers->n_queued++;
@@ -609,7 +628,8 @@ static void on_chunk(sbx_peer *p, const uint8_t hash[32], uint32_t idx, const ui
     request_chunks(d, t);
 }
 
-static const struct sbx_peer_blob_cb blob_cb = {.info = on_info, .none = on_none, .chunk = on_chunk};
+static const struct sbx_peer_blob_cb blob_cb = {
+    .info = on_info, .none = on_none, .chunk = on_chunk, .chunk_take = on_chunk_take};
 
 const struct sbx_peer_blob_cb *sbx_transfer_callbacks(void) { return &blob_cb; }
 

@@ -720,6 +720,10 @@ static int on_chunk_data(sbx_peer *p, const msgpack_object_array *m, const char 
     memcpy(h, w->hash, 32);
     w->buf = NULL;
     want_drop(w);
+    if (p->cfg.blob_cb && p->cfg.blob_cb->chunk_take) {
+        p->cfg.blob_cb->chunk_take(p, h, idx, buf, len);
+        return 0;
+    }
     if (p->cfg.blob_cb && p->cfg.blob_cb->chunk) p->cfg.blob_cb->chunk(p, h, idx, buf, len);
     free(buf);
     return 0;
