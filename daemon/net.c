@@ -156,7 +156,7 @@ static void on_peer_event(sbx_peer *p, enum sbx_peer_event ev, const char *reaso
         }
         touch_seen(d, rk);
         send_pex(d, c);
-        sbx_transfer_tick(d); /* blobs this peer may hold: ask now */
+        sbx_transfer_session_ready(d); /* blobs this peer may hold: ask now */
         break;
     }
     case SBX_PEER_JOINED:

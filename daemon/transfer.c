@@ -748,6 +748,17 @@ void sbx_transfer_tick(struct sbx_daemon *d)
     }
 }
 
+/* A new peer may hold what no peer could serve until now: blobs waiting
+ * out their backoff are tried at once (a daemon that starts defers its
+ * first blobs before any session is up, and they would otherwise wait
+ * seconds after the peer arrived). */
+void sbx_transfer_session_ready(struct sbx_daemon *d)
+{
+    if (!d->xfers) return;
+    for (size_t i = 0; i < d->xfers->n_wait; i++) d->xfers->wait[i].retry_at = 0;
+    sbx_transfer_tick(d);
+}
+
 /* A session ended: its chunks in flight go back to missing. */
 void sbx_transfer_session_closed(struct sbx_daemon *d, sbx_peer *p)
 {
