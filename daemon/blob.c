@@ -27,6 +27,7 @@
 #include <sqlite3.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1473,6 +1474,10 @@ fail:
 
 /* ---- Partial blobs through a handle ------------------------------------- */
 
+/* O_DIRECT wants buffers, offsets and lengths aligned to the device's
+ * logical block; a page covers every common one. */
+#define DIRECT_ALIGN 4096u
+
 /* Where a chunk of an open partial blob is. */
 enum { PC_MISSING = 0, PC_WRITTEN, PC_DURABLE, PC_RECORDED };
 
@@ -1484,6 +1489,8 @@ struct sbx_blob_partial {
     uint8_t *want;  /* the recorded chunk hashes, n_chunks * HASH */
     uint8_t *where; /* PC_* per chunk */
     int fd;
+    int dfd; /* the same file with O_DIRECT, or -1 */
+    uint8_t *bounce; /* page-aligned, a record's size (mmap'd), or NULL */
     bool enc;
     uint8_t file_id[FILE_ID];
     struct sealer seal;
@@ -1506,6 +1513,9 @@ void sbx_blob_partial_close(sbx_blob_partial *p)
 {
     if (!p) return;
     if (p->fd >= 0) close(p->fd);
+    if (p->dfd >= 0) close(p->dfd);
+    if (p->bounce)
+        munmap(p->bounce, (p->chunk_size + REC_OVERHEAD + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN);
     if (p->enc) sealer_free(&p->seal);
     EVP_MD_CTX_free(p->whole);
     free(p->want);
@@ -1524,7 +1534,7 @@ int sbx_blob_partial_open(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BY
     if (rc) return rc;
     sbx_blob_partial *p = calloc(1, sizeof *p);
     if (!p) return SBX_ENOMEM;
-    p->fd = -1;
+    p->fd = p->dfd = -1;
     p->bs = bs;
     memcpy(p->hash, hash, HASH);
     p->size = r.size;
@@ -1568,10 +1578,53 @@ int sbx_blob_partial_open(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BY
         }
         if (rc) goto fail;
     }
+    /* Chunks go to the disk with O_DIRECT, straight from memory, with no
+     * copy into the page cache: on the 2-core VMs this runs on, filling
+     * fresh page cache cost 0.8-2 s of CPU per GB, the direct write next
+     * to none. A file system without O_DIRECT gets buffered writes. */
+    p->dfd = open(p->src, O_WRONLY | O_DIRECT | O_CLOEXEC);
     *out = p;
     return 0;
 fail:
     sbx_blob_partial_close(p);
+    return rc;
+}
+
+/* Writes the n bytes of a chunk (its record, when encrypted) at offset at:
+ * the pages it covers whole with O_DIRECT, from the handle's page-aligned
+ * bounce buffer, and the partial pages at either end (shared with the
+ * neighbouring records, or the header) buffered. A page is thus always
+ * written the same way, and the kernel keeps the two paths coherent. */
+static int write_rec(sbx_blob_partial *p, const uint8_t *bytes, size_t n, uint64_t at)
+{
+    uint64_t lo = (at + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN;
+    uint64_t hi = (at + n) / DIRECT_ALIGN * DIRECT_ALIGN;
+    size_t cap = (p->chunk_size + REC_OVERHEAD + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN;
+    if (p->dfd >= 0 && hi > lo && !p->bounce) {
+        /* Its own mapping, not the heap: page-aligned heap blocks of a
+         * chunk's size fragment glibc's heap (the RSS doubled). */
+        void *m = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        p->bounce = m == MAP_FAILED ? NULL : m;
+    }
+    if (p->dfd < 0 || hi <= lo || !p->bounce) {
+        int rc = pwrite_all(p->fd, bytes, n, at);
+        if (rc == 0) kick_writeback(p->fd, at, n);
+        return rc;
+    }
+    int rc = 0;
+    if (lo > at) rc = pwrite_all(p->fd, bytes, (size_t)(lo - at), at);
+    if (rc == 0 && hi < at + n) rc = pwrite_all(p->fd, bytes + (hi - at), (size_t)(at + n - hi), hi);
+    if (rc) return rc;
+    size_t mlen = (size_t)(hi - lo);
+    SBX_ASSERT(mlen <= cap);
+    memcpy(p->bounce, bytes + (lo - at), mlen);
+    if (pwrite_all(p->dfd, p->bounce, mlen, lo) == 0) return 0;
+    /* EINVAL and the like: the device wants another alignment, or the
+     * file system refuses direct writes after all. Buffered from now on. */
+    close(p->dfd);
+    p->dfd = -1;
+    rc = pwrite_all(p->fd, bytes + (lo - at), mlen, lo);
+    if (rc == 0) kick_writeback(p->fd, lo, mlen);
     return rc;
 }
 
@@ -1634,12 +1687,11 @@ int sbx_blob_partial_put(sbx_blob_partial *p, uint32_t idx, const void *data, si
         rc = seal_chunk(&p->seal, p->file_id, idx, data, len);
         bytes = p->seal.rec;
     }
-    if (rc == 0) rc = pwrite_all(p->fd, bytes, n, at);
+    if (rc == 0) rc = write_rec(p, bytes, n, at);
     if (rc) {
         if (fed && !EVP_DigestInit_ex2(p->whole, p->bs->md, NULL)) return SBX_ENOMEM;
         return rc;
     }
-    kick_writeback(p->fd, at, n);
     p->where[idx] = PC_WRITTEN;
     if (fed) p->hashed = 1;
     /* This chunk is in; a chunk that cannot be read back for the whole
