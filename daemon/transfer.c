@@ -767,7 +767,15 @@ void sbx_transfer_session_closed(struct sbx_daemon *d, sbx_peer *p)
     if (!rk) return;
     for (int i = 0; i < MAX_TRANSFERS; i++) {
         struct transfer *t = &d->xfers->t[i];
-        if (!t->used || !t->begun) continue;
+        if (!t->used) continue;
+        if (!t->begun) {
+            /* Its chunk list was asked on this session and will not come:
+             * ask again at once (a session replaced by a duplicate to the
+             * same device would otherwise look like a pending question,
+             * and the transfer would wait out INFO_TIMEOUT_MS). */
+            if (t->asked && memcmp(t->asked_key, rk, 32) == 0) t->asked = false;
+            continue;
+        }
         bool was_source = false;
         for (size_t k = 0; k < t->n_sources; k++)
             if (memcmp(t->sources[k], rk, 32) == 0) was_source = true;

@@ -3,7 +3,7 @@
 # TCP (iperf3) measured in the same run, the peak RSS of each daemon, and the
 # same transfer between two encrypted libraries (encryption at rest).
 #
-#   bench_transfer [MiB] [ROUNDS]     (defaults 1024 and 2)
+#   bench_transfer [MiB] [ROUNDS]     (defaults 1024 and 3)
 #
 # Device A (role cache) imports MiB of photo-sized files (2-8 MiB each: a
 # real small JPEG followed by random bytes, so the importer accepts them and
@@ -18,17 +18,18 @@
 # (VmHWM, read at the end) covers the transfers, not the import. A sample of
 # files is checked byte for byte afterwards (not timed).
 #
-# Then the same with both libraries encrypted at rest (init/join --encrypt):
-# the overhead compares the transfer phases (an encrypted daemon's start
-# includes unlocking its key with Argon2id, a startup cost, not a transfer
-# one; its VmHWM includes the KDF's memory too, so no RSS is reported for
-# it). Target: at most 15% slower.
+# Each round also runs the same between two encrypted libraries (init/join
+# --encrypt), plain and encrypted alternating: the overhead is the median
+# over rounds of the paired ratio of transfer phases (an encrypted daemon's
+# start includes unlocking its key with Argon2id, a startup cost, not a
+# transfer one; its VmHWM includes the KDF's memory too, so no RSS is
+# reported for it). Target: at most 15% slower.
 # Run by scripts/bench.sh from the build's tests/bench/. SBX_KEEP=1 keeps
 # the temporary directory (libraries, daemon logs) for a look afterwards.
 set -euo pipefail
 BUILD=$(cd "$(dirname "$0")/../.." && pwd)
 MIB=${1:-1024}
-ROUNDS=${2:-2}
+ROUNDS=${2:-3}
 SB="$BUILD/shoebox" SBD="$BUILD/shoeboxd"
 for tool in iperf3 jq; do
   command -v $tool >/dev/null || { echo "bench_transfer needs $tool (scripts/deps.sh)" >&2; exit 2; }
@@ -41,7 +42,7 @@ cleanup() {
   if [ -n "${SBX_KEEP:-}" ]; then echo "kept $T (daemon logs: a.log, b.log)"; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
-PA=$((40000 + $$ % 20000)) PB=$((40001 + $$ % 20000)) PI=$((40002 + $$ % 20000)) PE=$((40003 + $$ % 20000))
+PA=$((40000 + $$ % 20000)) PI=$((40001 + $$ % 20000)) PE=$((40002 + $$ % 20000)) PB=$((40010 + $$ % 20000))
 
 now_ns() { date +%s%N; }
 # calc FORMAT EXPRESSION: awk arithmetic, printed with a leading zero.
@@ -149,6 +150,9 @@ transfer() {
   local ca0; ca0=$(cpu_s "$apid")
   # B's daemon starts: the clock runs until it holds every original.
   local t0; t0=$(now_ns)
+  # A port of its own: a new device is not found where an earlier B was
+  # (A would dial it there as that B, and the sessions would collide).
+  PB=$((PB + 1))
   "$SBD" --data "$b" --listen 127.0.0.1:$PB "${pass[@]}" >>"$b.log" 2>&1 & pid_b=$!; PIDS+=("$pid_b")
   local limit=$((t0 + 600 * 1000000000)) held=0
   while :; do
@@ -182,38 +186,50 @@ transfer() {
 echo "bench-transfer passphrase" >"$T/pass"
 chmod 600 "$T/pass"
 pid_a=$(setup_a "$T/a" $PA); PIDS+=("$pid_a")
+pid_e=$(setup_a "$T/ae" $PE --encrypt); PIDS+=("$pid_e")
+# The photos and both imports left gigabytes of dirty page cache: written
+# back now, not in the middle of a round (the kernel would start on it
+# about 30 s after the writes, and a round waiting on a saturated disk
+# measures the disk, seconds of it).
+sync
 n=$nfiles
-best=0 best_phase=0
-for r in $(seq "$ROUNDS"); do
-  transfer "$T/a" "$pid_a" "b$r"
+best=0 best_phase=0 best_e=0 ratios=""
+# plain_round R / enc_round R: one fresh receiver each.
+plain_round() {
+  transfer "$T/a" "$pid_a" "b$1"
   rate=$(calc %.1f "$total / 1e6 / $secs") prate=$(calc %.1f "$total / 1e6 / $phase")
-  echo "round $r: transfer of $n originals ($total bytes): ${secs} s, $rate MB/s (transfer phase ${phase} s, $prate MB/s); CPU A ${cpu_a} s, B ${cpu_b} s; B peak RSS ${rss_b} MiB"
+  echo "round $1, plain: ${secs} s from B's start, $rate MB/s (transfer phase ${phase} s, $prate MB/s); CPU A ${cpu_a} s, B ${cpu_b} s; B peak RSS ${rss_b} MiB"
   if awk -v a="$rate" -v b="$best" 'BEGIN { exit !(a > b) }'; then
     best=$rate best_secs=$secs best_cpu_a=$cpu_a best_cpu_b=$cpu_b
   fi
   awk -v a="$prate" -v b="$best_phase" 'BEGIN { exit !(a > b) }' && best_phase=$prate
   max_rss_b=$(awk -v a="$rss_b" -v b="${max_rss_b:-0}" 'BEGIN { print (a > b) ? a : b }')
+  plain_phase=$prate
+}
+enc_round() {
+  transfer "$T/ae" "$pid_e" "be$1" --encrypt
+  prate=$(calc %.1f "$total / 1e6 / $phase")
+  echo "round $1, encrypted: ${secs} s from B's start (unlock included), transfer phase ${phase} s, $prate MB/s; CPU A ${cpu_a} s, B ${cpu_b} s (unlock included)"
+  awk -v a="$prate" -v b="$best_e" 'BEGIN { exit !(a > b) }' && best_e=$prate
+  enc_phase=$prate
+}
+# Plain and encrypted alternate (which goes first too), so both meet the
+# same moments of a shared machine; the overhead is the median over rounds
+# of the paired ratio of transfer phases.
+for r in $(seq "$ROUNDS"); do
+  if [ $((r % 2)) -eq 1 ]; then plain_round "$r"; enc_round "$r"; else enc_round "$r"; plain_round "$r"; fi
+  ratios="$ratios $(calc %.4f "$plain_phase / $enc_phase")"
 done
 rss_a=$(hwm_mib $pid_a)
 stop_daemon $pid_a
-mbps=$best
-echo "best: $mbps MB/s (${best_secs} s from B's start); transfer phase $best_phase MB/s"
-echo "daemon CPU in the best round: A $best_cpu_a s, B $best_cpu_b s (of ${best_secs} s wall): $(calc %.2f "($best_cpu_a + $best_cpu_b) * 1e9 / $total") CPU s per GB"
-echo "daemon peak RSS (VmHWM): A $rss_a MiB, B $max_rss_b MiB"
-echo "sampled originals byte-identical on every B"
-
-# The same between two encrypted libraries.
-pid_e=$(setup_a "$T/ae" $PE --encrypt); PIDS+=("$pid_e")
-best_e=0
-for r in $(seq "$ROUNDS"); do
-  transfer "$T/ae" "$pid_e" "be$r" --encrypt
-  prate=$(calc %.1f "$total / 1e6 / $phase")
-  echo "encrypted round $r: ${secs} s from B's start (unlock included), transfer phase ${phase} s, $prate MB/s; CPU A ${cpu_a} s, B ${cpu_b} s"
-  awk -v a="$prate" -v b="$best_e" 'BEGIN { exit !(a > b) }' && best_e=$prate
-done
 stop_daemon $pid_e
-overhead=$(calc %.1f "($best_phase / $best_e - 1) * 100")
-echo "encrypted at rest: transfer phase $best_e MB/s against $best_phase MB/s plain: overhead $overhead%"
+mbps=$best
+echo "best plain: $mbps MB/s (${best_secs} s from B's start); transfer phase $best_phase MB/s"
+echo "daemon CPU in that round: A $best_cpu_a s, B $best_cpu_b s (of ${best_secs} s wall): $(calc %.2f "($best_cpu_a + $best_cpu_b) * 1e9 / $total") CPU s per GB"
+echo "daemon peak RSS (VmHWM, plain libraries): A $rss_a MiB, B $max_rss_b MiB"
+echo "sampled originals byte-identical on every B"
+overhead=$(tr ' ' '\n' <<<"$ratios" | grep . | sort -g | awk '{ v[NR] = $1 } END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.1f", (m - 1) * 100 }')
+echo "encrypted at rest: best transfer phase $best_e MB/s against $best_phase MB/s plain; overhead (median of paired rounds) $overhead%"
 
 rel=$(calc %.3f "$mbps / $loop")
 echo "BENCH name=transfer_mbps value=$mbps unit=MB/s"
