@@ -397,15 +397,23 @@ static void chunk_ad(uint8_t ad[CHUNK_AD], const uint8_t file_id[FILE_ID], uint3
     for (int i = 0; i < 4; i++) ad[24 + i] = (uint8_t)(idx >> (8 * i));
 }
 
-/* Seals chunk idx (len plaintext bytes) into s->rec: nonce | ciphertext | tag. */
-static int seal_chunk(struct sealer *s, const uint8_t file_id[FILE_ID], uint32_t idx, const uint8_t *plain,
-                      size_t len)
+/* Seals chunk idx (len plaintext bytes) into rec (len + REC_OVERHEAD bytes):
+ * nonce | ciphertext | tag. */
+static int seal_into(struct sealer *s, const uint8_t file_id[FILE_ID], uint32_t idx, const uint8_t *plain,
+                     size_t len, uint8_t *rec)
 {
     uint8_t ad[CHUNK_AD];
     chunk_ad(ad, file_id, idx);
-    sbx_nonce_seq_next(&s->nonces, s->rec);
-    return sbx_aead_seal(s->aead, s->key, s->rec, ad, sizeof ad, plain, len, s->rec + SBX_AEAD_NONCE_BYTES,
-                         s->rec + SBX_AEAD_NONCE_BYTES + len);
+    sbx_nonce_seq_next(&s->nonces, rec);
+    return sbx_aead_seal(s->aead, s->key, rec, ad, sizeof ad, plain, len, rec + SBX_AEAD_NONCE_BYTES,
+                         rec + SBX_AEAD_NONCE_BYTES + len);
+}
+
+/* The same into s->rec. */
+static int seal_chunk(struct sealer *s, const uint8_t file_id[FILE_ID], uint32_t idx, const uint8_t *plain,
+                      size_t len)
+{
+    return seal_into(s, file_id, idx, plain, len, s->rec);
 }
 
 /* Reads chunk idx (clen plaintext bytes) of a blob file into out: as it is
@@ -1509,13 +1517,19 @@ static size_t pchunk_len(const sbx_blob_partial *p, uint32_t idx)
     return (size_t)(left < p->chunk_size ? left : p->chunk_size);
 }
 
+/* The bounce buffer: a sealed record and a page of slack, so that a record
+ * can be sealed into it at its file offset's alignment. */
+static size_t bounce_size(const sbx_blob_partial *p)
+{
+    return (p->chunk_size + REC_OVERHEAD + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN + DIRECT_ALIGN;
+}
+
 void sbx_blob_partial_close(sbx_blob_partial *p)
 {
     if (!p) return;
     if (p->fd >= 0) close(p->fd);
     if (p->dfd >= 0) close(p->dfd);
-    if (p->bounce)
-        munmap(p->bounce, (p->chunk_size + REC_OVERHEAD + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN);
+    if (p->bounce) munmap(p->bounce, bounce_size(p));
     if (p->enc) sealer_free(&p->seal);
     EVP_MD_CTX_free(p->whole);
     free(p->want);
@@ -1595,18 +1609,22 @@ fail:
  * bounce buffer, and the partial pages at either end (shared with the
  * neighbouring records, or the header) buffered. A page is thus always
  * written the same way, and the kernel keeps the two paths coherent. */
+static bool bounce_ready(sbx_blob_partial *p)
+{
+    if (p->bounce) return true;
+    if (p->dfd < 0) return false;
+    /* Its own mapping, not the heap: page-aligned heap blocks of a chunk's
+     * size fragment glibc's heap (the RSS doubled). */
+    void *m = mmap(NULL, bounce_size(p), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    p->bounce = m == MAP_FAILED ? NULL : m;
+    return p->bounce != NULL;
+}
+
 static int write_rec(sbx_blob_partial *p, const uint8_t *bytes, size_t n, uint64_t at)
 {
     uint64_t lo = (at + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN;
     uint64_t hi = (at + n) / DIRECT_ALIGN * DIRECT_ALIGN;
-    size_t cap = (p->chunk_size + REC_OVERHEAD + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN;
-    if (p->dfd >= 0 && hi > lo && !p->bounce) {
-        /* Its own mapping, not the heap: page-aligned heap blocks of a
-         * chunk's size fragment glibc's heap (the RSS doubled). */
-        void *m = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        p->bounce = m == MAP_FAILED ? NULL : m;
-    }
-    if (p->dfd < 0 || hi <= lo || !p->bounce) {
+    if (p->dfd < 0 || hi <= lo || !bounce_ready(p)) {
         int rc = pwrite_all(p->fd, bytes, n, at);
         if (rc == 0) kick_writeback(p->fd, at, n);
         return rc;
@@ -1616,9 +1634,14 @@ static int write_rec(sbx_blob_partial *p, const uint8_t *bytes, size_t n, uint64
     if (rc == 0 && hi < at + n) rc = pwrite_all(p->fd, bytes + (hi - at), (size_t)(at + n - hi), hi);
     if (rc) return rc;
     size_t mlen = (size_t)(hi - lo);
-    SBX_ASSERT(mlen <= cap);
-    memcpy(p->bounce, bytes + (lo - at), mlen);
-    if (pwrite_all(p->dfd, p->bounce, mlen, lo) == 0) return 0;
+    const uint8_t *mid = bytes + (lo - at);
+    if ((uintptr_t)mid % DIRECT_ALIGN != 0) {
+        /* Not sealed in place (a plain chunk as received): copy it. */
+        SBX_ASSERT(mlen <= bounce_size(p));
+        memcpy(p->bounce, mid, mlen);
+        mid = p->bounce;
+    }
+    if (pwrite_all(p->dfd, mid, mlen, lo) == 0) return 0;
     /* EINVAL and the like: the device wants another alignment, or the
      * file system refuses direct writes after all. Buffered from now on. */
     close(p->dfd);
@@ -1684,8 +1707,11 @@ int sbx_blob_partial_put(sbx_blob_partial *p, uint32_t idx, const void *data, si
     const uint8_t *bytes = data;
     rc = 0;
     if (p->enc) {
-        rc = seal_chunk(&p->seal, p->file_id, idx, data, len);
-        bytes = p->seal.rec;
+        /* Sealed straight into the bounce buffer at the offset's alignment
+         * when writes go direct: its whole pages then leave from there. */
+        uint8_t *rec = bounce_ready(p) ? p->bounce + at % DIRECT_ALIGN : p->seal.rec;
+        rc = seal_into(&p->seal, p->file_id, idx, data, len, rec);
+        bytes = rec;
     }
     if (rc == 0) rc = write_rec(p, bytes, n, at);
     if (rc) {
