@@ -6,7 +6,10 @@
 #include "daemon.h"
 #include "shoebox/peer.h"
 
-#define READ_BUF 65536
+/* Reads of up to 256 KiB: a Noise frame (up to 64 KiB) that lies whole in
+ * one read is handled in place, one cut by the read's end is copied; with
+ * reads of one frame's size nearly every frame was cut. */
+#define READ_BUF (256u << 10)
 
 struct conn {
     uv_tcp_t tcp;

@@ -143,6 +143,8 @@ void sbx_transfer_free(struct sbx_daemon *d);
 void sbx_transfer_tick(struct sbx_daemon *d);
 void sbx_transfer_gc(struct sbx_daemon *d);
 void sbx_transfer_session_closed(struct sbx_daemon *d, sbx_peer *p);
+/* A session became ready: blobs waiting for a peer are tried now. */
+void sbx_transfer_session_ready(struct sbx_daemon *d);
 const struct sbx_peer_blob_cb *sbx_transfer_callbacks(void);
 /* Fetch an original now (shoebox get); progress while it runs. */
 int sbx_transfer_want(struct sbx_daemon *d, const uint8_t hash[32]);

@@ -156,7 +156,7 @@ static void on_peer_event(sbx_peer *p, enum sbx_peer_event ev, const char *reaso
         }
         touch_seen(d, rk);
         send_pex(d, c);
-        sbx_transfer_tick(d); /* blobs this peer may hold: ask now */
+        sbx_transfer_session_ready(d); /* blobs this peer may hold: ask now */
         break;
     }
     case SBX_PEER_JOINED:
@@ -310,6 +310,21 @@ static void flush(struct conn *c)
         size_t n;
         sbx_peer_output(c->peer, &bytes, &n);
         if (n == 0) break;
+        if (c->inflight == 0) {
+            /* Nothing queued ahead: the socket takes what it can now,
+             * straight from the session's buffer, with no copy. */
+            uv_buf_t direct = uv_buf_init((char *)bytes, (unsigned)(n > WRITE_SLICE ? WRITE_SLICE : n));
+            int w = uv_try_write((uv_stream_t *)&c->tcp, &direct, 1);
+            if (w > 0) {
+                sbx_peer_output_consume(c->peer, (size_t)w);
+                continue;
+            }
+            if (w < 0 && w != UV_EAGAIN && w != UV_ENOSYS) {
+                if (c->peer && !sbx_peer_is_closed(c->peer)) sbx_peer_close(c->peer, "write failed");
+                c->want_close = true;
+                break;
+            }
+        }
         if (n > WRITE_SLICE) n = WRITE_SLICE;
         struct wreq *w = malloc(sizeof *w + n);
         if (!w) break;

@@ -9,7 +9,15 @@
  * verified against its hash before it is written; a peer that serves a bad
  * one is dropped for that blob. The finished blob is verified whole, and a
  * held original is announced in the log (blob.held). Blobs no peer can
- * serve now wait and retry with exponential backoff. */
+ * serve now wait and retry with exponential backoff.
+ *
+ * The loop thread only receives and decides: the chunks of a blob go
+ * through its sbx_blob_partial handle on libuv's thread pool (verify, seal
+ * when encrypted, write, sync, hash the whole blob as it grows, rename into
+ * place), one job at a time per blob, and the loop thread records what a
+ * job made durable in the database when it returns. Received chunks wait
+ * for their job in a queue whose size bounds the memory: no more chunks
+ * are asked for while it is full. */
 #include "conn.h"
 #include "daemon.h"
 
@@ -27,9 +35,43 @@
 #define MAX_TRANSFERS 8
 #define MAX_EXCLUDED 8
 #define INFO_TIMEOUT_MS 10000
-#define SYNC_BATCH 4
+/* Chunks written between two syncs of a blob's file: a crash costs at most
+ * these being fetched again. A blob that goes idle (stalled, or waiting for
+ * a peer) is synced at once whatever the count. */
+#define SYNC_BATCH 8
+/* Chunks asked for and not yet written, over every transfer and peer (in
+ * flight, or received and waiting for a job): no more are asked for while
+ * this many are under way. It bounds the memory of chunks (1 MiB each)
+ * whatever the number of peers, and it is deep enough that a peer's
+ * window (SBX_MAX_CHUNKS_IN_FLIGHT) stays full while jobs drain. */
+#define MAX_PIPELINE 24
+/* Chunks handed to one job. */
+#define JOB_CHUNKS 4
 
-enum chunk_state { CH_MISSING = 0, CH_IN_FLIGHT, CH_WRITTEN };
+enum chunk_state { CH_MISSING = 0, CH_IN_FLIGHT, CH_QUEUED, CH_WRITTEN };
+
+/* A received chunk, waiting to be verified and written, and who sent it. */
+struct rx {
+    uint32_t idx;
+    uint8_t *buf;
+    size_t len;
+    uint8_t from[32];
+};
+
+struct transfer;
+
+/* Work for the thread pool on one blob's handle. */
+struct job {
+    uv_work_t req;
+    struct sbx_daemon *d;
+    struct transfer *t; /* NULL once the transfer was dropped meanwhile */
+    sbx_blob_partial *pw;
+    struct rx rx[JOB_CHUNKS];
+    int rc[JOB_CHUNKS];
+    size_t n;
+    bool flush, install;
+    int flush_rc, install_rc;
+};
 
 struct transfer {
     bool used;
@@ -42,8 +84,11 @@ struct transfer {
     uint32_t list_got;
     bool begun;
     uint8_t *state; /* enum chunk_state per chunk */
-    uint32_t *unsynced;
-    size_t n_unsynced;
+    sbx_blob_partial *pw;
+    struct rx *q; /* received, waiting for a job */
+    size_t nq, qcap;
+    struct job *job; /* running on the thread pool */
+    size_t n_unsynced; /* written since the last sync */
     uint8_t asked_key[32];
     bool asked;
     int64_t asked_at;
@@ -68,6 +113,7 @@ struct sbx_transfers {
     int64_t held_since;
     struct backoff wait[256];
     size_t n_wait;
+    size_t n_queued; /* chunks in queues and jobs, over every transfer (see MAX_PIPELINE) */
 };
 
 static bool key_in(const uint8_t (*keys)[32], size_t n, const uint8_t *key)
@@ -108,11 +154,30 @@ static struct backoff *backoff_for(struct sbx_daemon *d, const uint8_t hash[32],
     return b;
 }
 
-static void transfer_free(struct transfer *t)
+/* Drops the pipeline of a transfer: queued chunks are freed, a running job
+ * finishes on its own and then closes the handle. */
+static void pipeline_drop(struct sbx_daemon *d, struct transfer *t)
 {
+    for (size_t i = 0; i < t->nq; i++) free(t->q[i].buf);
+    d->xfers->n_queued -= t->nq;
+    free(t->q);
+    t->q = NULL;
+    t->nq = t->qcap = 0;
+    if (t->job) {
+        t->job->t = NULL;
+        t->job = NULL;
+    } else {
+        sbx_blob_partial_close(t->pw);
+    }
+    t->pw = NULL;
+    t->n_unsynced = 0;
+}
+
+static void transfer_free(struct sbx_daemon *d, struct transfer *t)
+{
+    pipeline_drop(d, t);
     free(t->list);
     free(t->state);
-    free(t->unsynced);
     memset(t, 0, sizeof *t);
 }
 
@@ -129,7 +194,7 @@ static void transfer_defer(struct sbx_daemon *d, struct transfer *t, const char 
     short_hash(h, t->hash);
     sbx_debug("blob %s: %s; retry in about %lld s", h, why, (long long)(delay / 1000));
     bool keep = t->on_demand;
-    if (!keep) transfer_free(t);
+    if (!keep) transfer_free(d, t);
     else {
         t->asked = false;
         t->n_excluded = 0;
@@ -195,31 +260,43 @@ static void announce_held(struct sbx_daemon *d, const uint8_t hash[32])
     if (x->n_held == SBX_ARRAY_LEN(x->held)) flush_held(d);
 }
 
-static void sync_written(struct sbx_daemon *d, struct transfer *t)
+/* The blob is held: announce it and start the next one. */
+static void transfer_done(struct sbx_daemon *d, struct transfer *t)
 {
-    if (t->n_unsynced == 0) return;
-    int rc = sbx_blob_partial_sync(d->blobs, t->hash, t->unsynced, t->n_unsynced);
-    if (rc != 0) {
-        /* Not synced: those chunks are fetched again. */
-        for (size_t i = 0; i < t->n_unsynced; i++) t->state[t->unsynced[i]] = CH_MISSING;
-    }
-    t->n_unsynced = 0;
+    char h[13];
+    short_hash(h, t->hash);
+    sbx_info("blob %s received (%llu bytes)", h, (unsigned long long)t->size);
+    sbx_api_blob_ready(d, t->hash);
+    struct backoff *b = backoff_for(d, t->hash, false);
+    if (b) b->retry_at = 0, b->failures = 0;
+    if (t->kind == SBX_BLOB_ORIGINAL) announce_held(d, t->hash);
+    transfer_free(d, t);
+    /* Start the next blob now, not at the next timer tick: a backup of many
+     * photos is a stream of blobs, and idle gaps between them cost more
+     * than anything else. */
+    sbx_transfer_tick(d);
 }
 
-static void try_finish(struct sbx_daemon *d, struct transfer *t)
+/* The slow path of finishing, on the loop thread: the whole blob did not
+ * match (or a resumed blob had every chunk already), so the store re-reads
+ * it and says which chunks are bad, or that the chunk list was. */
+static void finish_slow(struct sbx_daemon *d, struct transfer *t)
 {
-    for (uint32_t i = 0; i < t->n_chunks; i++)
-        if (t->state[i] != CH_WRITTEN) return;
-    sync_written(d, t);
+    pipeline_drop(d, t);
     char h[13];
     short_hash(h, t->hash);
     int rc = sbx_blob_partial_finish(d->blobs, t->hash);
+    if (rc == 0) {
+        transfer_done(d, t);
+        return;
+    }
     if (rc == SBX_ECORRUPT) {
         /* Chunks damaged on disk since: the store marked them missing. */
         uint32_t missing[64];
         size_t n = 0;
         sbx_blob_partial_missing(d->blobs, t->hash, missing, 64, &n);
         for (size_t i = 0; i < n && i < 64; i++) t->state[missing[i]] = CH_MISSING;
+        if (n == 0) transfer_defer(d, t, "the blob does not verify");
         return;
     }
     if (rc == SBX_ECRYPTO) {
@@ -229,24 +306,20 @@ static void try_finish(struct sbx_daemon *d, struct transfer *t)
         free(t->list);
         t->list = NULL;
         t->list_got = 0;
+        free(t->state);
+        t->state = NULL;
         t->begun = false;
         t->asked = false;
         return;
     }
-    if (rc != 0) {
-        transfer_defer(d, t, sbx_strerror(rc));
-        return;
-    }
-    sbx_info("blob %s received (%llu bytes)", h, (unsigned long long)t->size);
-    sbx_api_blob_ready(d, t->hash);
-    struct backoff *b = backoff_for(d, t->hash, false);
-    if (b) b->retry_at = 0, b->failures = 0;
-    if (t->kind == SBX_BLOB_ORIGINAL) announce_held(d, t->hash);
-    transfer_free(t);
-    /* Start the next blob now, not at the next timer tick: a backup of many
-     * photos is a stream of blobs, and idle gaps between them cost more
-     * than anything else. */
-    sbx_transfer_tick(d);
+    transfer_defer(d, t, sbx_strerror(rc));
+}
+
+static uint32_t count_state(const struct transfer *t, enum chunk_state s)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < t->n_chunks; i++) n += t->state[i] == s;
+    return n;
 }
 
 /* Test hook: SHOEBOX_TEST_STALL_AFTER_CHUNKS=N stops asking for chunks of a
@@ -260,29 +333,168 @@ static bool stalled(const struct transfer *t)
         limit = v ? atol(v) : 0;
     }
     if (limit <= 0) return false;
-    long written = 0;
-    for (uint32_t i = 0; i < t->n_chunks; i++) written += t->state[i] == CH_WRITTEN;
-    return written >= limit;
+    return (long)(count_state(t, CH_WRITTEN) + count_state(t, CH_QUEUED)) >= limit;
 }
 
 static void request_chunks(struct sbx_daemon *d, struct transfer *t)
 {
-    if (!t->begun || stalled(t)) return;
+    if (!t->begun || !t->state || stalled(t)) return;
+    size_t under_way = d->xfers->n_queued;
+    for (struct conn *c = d->conns; c; c = c->next)
+        if (c->peer) under_way += sbx_peer_chunks_in_flight(c->peer);
     /* Spread the window over every peer that holds the blob. */
-    for (struct conn *c = d->conns; c; c = c->next) {
+    for (struct conn *c = d->conns; c && under_way < MAX_PIPELINE; c = c->next) {
         if (!c->peer || c->closing || !sbx_peer_is_ready(c->peer)) continue;
         const uint8_t *rk = sbx_peer_remote_key(c->peer);
         if (!rk || key_in((const uint8_t(*)[32])t->excluded, t->n_excluded, rk) ||
             !key_in((const uint8_t(*)[32])t->sources, t->n_sources, rk))
             continue;
-        for (uint32_t i = 0; i < t->n_chunks; i++) {
+        for (uint32_t i = 0; i < t->n_chunks && under_way < MAX_PIPELINE; i++) {
             if (t->state[i] != CH_MISSING) continue;
             int rc = sbx_peer_chunk_get(c->peer, t->hash, i);
-            if (rc == SBX_EBUSY) break;
-            if (rc != 0) break;
+            if (rc != 0) break; /* SBX_EBUSY: this peer's window is full */
             t->state[i] = CH_IN_FLIGHT;
+            under_way++;
         }
     }
+}
+
+/* Every transfer gets a chance at the window a job just freed. */
+static void request_all(struct sbx_daemon *d)
+{
+    for (int i = 0; i < MAX_TRANSFERS; i++)
+        if (d->xfers->t[i].used) request_chunks(d, &d->xfers->t[i]);
+}
+
+static void kick(struct sbx_daemon *d, struct transfer *t);
+
+static void job_work(uv_work_t *req)
+{
+    struct job *j = req->data;
+    for (size_t i = 0; i < j->n; i++) {
+        j->rc[i] = sbx_blob_partial_put(j->pw, j->rx[i].idx, j->rx[i].buf, j->rx[i].len);
+        free(j->rx[i].buf);
+        j->rx[i].buf = NULL;
+    }
+    /* Installing syncs the file itself; a flush first would be a second
+     * journal commit for nothing. */
+    if (j->install) j->install_rc = sbx_blob_partial_install(j->pw);
+    if (j->flush || (j->install && j->install_rc != 0)) j->flush_rc = sbx_blob_partial_flush(j->pw);
+}
+
+static void job_done(uv_work_t *req, int status)
+{
+    struct job *j = req->data;
+    struct sbx_daemon *d = j->d;
+    struct transfer *t = j->t;
+    d->xfers->n_queued -= j->n;
+    if (status != 0 || !t) {
+        /* Cancelled, or the transfer was dropped meanwhile. */
+        for (size_t i = 0; i < j->n; i++) free(j->rx[i].buf);
+        if (!t) sbx_blob_partial_close(j->pw);
+        else t->job = NULL;
+        free(j);
+        if (t) kick(d, t);
+        return;
+    }
+    t->job = NULL;
+    int fail = 0;
+    for (size_t i = 0; i < j->n; i++) {
+        uint32_t idx = j->rx[i].idx;
+        int rc = j->rc[i];
+        if (rc == 0) {
+            t->state[idx] = CH_WRITTEN;
+            t->bytes_done += j->rx[i].len;
+            t->n_unsynced++;
+            continue;
+        }
+        t->state[idx] = CH_MISSING;
+        if (rc == SBX_ECRYPTO || rc == SBX_EINVAL) {
+            char h[13], id[SBX_DEVID_STRLEN + 1];
+            short_hash(h, t->hash);
+            sbx_devid_format(id, j->rx[i].from);
+            sbx_warn("peer %.7s served a bad chunk %u of blob %s: dropped for this blob", id, idx, h);
+            key_add(t->excluded, &t->n_excluded, j->rx[i].from);
+        } else if (!fail) {
+            fail = rc;
+        }
+    }
+    bool installed = j->install && j->install_rc == 0;
+    if (j->flush || j->install) {
+        if (j->flush_rc == 0) t->n_unsynced = 0;
+        int rc = j->flush_rc == 0 ? sbx_blob_partial_record(t->pw) : j->flush_rc;
+        if (rc != 0) {
+            /* Not recorded: those chunks are fetched again. */
+            for (uint32_t i = 0; i < t->n_chunks; i++)
+                if (t->state[i] == CH_WRITTEN) t->state[i] = CH_MISSING;
+            installed = false;
+            if (!fail) fail = rc;
+            pipeline_drop(d, t);
+        }
+    }
+    int install_rc = j->install ? j->install_rc : 0;
+    free(j);
+    if (fail) {
+        transfer_defer(d, t, sbx_strerror(fail));
+        request_all(d);
+        return;
+    }
+    if (installed) {
+        transfer_done(d, t);
+        request_all(d);
+        return;
+    }
+    if (install_rc == SBX_ECORRUPT) finish_slow(d, t);
+    else if (install_rc != 0 && install_rc != SBX_ESTATE) transfer_defer(d, t, sbx_strerror(install_rc));
+    else kick(d, t);
+    request_all(d);
+}
+
+/* Hands the blob's queued chunks to the thread pool, unless a job for it
+ * is running; syncs and installs the file when its time has come. */
+static void kick(struct sbx_daemon *d, struct transfer *t)
+{
+    if (!t->used || !t->begun || t->job || !t->state) return;
+    uint32_t written = count_state(t, CH_WRITTEN);
+    bool complete_after = written + (uint32_t)(t->nq < JOB_CHUNKS ? t->nq : JOB_CHUNKS) == t->n_chunks;
+    if (t->nq == 0) {
+        if (written == t->n_chunks && !t->pw) {
+            finish_slow(d, t); /* resumed with every chunk already there */
+            return;
+        }
+        /* Idle with chunks written and not synced: sync them now. */
+        bool idle = count_state(t, CH_IN_FLIGHT) == 0;
+        if (!(t->n_unsynced > 0 && idle) && written != t->n_chunks) return;
+    }
+    if (!t->pw) {
+        int rc = sbx_blob_partial_open(d->blobs, t->hash, &t->pw);
+        if (rc != 0) {
+            transfer_defer(d, t, sbx_strerror(rc));
+            return;
+        }
+    }
+    struct job *j = calloc(1, sizeof *j);
+    if (!j) return; /* tried again at the next chunk or tick */
+    j->req.data = j;
+    j->d = d;
+    j->t = t;
+    j->pw = t->pw;
+    j->n = t->nq < JOB_CHUNKS ? t->nq : JOB_CHUNKS;
+    memcpy(j->rx, t->q, j->n * sizeof *j->rx);
+    memmove(t->q, t->q + j->n, (t->nq - j->n) * sizeof *t->q);
+    t->nq -= j->n;
+    j->install = complete_after;
+    bool idle_after = t->nq == 0 && count_state(t, CH_IN_FLIGHT) == 0;
+    j->flush = t->n_unsynced + j->n >= SYNC_BATCH || idle_after;
+    if (uv_queue_work(d->loop, &j->req, job_work, job_done) != 0) {
+        /* Only with a bad loop; put the chunks back. */
+        memmove(t->q + j->n, t->q, t->nq * sizeof *t->q);
+        memcpy(t->q, j->rx, j->n * sizeof *j->rx);
+        t->nq += j->n;
+        free(j);
+        return;
+    }
+    t->job = j;
 }
 
 /* ---- peer callbacks ---- */
@@ -301,6 +513,7 @@ static void on_info(sbx_peer *p, const uint8_t hash[32], uint64_t size, int kind
         request_chunks(d, t);
         return;
     }
+    if (t->job || t->nq) return; /* the last attempt's writes are still draining */
     uint32_t total = (uint32_t)((size + SBX_BLOB_CHUNK - 1) / SBX_BLOB_CHUNK);
     if (!t->list || t->size != size) {
         free(t->list);
@@ -316,6 +529,7 @@ static void on_info(sbx_peer *p, const uint8_t hash[32], uint64_t size, int kind
     if (t->list_got < total) return;
     struct sbx_blob_info before;
     bool existed = sbx_blob_stat(d->blobs, hash, &before) == 0 && !before.complete;
+    pipeline_drop(d, t);
     int rc = sbx_blob_partial_begin(d->blobs, hash, size, (sbx_blob_kind)kind, t->list, total);
     if (rc == SBX_ESTATE) {
         /* A partial from another peer's (different) list: start over. */
@@ -323,16 +537,16 @@ static void on_info(sbx_peer *p, const uint8_t hash[32], uint64_t size, int kind
         rc = sbx_blob_partial_begin(d->blobs, hash, size, (sbx_blob_kind)kind, t->list, total);
     }
     if (rc == SBX_EEXIST) {
-        transfer_free(t);
+        transfer_free(d, t);
         return;
     }
     if (rc != 0) {
         transfer_defer(d, t, sbx_strerror(rc));
         return;
     }
+    free(t->state);
     t->state = calloc((size_t)total + 1, 1);
-    t->unsynced = calloc(SYNC_BATCH, sizeof *t->unsynced);
-    if (!t->state || !t->unsynced) {
+    if (!t->state) {
         transfer_defer(d, t, "out of memory");
         return;
     }
@@ -352,7 +566,7 @@ static void on_info(sbx_peer *p, const uint8_t hash[32], uint64_t size, int kind
     free(missing);
     t->begun = true;
     request_chunks(d, t);
-    try_finish(d, t); /* a resumed blob may have every chunk already */
+    kick(d, t); /* a resumed blob may have every chunk already */
 }
 
 static void on_none(sbx_peer *p, const uint8_t hash[32])
@@ -366,42 +580,57 @@ static void on_none(sbx_peer *p, const uint8_t hash[32])
     sbx_transfer_tick(d); /* ask the next peer now */
 }
 
+/* A chunk the remote could not serve: ask another holder. */
 static void on_chunk(sbx_peer *p, const uint8_t hash[32], uint32_t idx, const uint8_t *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    struct sbx_daemon *d = daemon_of(p);
+    struct transfer *t = find(d, hash);
+    const uint8_t *rk = sbx_peer_remote_key(p);
+    if (!t || !t->begun || !t->state || idx >= t->n_chunks || !rk) return;
+    if (t->state[idx] == CH_WRITTEN || t->state[idx] == CH_QUEUED) return;
+    t->state[idx] = CH_MISSING;
+    key_add(t->excluded, &t->n_excluded, rk);
+    request_chunks(d, t);
+}
+
+/* A chunk arrived: it waits in the blob's queue for a job to verify and
+ * write it. The buffer is ours now. */
+static void on_chunk_take(sbx_peer *p, const uint8_t hash[32], uint32_t idx, uint8_t *data, size_t len)
 {
     struct sbx_daemon *d = daemon_of(p);
     struct transfer *t = find(d, hash);
     const uint8_t *rk = sbx_peer_remote_key(p);
-    if (!t || !t->begun || idx >= t->n_chunks || !rk) return;
-    if (t->state[idx] == CH_WRITTEN) return;
+    if (!t || !t->begun || !t->state || idx >= t->n_chunks || !rk || t->state[idx] == CH_WRITTEN ||
+        t->state[idx] == CH_QUEUED) {
+        free(data);
+        return;
+    }
     t->state[idx] = CH_MISSING;
-    if (!data) {
-        key_add(t->excluded, &t->n_excluded, rk);
-        request_chunks(d, t);
-        return;
+    if (t->nq == t->qcap) {
+        size_t cap = t->qcap ? t->qcap * 2 : 8;
+        struct rx *q = realloc(t->q, cap * sizeof *q);
+        if (!q) {
+            free(data); /* asked again later */
+            return;
+        }
+        t->q = q;
+        t->qcap = cap;
     }
-    int rc = sbx_blob_partial_write_chunk(d->blobs, hash, idx, data, len, SBX_BLOB_NOSYNC);
-    if (rc == SBX_ECRYPTO || rc == SBX_EINVAL) {
-        char h[13], id[SBX_DEVID_STRLEN + 1];
-        short_hash(h, hash);
-        sbx_devid_format(id, rk);
-        sbx_warn("peer %.7s served a bad chunk %u of blob %s: dropped for this blob", id, idx, h);
-        key_add(t->excluded, &t->n_excluded, rk);
-        request_chunks(d, t);
-        return;
-    }
-    if (rc != 0) {
-        transfer_defer(d, t, sbx_strerror(rc));
-        return;
-    }
-    t->state[idx] = CH_WRITTEN;
-    t->bytes_done += len;
-    t->unsynced[t->n_unsynced++] = idx;
-    if (t->n_unsynced == SYNC_BATCH) sync_written(d, t);
+    struct rx *r = &t->q[t->nq++];
+    r->idx = idx;
+    r->buf = data;
+    r->len = len;
+    memcpy(r->from, rk, 32);
+    d->xfers->n_queued++;
+    t->state[idx] = CH_QUEUED;
+    kick(d, t);
     request_chunks(d, t);
-    try_finish(d, t);
 }
 
-static const struct sbx_peer_blob_cb blob_cb = {.info = on_info, .none = on_none, .chunk = on_chunk};
+static const struct sbx_peer_blob_cb blob_cb = {
+    .info = on_info, .none = on_none, .chunk = on_chunk, .chunk_take = on_chunk_take};
 
 const struct sbx_peer_blob_cb *sbx_transfer_callbacks(void) { return &blob_cb; }
 
@@ -500,7 +729,12 @@ void sbx_transfer_tick(struct sbx_daemon *d)
         if (!any_source) {
             for (uint32_t k = 0; k < t->n_chunks; k++)
                 if (t->state[k] == CH_IN_FLIGHT) t->state[k] = CH_MISSING;
-            sync_written(d, t);
+            /* What was received is written and recorded first. */
+            if (t->job || t->nq || t->n_unsynced) {
+                kick(d, t);
+                continue;
+            }
+            pipeline_drop(d, t);
             t->begun = false;
             t->asked = false;
             /* Ask again (another peer, maybe): the list starts over. */
@@ -509,12 +743,21 @@ void sbx_transfer_tick(struct sbx_daemon *d)
             t->list_got = 0;
             free(t->state);
             t->state = NULL;
-            free(t->unsynced);
-            t->unsynced = NULL;
             continue;
         }
         request_chunks(d, t);
     }
+}
+
+/* A new peer may hold what no peer could serve until now: blobs waiting
+ * out their backoff are tried at once (a daemon that starts defers its
+ * first blobs before any session is up, and they would otherwise wait
+ * seconds after the peer arrived). */
+void sbx_transfer_session_ready(struct sbx_daemon *d)
+{
+    if (!d->xfers) return;
+    for (size_t i = 0; i < d->xfers->n_wait; i++) d->xfers->wait[i].retry_at = 0;
+    sbx_transfer_tick(d);
 }
 
 /* A session ended: its chunks in flight go back to missing. */
@@ -525,7 +768,15 @@ void sbx_transfer_session_closed(struct sbx_daemon *d, sbx_peer *p)
     if (!rk) return;
     for (int i = 0; i < MAX_TRANSFERS; i++) {
         struct transfer *t = &d->xfers->t[i];
-        if (!t->used || !t->begun) continue;
+        if (!t->used) continue;
+        if (!t->begun) {
+            /* Its chunk list was asked on this session and will not come:
+             * ask again at once (a session replaced by a duplicate to the
+             * same device would otherwise look like a pending question,
+             * and the transfer would wait out INFO_TIMEOUT_MS). */
+            if (t->asked && memcmp(t->asked_key, rk, 32) == 0) t->asked = false;
+            continue;
+        }
         bool was_source = false;
         for (size_t k = 0; k < t->n_sources; k++)
             if (memcmp(t->sources[k], rk, 32) == 0) was_source = true;
@@ -550,7 +801,7 @@ int sbx_transfer_want(struct sbx_daemon *d, const uint8_t hash[32])
         /* Make room: an on-demand get beats background work. */
         for (int i = 0; i < MAX_TRANSFERS; i++)
             if (!d->xfers->t[i].on_demand) {
-                transfer_free(&d->xfers->t[i]);
+                transfer_free(d, &d->xfers->t[i]);
                 break;
             }
     }
@@ -580,8 +831,12 @@ void sbx_transfer_free(struct sbx_daemon *d)
     flush_held(d);
     for (int i = 0; i < MAX_TRANSFERS; i++)
         if (d->xfers->t[i].used) {
-            sync_written(d, &d->xfers->t[i]);
-            transfer_free(&d->xfers->t[i]);
+            /* The loop has ended, so no job runs: what is written but not
+             * yet synced is synced and recorded now, to be kept. */
+            struct transfer *t = &d->xfers->t[i];
+            if (t->pw && !t->job && t->n_unsynced > 0 && sbx_blob_partial_flush(t->pw) == 0)
+                sbx_blob_partial_record(t->pw);
+            transfer_free(d, t);
         }
     free(d->xfers);
     d->xfers = NULL;

@@ -144,19 +144,38 @@ static int maybe_rekey(sbx_noise_cs *cs)
     return (n > 0 && n % SBX_REKEY_MESSAGES == 0) ? sbx_noise_cs_rekey(cs) : 0;
 }
 
-/* Encrypts one wire message into the output. */
-static int out_msg(sbx_peer *p, const uint8_t *pt, size_t len)
+/* Room in the output for one wire message of len bytes: *pt is where its
+ * plaintext goes, to be encrypted in place by out_commit. Nothing is sent
+ * until then, so a caller that fails in between simply does not commit. */
+static int out_open(sbx_peer *p, size_t len, uint8_t **pt)
 {
     if (len > SBX_MAX_MSG) return SBX_ETOOBIG;
     int rc = out_reserve(p, len + SBX_NOISE_TAG + 2);
-    if (rc == 0) rc = maybe_rekey(p->tx);
+    if (rc != 0) return rc;
+    *pt = p->out + p->out_len + 2;
+    return 0;
+}
+
+static int out_commit(sbx_peer *p, size_t len)
+{
+    int rc = maybe_rekey(p->tx);
     if (rc != 0) return rc;
     uint8_t *dst = p->out + p->out_len;
-    if ((rc = sbx_noise_cs_encrypt(p->tx, NULL, 0, pt, len, dst + 2)) != 0) return rc;
+    if ((rc = sbx_noise_cs_encrypt(p->tx, NULL, 0, dst + 2, len, dst + 2)) != 0) return rc;
     sbx_frame_header(dst, len + SBX_NOISE_TAG);
     p->out_len += len + SBX_NOISE_TAG + 2;
     p->last_tx = p->now;
     return 0;
+}
+
+/* Encrypts one wire message into the output. */
+static int out_msg(sbx_peer *p, const uint8_t *pt, size_t len)
+{
+    uint8_t *dst;
+    int rc = out_open(p, len, &dst);
+    if (rc != 0) return rc;
+    memcpy(dst, pt, len);
+    return out_commit(p, len);
 }
 
 /* A wire message being packed: an array of `fields` elements whose first is
@@ -303,29 +322,54 @@ static void serve_pop(sbx_peer *p)
     p->serve_n--;
 }
 
+/* A msgpack packer into a small fixed buffer: the header of a chunk piece. */
+struct fixbuf {
+    uint8_t b[96];
+    size_t n;
+};
+
+static int fixbuf_write(void *data, const char *buf, size_t len)
+{
+    struct fixbuf *f = data;
+    if (len > sizeof f->b - f->n) return -1;
+    memcpy(f->b + f->n, buf, len);
+    f->n += len;
+    return 0;
+}
+
 /* Chunk bytes go out after entries (metadata first), piece by piece, while
- * the output has room. */
+ * the output has room. Each piece is one message [12, hash, idx, offset,
+ * chunk length, bytes]: its header is packed apart, the bytes are read from
+ * the blob straight into the output behind it and encrypted in place, so a
+ * piece is copied by nobody on its way from the file to the socket. */
 static int serve_pieces(sbx_peer *p)
 {
-    uint8_t piece[SBX_CHUNK_PIECE];
     while (p->serve_n > 0 && out_pending(p) < SBX_MAX_PEER_OUTPUT) {
         struct serve *sv = &p->serve[p->serve_head];
-        size_t want = sv->end - sv->off < sizeof piece ? (size_t)(sv->end - sv->off) : sizeof piece, got = 0;
-        int rc = sbx_blob_file_read(sv->f, sv->off, piece, want, &got);
+        size_t want = sv->end - sv->off < SBX_CHUNK_PIECE ? (size_t)(sv->end - sv->off) : SBX_CHUNK_PIECE, got = 0;
+        uint64_t chunk_start = (uint64_t)sv->idx * SBX_BLOB_CHUNK;
+        struct fixbuf hdr = {.n = 0};
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &hdr, fixbuf_write);
+        msgpack_pack_array(&pk, 6);
+        msgpack_pack_uint8(&pk, MSG_CHUNK_DATA);
+        pack_bin(&pk, sv->hash, 32);
+        msgpack_pack_uint32(&pk, sv->idx);
+        msgpack_pack_uint64(&pk, sv->off - chunk_start);
+        msgpack_pack_uint64(&pk, sv->end - chunk_start);
+        msgpack_pack_bin(&pk, want);
+        SBX_ASSERT(hdr.n > 0 && hdr.n < sizeof hdr.b);
+        uint8_t *pt;
+        int rc = out_open(p, hdr.n + want, &pt);
+        if (rc != 0) return rc;
+        memcpy(pt, hdr.b, hdr.n);
+        rc = sbx_blob_file_read(sv->f, sv->off, pt + hdr.n, want, &got);
         if (rc != 0 || got != want) {
-            serve_pop(p);
+            serve_pop(p); /* nothing committed: the output is as it was */
             continue;
         }
-        if (p->cfg.corrupt_chunks && sv->off == (uint64_t)sv->idx * SBX_BLOB_CHUNK) piece[got / 2] ^= 0x5a;
-        struct wmsg m;
-        msgpack_packer *pk = msg_begin(&m, 6, MSG_CHUNK_DATA);
-        pack_bin(pk, sv->hash, 32);
-        msgpack_pack_uint32(pk, sv->idx);
-        msgpack_pack_uint64(pk, sv->off - (uint64_t)sv->idx * SBX_BLOB_CHUNK);
-        uint64_t chunk_start = (uint64_t)sv->idx * SBX_BLOB_CHUNK;
-        msgpack_pack_uint64(pk, sv->end - chunk_start);
-        pack_bin(pk, piece, got);
-        if ((rc = msg_send(p, &m)) != 0) return rc;
+        if (p->cfg.corrupt_chunks && sv->off == chunk_start) pt[hdr.n + got / 2] ^= 0x5a;
+        if ((rc = out_commit(p, hdr.n + want)) != 0) return rc;
         sv->off += got;
         if (sv->off >= sv->end) serve_pop(p);
     }
@@ -720,6 +764,10 @@ static int on_chunk_data(sbx_peer *p, const msgpack_object_array *m, const char 
     memcpy(h, w->hash, 32);
     w->buf = NULL;
     want_drop(w);
+    if (p->cfg.blob_cb && p->cfg.blob_cb->chunk_take) {
+        p->cfg.blob_cb->chunk_take(p, h, idx, buf, len);
+        return 0;
+    }
     if (p->cfg.blob_cb && p->cfg.blob_cb->chunk) p->cfg.blob_cb->chunk(p, h, idx, buf, len);
     free(buf);
     return 0;

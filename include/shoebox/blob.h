@@ -168,6 +168,53 @@ int sbx_blob_partial_missing(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH
  * begin again with another peer's list). 0 when already complete. */
 int sbx_blob_partial_finish(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES]);
 
+/* ---- Partial blobs through a handle: the transfer pipeline -------------
+ * The same guarantees as write_chunk, sync and finish above, split so that
+ * the heavy work (verifying, sealing, writing, syncing, hashing) runs off
+ * the store's thread: open and record use the database (the store's
+ * thread); put, flush and install touch only the handle and the file (any
+ * thread). One thread at a time per handle, and only one handle (and no
+ * write_chunk) per partial blob at a time.
+ *
+ * The whole blob's SHA-256 is computed as chunks land: a chunk that
+ * extends the hashed prefix is hashed from memory (chunk 0 even in the same
+ * pass as its own check), one written ahead of a gap is read back when the
+ * gap fills, and chunks written before the handle was opened (a resume)
+ * are read back too. So install needs no second pass over a blob received
+ * in order. */
+typedef struct sbx_blob_partial sbx_blob_partial;
+
+/* Opens a partial blob (begun by sbx_blob_partial_begin): loads its chunk
+ * list and which chunks are present. SBX_ENOENT: no such partial; SBX_ESTATE:
+ * already complete. Store's thread. */
+int sbx_blob_partial_open(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES],
+                          sbx_blob_partial **out);
+
+/* Verifies chunk idx against its recorded hash (SBX_ECRYPTO on mismatch,
+ * nothing written; SBX_EINVAL for a wrong length or index) and writes it,
+ * not synced. 0 without writing when the chunk is already on disk. Any
+ * thread. */
+int sbx_blob_partial_put(sbx_blob_partial *p, uint32_t idx, const void *data, size_t len);
+
+/* One fdatasync: every chunk put so far is durable, and the next record
+ * marks it present. Any thread. */
+int sbx_blob_partial_flush(sbx_blob_partial *p);
+
+/* Completes the file: every chunk must be on disk (SBX_ESTATE if not); the
+ * whole blob must hash to its name (SBX_ECORRUPT if not: close the handle
+ * and call sbx_blob_partial_finish, which finds the bad chunks); then it
+ * is synced and renamed into place, durably. The next record marks it
+ * complete. Any thread. */
+int sbx_blob_partial_install(sbx_blob_partial *p);
+
+/* Marks the chunks made durable since the last record present, and the
+ * blob complete once installed: one transaction (or a savepoint in the
+ * caller's). Store's thread. */
+int sbx_blob_partial_record(sbx_blob_partial *p);
+
+/* Frees the handle (what was not recorded is simply fetched again). */
+void sbx_blob_partial_close(sbx_blob_partial *p);
+
 /* ---- Reads --------------------------------------------------------------
  * Reads serve complete blobs only (read_chunk also serves the present chunks
  * of a partial blob, so a device can pass on what it is still receiving).

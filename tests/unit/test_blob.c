@@ -813,6 +813,154 @@ SBX_TEST(partial_with_lying_chunk_list)
     env_close(&e);
 }
 
+/* The handle: chunks in any order, bad ones refused, durable only once
+ * flushed and recorded, the whole hash without a second pass. */
+SBX_TEST(handle_pipeline_any_order)
+{
+    struct env e;
+    REQUIRE(env_open(&e) == 0);
+    size_t len = 5 * MiB + 123;
+    uint8_t *data = random_buf(len, 21);
+    uint8_t hash[32], chunks[6 * 32];
+    size_t n, nm = 0;
+    uint32_t missing[16];
+    sbx_blob_sha256(data, len, hash);
+    chunk_hashes_of(data, len, chunks, &n);
+    REQUIRE(n == 6);
+    sbx_blob_partial *p = NULL;
+    CHECK_EQ_INT(sbx_blob_partial_open(e.bs, hash, &p), SBX_ENOENT);
+    REQUIRE(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_ORIGINAL, chunks, n) == 0);
+    REQUIRE(sbx_blob_partial_open(e.bs, hash, &p) == 0);
+
+    uint8_t *evil = malloc(C);
+    memcpy(evil, data, C);
+    evil[7] ^= 1;
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 0, evil, C), SBX_ECRYPTO);
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 0, data, C - 1), SBX_EINVAL);
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 6, data, 123), SBX_EINVAL);
+    /* Chunk 0 after a refused chunk 0: the whole hash starts clean. */
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 0, data, C), 0);
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 3, data + 3 * C, C), 0);
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 1, data + 1 * C, C), 0);
+    memcpy(evil, data + 2 * C, C);
+    evil[C - 1] ^= 0x40;
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 2, evil, C), SBX_ECRYPTO);
+    CHECK_EQ_INT(sbx_blob_partial_install(p), SBX_ESTATE);
+    /* Written, not recorded: a crash now would lose them. */
+    CHECK_EQ_INT(sbx_blob_partial_record(p), 0);
+    CHECK_EQ_INT(sbx_blob_partial_missing(e.bs, hash, missing, 16, &nm), 0);
+    CHECK_EQ_INT(nm, 6);
+    CHECK_EQ_INT(sbx_blob_partial_flush(p), 0);
+    CHECK_EQ_INT(sbx_blob_partial_record(p), 0);
+    CHECK_EQ_INT(sbx_blob_partial_missing(e.bs, hash, missing, 16, &nm), 0);
+    CHECK_EQ_INT(nm, 3);
+    CHECK(missing[0] == 2 && missing[1] == 4 && missing[2] == 5);
+    /* The rest, the last first; a duplicate is harmless. */
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 5, data + 5 * C, clen_of(len, 5)), 0);
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 2, data + 2 * C, C), 0);
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 4, data + 4 * C, C), 0);
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 1, data + 1 * C, C), 0);
+    CHECK_EQ_INT(sbx_blob_has(e.bs, hash), SBX_ENOENT);
+    CHECK_EQ_INT(sbx_blob_partial_install(p), 0);
+    char part[256], path[256];
+    partial_file(&e, hash, part, sizeof part);
+    layout_path(&e, hash, path, sizeof path);
+    CHECK(access(part, F_OK) != 0 && access(path, F_OK) == 0);
+    CHECK_EQ_INT(sbx_blob_has(e.bs, hash), SBX_ENOENT); /* not until recorded */
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 4, data + 4 * C, C), SBX_EINVAL);
+    CHECK_EQ_INT(sbx_blob_partial_record(p), 0);
+    sbx_blob_partial_close(p);
+    check_blob(&e, hash, data, len);
+    CHECK_EQ_INT(sbx_blob_partial_open(e.bs, hash, &p), SBX_ESTATE);
+    CHECK_EQ_INT(count_dir(&e, "partial"), 0);
+    free(evil);
+    free(data);
+    env_close(&e);
+}
+
+/* Chunks from before a restart are read back for the whole hash, and a
+ * chunk damaged on disk meanwhile is caught at install. */
+SBX_TEST(handle_resume_reads_back)
+{
+    struct env e;
+    REQUIRE(env_open(&e) == 0);
+    size_t len = 4 * MiB + 77;
+    uint8_t *data = random_buf(len, 22);
+    uint8_t hash[32], chunks[5 * 32];
+    size_t n, nm = 0;
+    uint32_t missing[8];
+    sbx_blob_sha256(data, len, hash);
+    chunk_hashes_of(data, len, chunks, &n);
+    REQUIRE(n == 5);
+    REQUIRE(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_ORIGINAL, chunks, n) == 0);
+    CHECK_EQ_INT(sbx_blob_partial_write_chunk(e.bs, hash, 1, data + C, C, 0), 0);
+    CHECK_EQ_INT(sbx_blob_partial_write_chunk(e.bs, hash, 2, data + 2 * C, C, 0), 0);
+    close_handles(&e);
+    REQUIRE(open_handles(&e) == 0);
+    char part[256];
+    partial_file(&e, hash, part, sizeof part);
+    flip_byte(part, disk_off(2 * C + 99));
+
+    sbx_blob_partial *p = NULL;
+    REQUIRE(sbx_blob_partial_open(e.bs, hash, &p) == 0);
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 1, data + C, C), 0); /* present already */
+    for (uint32_t i = 0; i < n; i++)
+        if (i != 1 && i != 2) CHECK_EQ_INT(sbx_blob_partial_put(p, i, data + (size_t)i * C, clen_of(len, i)), 0);
+    CHECK_EQ_INT(sbx_blob_partial_install(p), SBX_ECORRUPT);
+    CHECK(access(part, F_OK) == 0);
+    CHECK_EQ_INT(sbx_blob_partial_flush(p), 0);
+    CHECK_EQ_INT(sbx_blob_partial_record(p), 0);
+    sbx_blob_partial_close(p);
+    /* The slow path finds the bad chunk. */
+    CHECK_EQ_INT(sbx_blob_partial_finish(e.bs, hash), SBX_ECORRUPT);
+    CHECK_EQ_INT(sbx_blob_partial_missing(e.bs, hash, missing, 8, &nm), 0);
+    CHECK_EQ_INT(nm, 1);
+    CHECK_EQ_INT(missing[0], 2);
+    REQUIRE(sbx_blob_partial_open(e.bs, hash, &p) == 0);
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 2, data + 2 * C, C), 0);
+    CHECK_EQ_INT(sbx_blob_partial_install(p), 0);
+    CHECK_EQ_INT(sbx_blob_partial_record(p), 0);
+    sbx_blob_partial_close(p);
+    check_blob(&e, hash, data, len);
+    free(data);
+    env_close(&e);
+}
+
+/* Every chunk matches a lying list, the whole does not: install refuses and
+ * the slow path says the list lied. */
+SBX_TEST(handle_lying_chunk_list)
+{
+    struct env e;
+    REQUIRE(env_open(&e) == 0);
+    size_t len = 3 * MiB + 5;
+    uint8_t *data = random_buf(len, 23);
+    uint8_t *fake = malloc(len);
+    memcpy(fake, data, len);
+    fake[2 * C + 1] ^= 0x10;
+    uint8_t hash[32], chunks[4 * 32];
+    size_t n;
+    sbx_blob_sha256(data, len, hash);
+    chunk_hashes_of(fake, len, chunks, &n);
+    REQUIRE(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_ORIGINAL, chunks, n) == 0);
+    sbx_blob_partial *p = NULL;
+    REQUIRE(sbx_blob_partial_open(e.bs, hash, &p) == 0);
+    for (uint32_t i = 0; i < n; i++)
+        CHECK_EQ_INT(sbx_blob_partial_put(p, i, fake + (size_t)i * C, clen_of(len, i)), 0);
+    CHECK_EQ_INT(sbx_blob_partial_install(p), SBX_ECORRUPT);
+    CHECK_EQ_INT(sbx_blob_partial_install(p), SBX_ECORRUPT); /* again, from the file */
+    CHECK_EQ_INT(sbx_blob_partial_flush(p), 0);
+    CHECK_EQ_INT(sbx_blob_partial_record(p), 0);
+    sbx_blob_partial_close(p);
+    CHECK_EQ_INT(sbx_blob_has(e.bs, hash), SBX_ENOENT);
+    CHECK_EQ_INT(sbx_blob_partial_finish(e.bs, hash), SBX_ECRYPTO);
+    char path[256];
+    layout_path(&e, hash, path, sizeof path);
+    CHECK(access(path, F_OK) != 0);
+    free(fake);
+    free(data);
+    env_close(&e);
+}
+
 SBX_TEST(empty_partial_blob)
 {
     struct env e;
@@ -1106,6 +1254,8 @@ SBX_TEST_MAIN(SBX_CASE(round_trip_sizes), SBX_CASE(kinds_are_recorded),
               SBX_CASE(disk_full_is_enospc_and_leaves_nothing),
               SBX_CASE(partial_transfer_resumes_after_restart),
               SBX_CASE(partial_damage_found_at_finish), SBX_CASE(partial_with_lying_chunk_list),
+              SBX_CASE(handle_pipeline_any_order), SBX_CASE(handle_resume_reads_back),
+              SBX_CASE(handle_lying_chunk_list),
               SBX_CASE(empty_partial_blob), SBX_CASE(flipped_byte_detected_by_verify),
               SBX_CASE(range_reads), SBX_CASE(joins_the_callers_transaction),
               SBX_CASE(touch_updates_last_access), SBX_CASE(open_sweeps_crash_debris),
