@@ -26,9 +26,6 @@
 
 #define STREAM_BLOCK (256u << 10)
 #define RENDER_QUALITY 85
-/* The most original bytes read into memory to render a thumbnail: far
- * above any photo, below a long video (which has no thumbnail yet). */
-#define MAX_RENDER_SOURCE (512ull << 20)
 
 /* Originals that other devices hold: asks the transfer manager for them
  * (an on-demand fetch goes before background work). 0 when the original is
@@ -72,36 +69,6 @@ static int load_photo(struct sbx_daemon *d, const uint8_t id[16], struct photo_r
 
 /* ---- rendering ---- */
 
-static int read_blob(sbx_blobstore *bs, const uint8_t hash[32], uint8_t **out, size_t *len)
-{
-    sbx_blob_file *f = NULL;
-    int rc = sbx_blob_open(bs, hash, &f);
-    if (rc != 0) return rc;
-    uint64_t size = sbx_blob_file_size(f);
-    uint8_t *buf = NULL;
-    if (size > MAX_RENDER_SOURCE) {
-        rc = SBX_ETOOBIG;
-        goto fail;
-    }
-    buf = malloc(size ? size : 1);
-    if (!buf) {
-        rc = SBX_ENOMEM;
-        goto fail;
-    }
-    size_t got = 0;
-    if (size > 0 && ((rc = sbx_blob_file_read(f, 0, buf, size, &got)) != 0 || got != size)) {
-        rc = rc ? rc : SBX_EIO;
-        goto fail;
-    }
-    sbx_blob_file_close(f);
-    *out = buf;
-    *len = size;
-    return 0;
-fail:
-    free(buf);
-    sbx_blob_file_close(f);
-    return rc;
-}
 
 int api_media_derive(struct sbx_api *api, const uint8_t photo[16])
 {
@@ -117,7 +84,7 @@ int api_media_derive(struct sbx_api *api, const uint8_t photo[16])
     if (!can) return SBX_EUNSUPPORTED;
     uint8_t *buf = NULL;
     size_t len = 0;
-    if ((rc = read_blob(api->blobs, p.hash, &buf, &len)) != 0) return rc;
+    if ((rc = sbx_blob_read_all(api->blobs, p.hash, SBX_MAX_RENDER_INPUT_BYTES, &buf, &len)) != 0) return rc;
     static const unsigned sizes[2] = {SBX_MEDIA_THUMB_PX, SBX_MEDIA_MEDIUM_PX};
     uint8_t *jpeg[2] = {NULL, NULL};
     size_t jlen[2] = {0, 0};

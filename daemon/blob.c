@@ -2118,6 +2118,39 @@ void sbx_blob_file_close(sbx_blob_file *f)
     free(f);
 }
 
+int sbx_blob_read_all(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES], uint64_t max, uint8_t **out,
+                      size_t *len)
+{
+    sbx_blob_file *f = NULL;
+    uint8_t *buf = NULL;
+    int rc = sbx_blob_open(bs, hash, &f);
+    if (rc != 0) return rc;
+    uint64_t size = sbx_blob_file_size(f);
+    if (size > max || size > SIZE_MAX) {
+        rc = SBX_ETOOBIG;
+        goto fail;
+    }
+    if (!(buf = malloc(size ? (size_t)size : 1))) {
+        rc = SBX_ENOMEM;
+        goto fail;
+    }
+    size_t got = 0;
+    for (uint64_t off = 0; off < size && rc == 0;) {
+        rc = sbx_blob_file_read(f, off, buf + off, (size_t)(size - off), &got);
+        if (rc == 0 && got == 0) rc = SBX_ECORRUPT; /* shorter than recorded */
+        off += got;
+    }
+    if (rc != 0) goto fail;
+    sbx_blob_file_close(f);
+    *out = buf;
+    *len = (size_t)size;
+    return 0;
+fail:
+    free(buf);
+    sbx_blob_file_close(f);
+    return rc;
+}
+
 int sbx_blob_read(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES], uint64_t offset,
                   void *buf, size_t len, size_t *got)
 {

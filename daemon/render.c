@@ -103,47 +103,13 @@ struct sbx_renderer {
 /* ------------------------------------------------------------------ */
 /* Worker threads                                                       */
 
-/* Reads the original into memory; SBX_ENOENT when this device no longer
- * holds it. */
-static int read_original(sbx_blobstore *bs, const uint8_t hash[32], uint8_t **out, size_t *len)
-{
-    sbx_blob_file *f = NULL;
-    uint8_t *buf = NULL;
-    int rc = sbx_blob_open(bs, hash, &f);
-    if (rc != 0) return rc;
-    uint64_t size = sbx_blob_file_size(f);
-    if (size > SBX_MAX_RENDER_INPUT_BYTES) {
-        rc = SBX_ETOOBIG;
-        goto fail;
-    }
-    if (!(buf = malloc(size ? (size_t)size : 1))) {
-        rc = SBX_ENOMEM;
-        goto fail;
-    }
-    size_t got = 0;
-    for (uint64_t off = 0; off < size && rc == 0;) {
-        rc = sbx_blob_file_read(f, off, buf + off, (size_t)(size - off), &got);
-        if (rc == 0 && got == 0) rc = SBX_ECORRUPT; /* shorter than recorded */
-        off += got;
-    }
-    if (rc != 0) goto fail;
-    sbx_blob_file_close(f);
-    *out = buf;
-    *len = (size_t)size;
-    return 0;
-fail:
-    free(buf);
-    sbx_blob_file_close(f);
-    return rc;
-}
-
 static void render_one(struct sbx_renderer *r, size_t ix, const struct rjob *job, struct rresult *res)
 {
     memset(res, 0, sizeof *res);
     memcpy(res->id, job->id, SBX_ID_BYTES);
     uint8_t *buf = NULL;
     size_t len = 0;
-    int rc = read_original(r->wblobs[ix], job->hash, &buf, &len);
+    int rc = sbx_blob_read_all(r->wblobs[ix], job->hash, SBX_MAX_RENDER_INPUT_BYTES, &buf, &len);
     if (rc == SBX_ENOENT) {
         /* Evicted since it was queued: nothing to render from here. */
         res->state = R_GONE;

@@ -247,6 +247,12 @@ void sbx_blob_file_close(sbx_blob_file *f);
 int sbx_blob_read(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES], uint64_t offset,
                   void *buf, size_t len, size_t *got);
 
+/* The whole blob into a new buffer (*out, freed by the caller; *len bytes),
+ * for the renderers: SBX_ETOOBIG when it is larger than max, SBX_ENOENT when
+ * it is not held, SBX_ECORRUPT when it is shorter than recorded. */
+int sbx_blob_read_all(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES], uint64_t max, uint8_t **out,
+                      size_t *len);
+
 /* Chunk idx into buf (cap bytes, SBX_ETOOBIG when the chunk is larger);
  * *len is its length. The receiver verifies it, so it is not hashed here. */
 int sbx_blob_read_chunk(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES], uint32_t idx,
