@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/file.h>
@@ -260,7 +261,7 @@ static void check_blob(struct env *e, const uint8_t hash[32], const uint8_t *dat
 
 SBX_TEST(round_trip_sizes)
 {
-    static const size_t sizes[] = {0, 1, C - 1, C, C + 1, 5 * MiB};
+    static const size_t sizes[] = {0, 1, C - 1, C, C + 1, 3 * MiB + 12345, 5 * MiB};
     struct env e;
     REQUIRE(env_open(&e) == 0);
     for (size_t k = 0; k < SBX_ARRAY_LEN(sizes); k++) {
@@ -289,6 +290,20 @@ SBX_TEST(round_trip_sizes)
         check_blob(&e, hash, data, len);
         CHECK_EQ_INT(sbx_blob_delete(e.bs, hash), 0);
         CHECK_EQ_INT(count_dir(&e, "tmp"), 0);
+
+        /* From page-aligned memory (an importer's mmap of the source file):
+         * the whole pages go to disk straight from it with O_DIRECT, the
+         * ragged end buffered. */
+        if (len > 0) {
+            uint8_t *al = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            REQUIRE(al != MAP_FAILED);
+            memcpy(al, data, len);
+            CHECK_EQ_INT(sbx_blob_put_buf(e.bs, al + 0, len, SBX_BLOB_ORIGINAL, hash2, NULL), 0);
+            CHECK(memcmp(hash, hash2, 32) == 0);
+            check_blob(&e, hash, data, len);
+            CHECK_EQ_INT(sbx_blob_delete(e.bs, hash), 0);
+            munmap(al, len);
+        }
         free(data);
     }
     env_close(&e);
