@@ -113,7 +113,7 @@
  * for the metadata probe and the renditions: every photo fits; of a larger
  * video only the start is probed (docs/import.md). */
 #define SBX_MAX_IMPORT_PROBE_BYTES (64u << 20)
-/* Threads that process the files of one import (one per core by default):
+/* Threads that process the files of one import (four per core by default):
  * each holds its own database connection and blob store handle. */
 #define SBX_MAX_IMPORT_THREADS 8u
 /* Errors an import's answer lists (all of them are counted and kept in the

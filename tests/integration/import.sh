@@ -242,7 +242,8 @@ if command -v script >/dev/null; then
   rm -rf "$GEN/sub"
   D=$T_TMP/d
   "$SB" --data "$D" init --name tty >/dev/null
-  export SHOEBOX_TEST_IMPORT_DELAY_MS=20
+  # Slow enough per file that 8 threads still take a few redraws (0.25 s each).
+  export SHOEBOX_TEST_IMPORT_DELAY_MS=100
   ok "a daemon for the terminal test" start_daemon "$D"
   unset SHOEBOX_TEST_IMPORT_DELAY_MS
   script -qec "'$SB' --data '$D' import '$GEN'" /dev/null >"$T_TMP/tty.out" 2>&1
