@@ -58,6 +58,16 @@ check "a partial blob stays after kill -9" 'ls "$F"/blobs/partial/ | grep -q .'
 ok "NAS restarts" start_daemon "$F" --listen 127.0.0.1:$PF
 ok "the NAS ends with every original" until_true 120 bash -c "[ \"\$('$SB' --data '$F' status --json | jq .blobs.held)\" = $n ]"
 check "the restart resumed from verified chunks" 'grep -q "resuming" "$F.log"'
+
+# Thumbnails and mediums are rendered by the camera after its import (the
+# laptop joined while they were still being made): every device fetches
+# every one of them eagerly, whatever its role.
+ok "the camera has rendered its photos" until_true 120 bash -c "[ \"\$('$SB' --data '$A' status --json | jq .renders.pending)\" = 0 ]"
+rendered=$(sqlite3 "$A/shoebox.db" "SELECT count(*) FROM photos WHERE thumb_hash IS NOT NULL AND medium_hash IS NOT NULL")
+check "the camera rendered its JPEGs ($rendered photos)" '[ "$rendered" -gt 3 ]'
+for dev in "$F" "$B"; do
+  ok "$(basename "$dev") holds every thumbnail and medium" until_true 60 bash -c "[ \"\$(sqlite3 '$dev/shoebox.db' \"SELECT count(*) FROM photos p JOIN blobs t ON t.hash = p.thumb_hash AND t.complete = 1 JOIN blobs m ON m.hash = p.medium_hash AND m.complete = 1\")\" = $rendered ]"
+done
 for f in "$FIX"/*.jpg "$T_TMP"/big/*.jpg; do
   id=$("$SB" --data "$F" photos --json | jq -r --arg n "$(basename "$f")" '.[] | select(.file_name == $n) | .id')
   "$SB" --data "$F" get "$id" --timeout 10 --out "$T_TMP/check.bin" >/dev/null && cmp -s "$T_TMP/check.bin" "$f" || echo "# differs: $f"
