@@ -80,12 +80,17 @@ kill_hard() {
   wait "$pid" 2>/dev/null || true
 }
 
-# free_port: a TCP port nobody listens on now (tests run side by side).
+# free_port: a TCP port nobody listens on now (tests run side by side) and
+# that this test has not handed out before (its daemons start later, so two
+# calls in a row would otherwise be free to pick the same port). Called as
+# $(free_port), in a subshell: the ports handed out are kept in a file.
 free_port() {
   local p
   for _ in $(seq 1 50); do
     p=$((20000 + RANDOM % 40000))
-    if ! ss -ltnH "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return 0; fi
+    grep -qx "$p" "$T_TMP/.ports" 2>/dev/null && continue
+    if ! ss -ltnH "sport = :$p" 2>/dev/null | grep -q .; then break; fi
   done
+  echo "$p" >>"$T_TMP/.ports"
   echo "$p"
 }
