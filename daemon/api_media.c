@@ -191,9 +191,25 @@ static void media_send(struct api_req *r, const uint8_t photo[16], enum api_medi
     int rc = load_photo(r->d, photo, &p);
     if (rc != 0) return fail(r, share, rc == SBX_ENOENT ? 404 : 500, "no photo with this id");
     if (which != API_ORIGINAL && !(which == API_THUMB ? p.has_thumb : p.has_medium)) {
-        /* Not rendered yet (an import that made none, or a photo whose
-         * device could not render it): render it now if the original is
-         * here. */
+        /* Queued for the background renderer (an import just added it): it
+         * comes soon, and rendering it here would hold the daemon's loop
+         * for the decode while an import may be running. */
+        sqlite3_stmt *q = sbx_store_stmt(r->d->store, "SELECT count(*) FROM render_queue "
+                                                      "WHERE photo_id = ?1 AND state = 'pending'");
+        bool queued = false;
+        if (q) {
+            sqlite3_bind_blob(q, 1, photo, 16, SQLITE_STATIC);
+            queued = sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int64(q, 0) > 0;
+            sqlite3_reset(q);
+        }
+        if (queued) {
+            api_header(r, H2O_TOKEN_RETRY_AFTER, "2");
+            if (share) return api_plain(r, 503, "Service Unavailable");
+            return api_error(r, 503, "the thumbnail is being rendered: retry");
+        }
+        /* Not rendered and not queued (a photo whose device could not
+         * render it, or made before the renderer): render it now if the
+         * original is here. */
         rc = api_media_derive(api, photo);
         if (rc == 0) rc = load_photo(r->d, photo, &p);
         if (rc != 0 || !(which == API_THUMB ? p.has_thumb : p.has_medium))

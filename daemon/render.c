@@ -98,6 +98,10 @@ struct sbx_renderer {
     int64_t done_since;
     struct retry retry[MAX_RETRY];
     size_t n_retry;
+    /* No new work before this time: a store failure (a full disk) or more
+     * photos to try later than the retry list remembers would otherwise
+     * send the workers round the same photos again and again. */
+    int64_t paused_until;
 };
 
 /* ------------------------------------------------------------------ */
@@ -250,6 +254,7 @@ static void refill(struct sbx_renderer *r)
     if (r->n_threads == 0 || r->d->stopping || sbx_import_running(r->d)) return;
     sbx_store *s = r->d->store;
     int64_t now = sbx_now_ms();
+    if (now < r->paused_until) return;
     uv_mutex_lock(&r->mu);
     if (r->q_n > QUEUE_CAP / 2) {
         uv_mutex_unlock(&r->mu);
@@ -287,6 +292,7 @@ static void retry_later(struct sbx_renderer *r, const uint8_t id[SBX_ID_BYTES], 
     if (r->n_retry == MAX_RETRY) {
         memmove(r->retry, r->retry + 1, (MAX_RETRY - 1) * sizeof r->retry[0]);
         r->n_retry--;
+        r->paused_until = now + RETRY_MS; /* the forgotten one waits too */
     }
     memcpy(r->retry[r->n_retry].id, id, SBX_ID_BYTES);
     r->retry[r->n_retry].at = now + RETRY_MS;
@@ -331,7 +337,10 @@ static void flush(struct sbx_renderer *r)
         if (res->state == R_RETRY || res->state == R_GONE) {
             /* A store failure may pass; an evicted original may come back
              * (fetched on demand). Neither is tried in a loop. */
-            if (res->state == R_RETRY) sbx_warn("render: will try again later: %s", res->reason);
+            if (res->state == R_RETRY) {
+                sbx_warn("render: will try again later: %s", res->reason);
+                r->paused_until = now + RETRY_MS; /* a full disk stops every render */
+            }
             retry_later(r, res->id, now);
             continue;
         }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static void usage(FILE *f)
 {
@@ -57,6 +58,15 @@ int main(int argc, char **argv)
      * up to 32 MiB; the peak (what RSS limits are about) does not change. */
     mallopt(M_MMAP_THRESHOLD, 4 << 20);
     mallopt(M_TRIM_THRESHOLD, 32 << 20);
+    /* An import holds a batch of temp files open per thread (up to
+     * SBX_MAX_BLOB_BATCH x SBX_MAX_IMPORT_THREADS = 512) beside peer and API
+     * connections; the usual soft limit of 1024 descriptors is too close.
+     * The soft limit goes up to the hard one (no privilege needed). */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
     static const struct option longopts[] = {
         {"data", required_argument, NULL, 'd'},
         {"listen", required_argument, NULL, 'l'},

@@ -219,6 +219,11 @@ unset SHOEBOX_TEST_RENDER_DELAY_MS SHOEBOX_RENDER_THREADS
 ok "import returns before the renders are done" bash -c "'$SB' --data '$R' import --json '$RSRC' >'$T_TMP/r.json'"
 check "every file imported, the corrupt one too" '[ "$(jq .imported "$T_TMP/r.json")" = "$n_r" ]'
 check "status shows the render backlog" '[ "$(jq_status "$R" .renders.pending)" -gt 0 ]'
+# A thumbnail still queued is not rendered on the daemon's loop by the API:
+# 503 with Retry-After, the renderer makes it.
+queued=$(sqlite3 "$R/shoebox.db" "SELECT hex(q.photo_id) FROM render_queue q JOIN photos p ON p.id = q.photo_id WHERE q.state = 'pending' AND p.thumb_hash IS NULL AND p.file_name != 'zz_no_tables.jpg' ORDER BY p.file_name DESC LIMIT 1" | tr 'A-F' 'a-f' | sed -E 's/(.{8})(.{4})(.{4})(.{4})(.{12})/\1-\2-\3-\4-\5/')
+check "a queued thumbnail through the API: 503 with Retry-After" \
+  'curl -s -D "$T_TMP/q.h" -o /dev/null --unix-socket "$R/api.sock" -H "Authorization: Bearer $(cat "$R/api-token")" "http://x/photos/$queued/thumb" && grep -q "^HTTP/1.1 503" "$T_TMP/q.h" && grep -qi "^retry-after: " "$T_TMP/q.h"'
 kill_hard "$R"
 check "renders left pending in the database by the killed daemon" \
   '[ "$(sqlite3 "$R/shoebox.db" "SELECT count(*) FROM render_queue q JOIN photos p ON p.id = q.photo_id WHERE q.state = '"'"'pending'"'"' AND p.thumb_hash IS NULL")" -gt 0 ]'
