@@ -1167,14 +1167,18 @@ int sbx_blob_batch_commit(sbx_blobstore *bs)
     }
     if (rc == 0) rc = tx_commit(bs, nested);
     if (rc != 0 && in_tx) tx_rollback(bs, nested);
-    /* Not recorded, so not held: the named files go too (held() said none
-     * was there before), and the rest are temp files. */
+    /* Not recorded, so not held: the named files go too, and the rest are
+     * temp files. A named file stays when another writer (a transfer, an
+     * upload, another import thread with the same bytes) recorded the same
+     * blob since put_buf looked: the file under that name is then its, with
+     * the same bytes. */
     for (size_t i = 0; i < n; i++) {
         struct staged *sg = &bs->staged[i];
         char path[PATH_MAX];
+        struct row r;
         if (rc != 0 && i < renamed) {
             final_path(bs, sg->hash, path);
-            unlink(path);
+            if (held(bs, sg->hash, &r) != 0) unlink(path);
         } else if (rc != 0) {
             unlink(sg->tmp);
         } else {

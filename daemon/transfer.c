@@ -798,12 +798,21 @@ int sbx_transfer_want(struct sbx_daemon *d, const uint8_t hash[32])
     struct backoff *b = backoff_for(d, hash, false);
     if (b) b->retry_at = 0;
     if (active(d) == MAX_TRANSFERS) {
-        /* Make room: an on-demand get beats background work. */
-        for (int i = 0; i < MAX_TRANSFERS; i++)
-            if (!d->xfers->t[i].on_demand) {
-                transfer_free(d, &d->xfers->t[i]);
+        /* Make room: an on-demand get beats background work. Preferably
+         * not a transfer whose job runs on the thread pool: the job still
+         * writes its partial file, which a later transfer of that blob would
+         * open beside it (wasted work, at worst a re-fetch). */
+        int victim = -1;
+        for (int i = 0; i < MAX_TRANSFERS; i++) {
+            const struct transfer *o = &d->xfers->t[i];
+            if (o->on_demand) continue;
+            if (!o->job) {
+                victim = i;
                 break;
             }
+            if (victim < 0) victim = i;
+        }
+        if (victim >= 0) transfer_free(d, &d->xfers->t[victim]);
     }
     start(d, hash, SBX_BLOB_ORIGINAL, true);
     sbx_transfer_tick(d);
