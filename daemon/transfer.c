@@ -393,6 +393,8 @@ static void job_done(uv_work_t *req, int status)
         for (size_t i = 0; i < j->n; i++) free(j->rx[i].buf);
         if (!t) sbx_blob_partial_close(j->pw);
         else t->job = NULL;
+        /* Its chunks were not written: asked for again. */
+        for (size_t i = 0; t && t->state && i < j->n; i++) t->state[j->rx[i].idx] = CH_MISSING;
         free(j);
         if (t) kick(d, t);
         return;
