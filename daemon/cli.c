@@ -288,12 +288,7 @@ static int cmd_init(struct cli *c)
     if (rc != 0) {
         /* Leave nothing half made: a later init must start from scratch. */
         unlink(keypath);
-        unlink(dbpath);
-        char side[4200];
-        snprintf(side, sizeof side, "%s-wal", dbpath);
-        unlink(side);
-        snprintf(side, sizeof side, "%s-shm", dbpath);
-        unlink(side);
+        sbx_store_remove_files(dbpath);
         sbx_identity_wipe(&id);
         die("cannot create the library: %s", err[0] ? err : sbx_strerror(rc));
     }

@@ -243,12 +243,7 @@ out:
     if (rc != 0 && created) {
         /* A failed join leaves no half library behind (the key stays: it
          * is this device's identity). */
-        unlink(dbpath);
-        char side[4200];
-        snprintf(side, sizeof side, "%s-wal", dbpath);
-        unlink(side);
-        snprintf(side, sizeof side, "%s-shm", dbpath);
-        unlink(side);
+        sbx_store_remove_files(dbpath);
     }
     sbx_identity_wipe(&id);
     sodium_memzero(storage_key, sizeof storage_key);

@@ -5,6 +5,7 @@
 #include "shoebox/util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -251,6 +252,16 @@ int sbx_store_open_key(sbx_store **out, const char *path, int flags,
 fail:
     sbx_store_close(s);
     return rc;
+}
+
+void sbx_store_remove_files(const char *path)
+{
+    char side[PATH_MAX + 8];
+    unlink(path);
+    snprintf(side, sizeof side, "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof side, "%s-shm", path);
+    unlink(side);
 }
 
 void sbx_store_close(sbx_store *s)

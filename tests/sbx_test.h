@@ -87,4 +87,42 @@ static inline int sbx_test_run(const struct sbx_test_case *cases, size_t n)
         return sbx_test_run(cases_, sizeof cases_ / sizeof cases_[0]);           \
     }
 
+/* Temp files of a test binary: sbx_test_path names a file in one directory
+ * per process, made at first use and removed with everything in it at exit;
+ * sbx_test_rmtree removes a directory a test made itself. */
+#include <ftw.h>
+#include <sys/stat.h>
+
+static inline int sbx_test_rm_one_(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static inline void sbx_test_rmtree(const char *dir)
+{
+    if (dir && dir[0]) nftw(dir, sbx_test_rm_one_, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static inline char *sbx_test_tmpdir_(void)
+{
+    static char dir[64];
+    return dir;
+}
+
+static inline void sbx_test_tmpdir_rm_(void) { sbx_test_rmtree(sbx_test_tmpdir_()); }
+
+static inline void sbx_test_path(char *out, size_t size, const char *name)
+{
+    char *dir = sbx_test_tmpdir_();
+    if (!dir[0]) {
+        snprintf(dir, 64, "/tmp/sbx-test-XXXXXX");
+        if (!mkdtemp(dir)) abort();
+        atexit(sbx_test_tmpdir_rm_);
+    }
+    snprintf(out, size, "%s/%s", dir, name);
+}
+
 #endif

@@ -36,6 +36,9 @@ int sbx_store_open(sbx_store **out, const char *path, int flags, char *errmsg, s
 int sbx_store_open_key(sbx_store **out, const char *path, int flags,
                        const uint8_t *storage_key, char *errmsg, size_t errmsg_size);
 void sbx_store_close(sbx_store *s);
+/* Removes a closed database file with its -wal and -shm side files: what a
+ * failed init or join leaves must not look like a library. */
+void sbx_store_remove_files(const char *path);
 
 /* Whether the database is encrypted, and the subkeys of its storage key for
  * the other stores of the data dir (the blob store): SBX_ESTATE when it is

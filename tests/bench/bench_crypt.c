@@ -31,6 +31,8 @@
 #include "shoebox/store.h"
 #include "shoebox/util.h"
 
+#include "bench_wire.h"
+
 #include <ftw.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -174,29 +176,7 @@ static double metadata(struct lib *l)
  * cipher states. */
 static sbx_noise_cs *wire_tx, *wire_rx;
 
-static void wire_open(void)
-{
-    uint8_t is[32], rs[32], msg[256], pl[256];
-    size_t n, pn;
-    sbx_noise_hs *i, *r;
-    sbx_noise_cs *itx, *irx, *rtx, *rrx;
-    randombytes_buf(is, 32);
-    randombytes_buf(rs, 32);
-    SBX_ASSERT(sbx_noise_hs_new(&i, 1, NULL, 0, is, NULL) == 0);
-    SBX_ASSERT(sbx_noise_hs_new(&r, 0, NULL, 0, rs, NULL) == 0);
-    for (int m = 0; m < 3; m++) {
-        SBX_ASSERT(sbx_noise_hs_write(m % 2 ? r : i, NULL, 0, msg, sizeof msg, &n) == 0);
-        SBX_ASSERT(sbx_noise_hs_read(m % 2 ? i : r, msg, n, pl, sizeof pl, &pn) == 0);
-    }
-    SBX_ASSERT(sbx_noise_hs_split(i, &itx, &irx) == 0);
-    SBX_ASSERT(sbx_noise_hs_split(r, &rtx, &rrx) == 0);
-    wire_tx = itx;
-    wire_rx = rrx;
-    sbx_noise_cs_free(irx);
-    sbx_noise_cs_free(rtx);
-    sbx_noise_hs_free(i);
-    sbx_noise_hs_free(r);
-}
+static void wire_open(void) { bench_wire_open(&wire_tx, &wire_rx); }
 
 static void wire_close(void)
 {

@@ -12,6 +12,8 @@
 #include "shoebox/noise.h"
 #include "shoebox/util.h"
 
+#include "bench_wire.h"
+
 #include <openssl/evp.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -74,23 +76,7 @@ static void bench_transport(double secs)
     size_t len = SBX_MAX_MSG;
     randombytes_buf(pt, sizeof pt);
 
-    /* A real session's cipher states, to time exactly what peers run. */
-    uint8_t is[32], rs[32], msg[256], pl[256];
-    size_t n, pn;
-    sbx_noise_hs *i, *r;
-    sbx_noise_cs *itx, *irx, *rtx, *rrx;
-    randombytes_buf(is, 32);
-    randombytes_buf(rs, 32);
-    SBX_ASSERT(sbx_noise_hs_new(&i, 1, NULL, 0, is, NULL) == 0);
-    SBX_ASSERT(sbx_noise_hs_new(&r, 0, NULL, 0, rs, NULL) == 0);
-    for (int m = 0; m < 3; m++) {
-        SBX_ASSERT(sbx_noise_hs_write(m % 2 ? r : i, NULL, 0, msg, sizeof msg, &n) == 0);
-        SBX_ASSERT(sbx_noise_hs_read(m % 2 ? i : r, msg, n, pl, sizeof pl, &pn) == 0);
-    }
-    SBX_ASSERT(sbx_noise_hs_split(i, &itx, &irx) == 0);
-    SBX_ASSERT(sbx_noise_hs_split(r, &rtx, &rrx) == 0);
-    tx = itx;
-    rx = rrx;
+    bench_wire_open(&tx, &rx);
 
     long count = 0;
     double t0 = now_s(), t;
@@ -116,12 +102,8 @@ static void bench_transport(double secs)
     } while (t < secs);
     printf("transport encrypt only    %8.1f MB/s\n", (double)count * (double)len / t / 1e6);
 
-    sbx_noise_cs_free(itx);
-    sbx_noise_cs_free(irx);
-    sbx_noise_cs_free(rtx);
-    sbx_noise_cs_free(rrx);
-    sbx_noise_hs_free(i);
-    sbx_noise_hs_free(r);
+    sbx_noise_cs_free(tx);
+    sbx_noise_cs_free(rx);
 }
 
 /* The same AEAD through libcrypto, as a yardstick for the transport. */

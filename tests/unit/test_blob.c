@@ -102,18 +102,10 @@ static void close_handles(struct env *e)
     e->s = NULL;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void env_close(struct env *e)
 {
     close_handles(e);
-    if (e->dir[0]) nftw(e->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    sbx_test_rmtree(e->dir);
 }
 
 /* Deterministic bytes: splitmix64. */

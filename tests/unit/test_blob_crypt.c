@@ -41,19 +41,11 @@ static int env_open(struct env *e)
     return rc;
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void env_close(struct env *e)
 {
     sbx_blobstore_close(e->bs);
     sbx_store_close(e->s);
-    nftw(e->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    sbx_test_rmtree(e->dir);
 }
 
 static void fill(uint8_t *p, size_t n, uint32_t seed)

@@ -16,28 +16,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char tmpdir[64];
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void rm_tmpdir(void) { nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
-
-static void path_in_tmp(char *out, size_t size, const char *name)
-{
-    if (!tmpdir[0]) {
-        snprintf(tmpdir, sizeof tmpdir, "/tmp/sbx-crypt-XXXXXX");
-        if (!mkdtemp(tmpdir)) abort();
-        atexit(rm_tmpdir);
-    }
-    snprintf(out, size, "%s/%s", tmpdir, name);
-}
-
 /* Cheap Argon2id for tests: the cost is stored in the file, so the code
  * paths are the same as with the defaults. */
 static const struct sbx_kdf_params fast = {.opslimit = 1, .memlimit = 64 * 1024};
@@ -144,7 +122,7 @@ static uint8_t *slurp(const char *path, size_t *len)
 SBX_TEST(sealed_key_file_round_trip)
 {
     char path[128];
-    path_in_tmp(path, sizeof path, "sealed.key");
+    sbx_test_path(path, sizeof path, "sealed.key");
     unlink(path);
     struct sbx_identity id, id2;
     uint8_t sk[32], sk2[32];
@@ -193,7 +171,7 @@ SBX_TEST(sealed_key_file_round_trip)
     for (size_t at = 0; at < len; at += 13) {
         file[at] ^= 0x40;
         char bad[140];
-        path_in_tmp(bad, sizeof bad, "damaged.key");
+        sbx_test_path(bad, sizeof bad, "damaged.key");
         unlink(bad);
         REQUIRE(sbx_file_write_atomic(bad, file, len, 0600) == 0);
         int rc = sbx_identity_unseal(bad, pass, strlen(pass), &id2, sk2, NULL);
@@ -205,7 +183,7 @@ SBX_TEST(sealed_key_file_round_trip)
 
     /* Empty or overlong passphrases are refused at creation. */
     char other[140];
-    path_in_tmp(other, sizeof other, "other.key");
+    sbx_test_path(other, sizeof other, "other.key");
     unlink(other);
     CHECK_EQ_INT(sbx_identity_create_sealed(other, "", 0, &fast, &id2, sk2), SBX_EINVAL);
     static char huge[SBX_MAX_PASSPHRASE + 2];
@@ -219,7 +197,7 @@ SBX_TEST(sealed_key_file_round_trip)
 SBX_TEST(default_cost_is_moderate)
 {
     char path[128];
-    path_in_tmp(path, sizeof path, "default.key");
+    sbx_test_path(path, sizeof path, "default.key");
     unlink(path);
     struct sbx_identity id;
     uint8_t sk[32];
@@ -240,7 +218,7 @@ SBX_TEST(default_cost_is_moderate)
 SBX_TEST(hostile_cost_is_refused)
 {
     char path[128];
-    path_in_tmp(path, sizeof path, "cost.key");
+    sbx_test_path(path, sizeof path, "cost.key");
     unlink(path);
     struct sbx_identity id;
     uint8_t sk[32];
@@ -271,7 +249,7 @@ SBX_TEST(hostile_cost_is_refused)
 SBX_TEST(rewrap_changes_only_the_wrapping)
 {
     char path[128];
-    path_in_tmp(path, sizeof path, "rewrap.key");
+    sbx_test_path(path, sizeof path, "rewrap.key");
     unlink(path);
     struct sbx_identity id, id2;
     uint8_t sk[32], sk2[32];
@@ -296,7 +274,7 @@ SBX_TEST(rewrap_changes_only_the_wrapping)
 
     /* A plain key file has nothing to re-wrap. */
     char plain[140];
-    path_in_tmp(plain, sizeof plain, "plain.key");
+    sbx_test_path(plain, sizeof plain, "plain.key");
     unlink(plain);
     REQUIRE(sbx_identity_create(plain, &id2) == 0);
     bool sealed = true;
@@ -335,7 +313,7 @@ SBX_TEST(passphrase_files)
 {
     char path[128], out[SBX_PASSPHRASE_BUF];
     size_t len = 99;
-    path_in_tmp(path, sizeof path, "pass");
+    sbx_test_path(path, sizeof path, "pass");
     REQUIRE(write_pass(path, "open sesame\nsecond line\n", 0600) == 0);
     CHECK_EQ_INT(sbx_passphrase_read_file(path, out, &len), 0);
     CHECK_EQ_INT(len, 11);

@@ -20,28 +20,6 @@
 #define MARKER "Canon EOS 5D Mark IV 43.4612N"
 #define NROWS 300
 
-static char tmpdir[64];
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void rm_tmpdir(void) { nftw(tmpdir, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
-
-static void path_in_tmp(char *out, size_t size, const char *name)
-{
-    if (!tmpdir[0]) {
-        snprintf(tmpdir, sizeof tmpdir, "/tmp/sbx-cryptvfs-XXXXXX");
-        if (!mkdtemp(tmpdir)) abort();
-        atexit(rm_tmpdir);
-    }
-    snprintf(out, size, "%s/%s", tmpdir, name);
-}
-
 static uint8_t *slurp(const char *path, size_t *len)
 {
     uint8_t *buf = NULL;
@@ -184,7 +162,7 @@ SBX_TEST(store_round_trip_leaves_no_plaintext)
     char path[128], side[160], err[256];
     uint8_t key[32];
     key_of(key, 1);
-    path_in_tmp(path, sizeof path, "rt.db");
+    sbx_test_path(path, sizeof path, "rt.db");
     REQUIRE(make_store_db(path, key));
     snprintf(side, sizeof side, "%s-wal", path);
     CHECK(file_size(side) < 0); /* checkpointed and removed at close */
@@ -209,7 +187,7 @@ SBX_TEST(store_round_trip_leaves_no_plaintext)
     sbx_store_close(s);
 
     /* A plain store has no subkeys and is not encrypted. */
-    path_in_tmp(path, sizeof path, "plain.db");
+    sbx_test_path(path, sizeof path, "plain.db");
     unlink_db(path);
     REQUIRE(sbx_store_open(&s, path, SBX_STORE_CREATE, err, sizeof err) == 0);
     CHECK(!sbx_store_encrypted(s));
@@ -222,7 +200,7 @@ SBX_TEST(every_tampered_page_is_reported_damaged)
     char path[128], err[256];
     uint8_t key[32];
     key_of(key, 2);
-    path_in_tmp(path, sizeof path, "tamper.db");
+    sbx_test_path(path, sizeof path, "tamper.db");
     REQUIRE(make_store_db(path, key));
     off_t size = file_size(path);
     REQUIRE(size > 0 && size % SBX_CRYPTVFS_PAGE == 0);
@@ -262,7 +240,7 @@ SBX_TEST(wrong_key_and_wrong_mode_are_refused)
     uint8_t key[32], other[32];
     key_of(key, 3);
     key_of(other, 4);
-    path_in_tmp(path, sizeof path, "keys.db");
+    sbx_test_path(path, sizeof path, "keys.db");
     REQUIRE(make_store_db(path, key));
     size_t before_len, after_len;
     uint8_t *before = slurp(path, &before_len);
@@ -275,7 +253,7 @@ SBX_TEST(wrong_key_and_wrong_mode_are_refused)
     free(before);
     free(after);
 
-    path_in_tmp(plain, sizeof plain, "keys-plain.db");
+    sbx_test_path(plain, sizeof plain, "keys-plain.db");
     unlink_db(plain);
     REQUIRE(sbx_store_open(&s, plain, SBX_STORE_CREATE, err, sizeof err) == 0);
     sbx_store_close(s);
@@ -298,7 +276,7 @@ SBX_TEST(wal_is_encrypted_and_recovers_after_a_crash)
     char path[128], wal[160], copy[128], copywal[160];
     uint8_t key[32];
     key_of(key, 5);
-    path_in_tmp(path, sizeof path, "wal.db");
+    sbx_test_path(path, sizeof path, "wal.db");
     unlink_db(path);
     snprintf(wal, sizeof wal, "%s-wal", path);
     sbx_cryptvfs *vfs;
@@ -321,7 +299,7 @@ SBX_TEST(wal_is_encrypted_and_recovers_after_a_crash)
 
     /* A crash now: the database and its WAL as they are on disk, no WAL
      * index. Recovery must read the frames back through the VFS. */
-    path_in_tmp(copy, sizeof copy, "wal-copy.db");
+    sbx_test_path(copy, sizeof copy, "wal-copy.db");
     snprintf(copywal, sizeof copywal, "%s-wal", copy);
     for (int round = 0; round < 3; round++) {
         unlink_db(copy);
@@ -377,7 +355,7 @@ SBX_TEST(hot_journal_rolls_back_through_the_vfs)
     char path[128], journal[160], copy[128], copyj[160];
     uint8_t key[32];
     key_of(key, 6);
-    path_in_tmp(path, sizeof path, "journal.db");
+    sbx_test_path(path, sizeof path, "journal.db");
     unlink_db(path);
     snprintf(journal, sizeof journal, "%s-journal", path);
     sbx_cryptvfs *vfs;
@@ -395,8 +373,8 @@ SBX_TEST(hot_journal_rolls_back_through_the_vfs)
     CHECK(!file_has(journal, "PHOTO-BYTES-PHOTO", 17));
     /* The crash: the half-written database and its hot journal, twice. */
     char copy2[128], copy2j[160];
-    path_in_tmp(copy, sizeof copy, "journal-copy.db");
-    path_in_tmp(copy2, sizeof copy2, "journal-copy2.db");
+    sbx_test_path(copy, sizeof copy, "journal-copy.db");
+    sbx_test_path(copy2, sizeof copy2, "journal-copy2.db");
     snprintf(copyj, sizeof copyj, "%s-journal", copy);
     snprintf(copy2j, sizeof copy2j, "%s-journal", copy2);
     unlink_db(copy);
@@ -464,8 +442,8 @@ SBX_TEST(temporary_files_are_encrypted)
     char path[128], tdir[128];
     uint8_t key[32];
     key_of(key, 7);
-    path_in_tmp(path, sizeof path, "temp.db");
-    path_in_tmp(tdir, sizeof tdir, "sqlite-tmp");
+    sbx_test_path(path, sizeof path, "temp.db");
+    sbx_test_path(tdir, sizeof tdir, "sqlite-tmp");
     mkdir(tdir, 0700);
     unlink_db(path);
     sqlite3_temp_directory = sqlite3_mprintf("%s", tdir);
@@ -505,7 +483,7 @@ SBX_TEST(page_size_cannot_change)
     char path[128];
     uint8_t key[32];
     key_of(key, 8);
-    path_in_tmp(path, sizeof path, "pagesize.db");
+    sbx_test_path(path, sizeof path, "pagesize.db");
     unlink_db(path);
     sbx_cryptvfs *vfs;
     sqlite3 *db = raw_open(path, key, &vfs);
@@ -526,7 +504,7 @@ SBX_TEST(two_connections_share_the_wal)
     char path[128], err[256];
     uint8_t key[32];
     key_of(key, 9);
-    path_in_tmp(path, sizeof path, "two.db");
+    sbx_test_path(path, sizeof path, "two.db");
     unlink_db(path);
     sbx_store *a = NULL, *b = NULL;
     REQUIRE(sbx_store_open_key(&a, path, SBX_STORE_CREATE, key, err, sizeof err) == 0);

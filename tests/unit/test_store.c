@@ -9,17 +9,6 @@
 #include <stdbool.h>
 #include <unistd.h>
 
-static char tmpdir[64];
-
-static void path_in_tmp(char *out, size_t size, const char *name)
-{
-    if (!tmpdir[0]) {
-        snprintf(tmpdir, sizeof tmpdir, "/tmp/sbx-store-XXXXXX");
-        if (!mkdtemp(tmpdir)) abort();
-    }
-    snprintf(out, size, "%s/%s", tmpdir, name);
-}
-
 /* Every object of a database as "type name sql" lines, whitespace folded,
  * sorted by name: the schema's fingerprint. */
 static char *schema_of(sqlite3 *db)
@@ -56,7 +45,7 @@ static char *schema_of(sqlite3 *db)
 SBX_TEST(fresh_database_matches_docs_schema)
 {
     char path[128], err[256];
-    path_in_tmp(path, sizeof path, "fresh.db");
+    sbx_test_path(path, sizeof path, "fresh.db");
     sbx_store *s = NULL;
     REQUIRE(sbx_store_open(&s, path, SBX_STORE_CREATE, err, sizeof err) == 0);
     CHECK_EQ_INT(sbx_store_schema_version(s), SBX_SCHEMA_VERSION);
@@ -96,7 +85,7 @@ SBX_TEST(fresh_database_matches_docs_schema)
 SBX_TEST(reopen_keeps_version_and_meta)
 {
     char path[128], err[256], buf[64];
-    path_in_tmp(path, sizeof path, "meta.db");
+    sbx_test_path(path, sizeof path, "meta.db");
     sbx_store *s = NULL;
     REQUIRE(sbx_store_open(&s, path, SBX_STORE_CREATE, err, sizeof err) == 0);
     CHECK_EQ_INT(sbx_store_meta_set_text(s, "device_name", "laptop"), 0);
@@ -126,7 +115,7 @@ static int file_sum(const char *path, uint8_t out[32])
 SBX_TEST(newer_schema_refused_unchanged)
 {
     char path[128], err[256];
-    path_in_tmp(path, sizeof path, "newer.db");
+    sbx_test_path(path, sizeof path, "newer.db");
     sqlite3 *db = NULL;
     sqlite3_open(path, &db);
     sqlite3_exec(db, "CREATE TABLE x(y); PRAGMA user_version = 99;", NULL, NULL, NULL);
@@ -143,7 +132,7 @@ SBX_TEST(newer_schema_refused_unchanged)
 SBX_TEST(garbage_file_refused_unchanged)
 {
     char path[128], err[256];
-    path_in_tmp(path, sizeof path, "garbage.db");
+    sbx_test_path(path, sizeof path, "garbage.db");
     uint8_t junk[8192];
     for (size_t i = 0; i < sizeof junk; i++) junk[i] = (uint8_t)(i * 7 + 3);
     REQUIRE(sbx_file_write_atomic(path, junk, sizeof junk, 0600) == 0);
@@ -163,7 +152,7 @@ SBX_TEST(garbage_file_refused_unchanged)
 SBX_TEST(missing_file_without_create)
 {
     char path[128], err[256];
-    path_in_tmp(path, sizeof path, "missing.db");
+    sbx_test_path(path, sizeof path, "missing.db");
     sbx_store *s = NULL;
     CHECK_EQ_INT(sbx_store_open(&s, path, 0, err, sizeof err), SBX_ENOENT);
     CHECK(access(path, F_OK) != 0);
@@ -172,7 +161,7 @@ SBX_TEST(missing_file_without_create)
 SBX_TEST(transactions_roll_back)
 {
     char path[128], err[256];
-    path_in_tmp(path, sizeof path, "txn.db");
+    sbx_test_path(path, sizeof path, "txn.db");
     sbx_store *s = NULL;
     REQUIRE(sbx_store_open(&s, path, SBX_STORE_CREATE, err, sizeof err) == 0);
     CHECK_EQ_INT(sbx_store_begin(s), 0);
@@ -188,7 +177,7 @@ SBX_TEST(transactions_roll_back)
 SBX_TEST(version_1_database_upgrades_in_place)
 {
     char path[128], err[256], doc[512];
-    path_in_tmp(path, sizeof path, "v1.db");
+    sbx_test_path(path, sizeof path, "v1.db");
     const char *src = getenv("SHOEBOX_SRC");
     snprintf(doc, sizeof doc, "%s/daemon/migrations/0001_init.sql", src ? src : ".");
     uint8_t *sql = NULL;
@@ -210,7 +199,7 @@ SBX_TEST(version_1_database_upgrades_in_place)
     CHECK_EQ_INT(sbx_store_query_int(s, "SELECT count(*) FROM sqlite_master WHERE name = 'photos_hash'"), 0);
     /* Same objects as a fresh database. */
     char fresh_path[128];
-    path_in_tmp(fresh_path, sizeof fresh_path, "v2.db");
+    sbx_test_path(fresh_path, sizeof fresh_path, "v2.db");
     sbx_store *f = NULL;
     REQUIRE(sbx_store_open(&f, fresh_path, SBX_STORE_CREATE, err, sizeof err) == 0);
     char *a = schema_of(sbx_store_db(s)), *b = schema_of(sbx_store_db(f));
@@ -229,9 +218,5 @@ int main(void)
         SBX_CASE(missing_file_without_create),        SBX_CASE(transactions_roll_back),
         SBX_CASE(version_1_database_upgrades_in_place),
     };
-    int rc = sbx_test_run(cases, SBX_ARRAY_LEN(cases));
-    char cmd[96];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (tmpdir[0] && system(cmd) != 0) rc = 1;
-    return rc;
+    return sbx_test_run(cases, SBX_ARRAY_LEN(cases));
 }
