@@ -78,10 +78,7 @@ int api_media_derive(struct sbx_api *api, const uint8_t photo[16])
     if (p.has_thumb && p.has_medium) return 0;
     /* Only types the media module renders: anything else would be read
      * whole for nothing, on every request for its thumbnail. */
-    static const char *const renderable[] = {"image/jpeg", "image/heic", "image/heif", "image/avif"};
-    bool can = false;
-    for (size_t i = 0; i < SBX_ARRAY_LEN(renderable); i++) can = can || strcmp(p.mime, renderable[i]) == 0;
-    if (!can) return SBX_EUNSUPPORTED;
+    if (!sbx_media_can_render(p.mime)) return SBX_EUNSUPPORTED;
     uint8_t *buf = NULL;
     size_t len = 0;
     if ((rc = sbx_blob_read_all(api->blobs, p.hash, SBX_MAX_RENDER_INPUT_BYTES, &buf, &len)) != 0) return rc;

@@ -270,7 +270,7 @@ static void refuse(struct api_req *r)
 {
     uint8_t key[16];
     size_t klen = api_peer_key(r->req, key);
-    if (klen) sbx_ratelimit_take(r->api->rl, key, klen, SBX_SHARE_FAIL_COST, sbx_now_ms());
+    if (klen) sbx_ratelimit_charge(r->api->rl, key, klen, SBX_SHARE_FAIL_COST, sbx_now_ms());
     sbx_info("share: refused a request (unknown, revoked, expired or forged token, or a photo outside the link)");
     api_plain(r, 404, "Not Found");
 }

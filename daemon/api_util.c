@@ -385,7 +385,8 @@ int sbx_ratelimit_new(sbx_ratelimit **out, size_t slots, double per_second, doub
 
 void sbx_ratelimit_free(sbx_ratelimit *rl) { free(rl); }
 
-bool sbx_ratelimit_take(sbx_ratelimit *rl, const uint8_t *key, size_t key_len, double cost, int64_t now_ms)
+/* The bucket of key, refilled up to now. */
+static struct rl_slot *rl_bucket(sbx_ratelimit *rl, const uint8_t *key, size_t key_len, int64_t now_ms)
 {
     SBX_ASSERT(key_len <= 16);
     uint8_t h[crypto_shorthash_BYTES];
@@ -416,7 +417,20 @@ bool sbx_ratelimit_take(sbx_ratelimit *rl, const uint8_t *key, size_t key_len, d
         if (s->tokens > rl->burst) s->tokens = rl->burst;
     }
     s->last_ms = now_ms > s->last_ms ? now_ms : s->last_ms;
+    return s;
+}
+
+bool sbx_ratelimit_take(sbx_ratelimit *rl, const uint8_t *key, size_t key_len, double cost, int64_t now_ms)
+{
+    struct rl_slot *s = rl_bucket(rl, key, key_len, now_ms);
     if (s->tokens < cost) return false;
     s->tokens -= cost;
     return true;
+}
+
+void sbx_ratelimit_charge(sbx_ratelimit *rl, const uint8_t *key, size_t key_len, double cost, int64_t now_ms)
+{
+    struct rl_slot *s = rl_bucket(rl, key, key_len, now_ms);
+    s->tokens -= cost;
+    if (s->tokens < -rl->burst) s->tokens = -rl->burst;
 }

@@ -234,7 +234,7 @@ static int db_write(struct cfile *p, const uint8_t *in, int amt, sqlite3_int64 o
         sqlite3_int64 at = off + i;
         uint32_t pgno = (uint32_t)(at / PAGE + 1);
         if (pgno == 1 && !header_ok(in + i))
-            return refuse(p, "page 1 without 4096-byte pages and 40 reserved bytes", at, SQLITE_IOERR_WRITE);
+            return refuse(p, "page 1 without the format's page size and reserved bytes", at, SQLITE_IOERR_WRITE);
         uint8_t ad[AD_MAX];
         size_t adlen = ad_db(ad, pgno);
         int rc = seal_page(p, in + i, p->buf, ad, adlen);
@@ -688,8 +688,10 @@ int sbx_cryptvfs_prepare(sqlite3 *db, bool new_file)
     int n = RESERVE;
     int rc = sqlite3_file_control(db, "main", SQLITE_FCNTL_RESERVE_BYTES, &n);
     if (rc != SQLITE_OK || !new_file) return rc;
-    /* 4096 is SQLite's default already; saying so keeps a build with another
-     * default from creating pages the format does not expect. Only for a new
-     * file: the pragma reads the schema. */
-    return sqlite3_exec(db, "PRAGMA page_size=4096", NULL, NULL, NULL);
+    /* Said even where it is SQLite's default, so that a build with another
+     * default does not create pages the format does not expect. Only for a
+     * new file: the pragma reads the schema. */
+    char sql[40];
+    snprintf(sql, sizeof sql, "PRAGMA page_size=%d", PAGE);
+    return sqlite3_exec(db, sql, NULL, NULL, NULL);
 }

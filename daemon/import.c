@@ -1527,7 +1527,6 @@ static void on_async(uv_async_t *a)
     if (end) job_end(j);
 }
 
-static int cmp_json_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 int sbx_import_start(struct sbx_daemon *d, json_t *paths, sbx_control_pending *reply, char *err, size_t errsz)
 {
@@ -1575,7 +1574,7 @@ int sbx_import_start(struct sbx_daemon *d, json_t *paths, sbx_control_pending *r
     }
     /* A job is named by its sorted paths: the same import run again, in
      * any order, resumes it. */
-    qsort(j->paths, j->n_paths, sizeof *j->paths, cmp_json_str);
+    qsort(j->paths, j->n_paths, sizeof *j->paths, cmp_str);
     json_t *arr = json_array();
     for (size_t i = 0; i < j->n_paths; i++) json_array_append_new(arr, clean_json_string(j->paths[i]));
     char *key = json_dumps(arr, JSON_COMPACT);

@@ -102,6 +102,7 @@ struct sbx_renderer {
      * photos to try later than the retry list remembers would otherwise
      * send the workers round the same photos again and again. */
     int64_t paused_until;
+    int64_t polled_at; /* the timer's last look at the queue */
 };
 
 /* ------------------------------------------------------------------ */
@@ -412,8 +413,14 @@ static void on_timer(uv_timer_t *t)
 {
     struct sbx_renderer *r = t->data;
     collect(r);
-    if (r->done_n && sbx_now_ms() - r->done_since >= FLUSH_MS) flush(r);
-    refill(r);
+    int64_t now = sbx_now_ms();
+    if (r->done_n && now - r->done_since >= FLUSH_MS) flush(r);
+    /* The timer ticks at the flush period; the queue (a query on the loop)
+     * is looked at only every POLL_MS: new work kicks the renderer anyway. */
+    if (now - r->polled_at >= POLL_MS) {
+        r->polled_at = now;
+        refill(r);
+    }
 }
 
 /* ------------------------------------------------------------------ */

@@ -277,6 +277,25 @@ static void transfer_done(struct sbx_daemon *d, struct transfer *t)
     sbx_transfer_tick(d);
 }
 
+/* Sets every chunk's state from the store's view of the partial blob:
+ * written where it holds a verified chunk, missing elsewhere. Returns how
+ * many are missing, or UINT32_MAX (states untouched) when the store cannot
+ * say. */
+static uint32_t state_from_store(struct sbx_daemon *d, struct transfer *t)
+{
+    uint32_t *missing = calloc((size_t)t->n_chunks + 1, sizeof *missing);
+    size_t nm = 0;
+    if (!missing || sbx_blob_partial_missing(d->blobs, t->hash, missing, t->n_chunks, &nm) != 0) {
+        free(missing);
+        return UINT32_MAX;
+    }
+    for (uint32_t i = 0; i < t->n_chunks; i++) t->state[i] = CH_WRITTEN;
+    for (size_t i = 0; i < nm; i++) t->state[missing[i]] = CH_MISSING;
+    t->bytes_done = (uint64_t)(t->n_chunks - nm) * SBX_BLOB_CHUNK;
+    free(missing);
+    return (uint32_t)nm;
+}
+
 /* The slow path of finishing, on the loop thread: the whole blob did not
  * match (or a resumed blob had every chunk already), so the store re-reads
  * it and says which chunks are bad, or that the chunk list was. */
@@ -292,10 +311,7 @@ static void finish_slow(struct sbx_daemon *d, struct transfer *t)
     }
     if (rc == SBX_ECORRUPT) {
         /* Chunks damaged on disk since: the store marked them missing. */
-        uint32_t missing[64];
-        size_t n = 0;
-        sbx_blob_partial_missing(d->blobs, t->hash, missing, 64, &n);
-        for (size_t i = 0; i < n && i < 64; i++) t->state[missing[i]] = CH_MISSING;
+        uint32_t n = state_from_store(d, t);
         if (n == 0) transfer_defer(d, t, "the blob does not verify");
         return;
     }
@@ -553,19 +569,12 @@ static void on_info(sbx_peer *p, const uint8_t hash[32], uint64_t size, int kind
         return;
     }
     /* Resume: chunks verified before a crash are kept. */
-    uint32_t *missing = calloc((size_t)total + 1, sizeof *missing);
-    size_t nm = 0;
-    if (missing && sbx_blob_partial_missing(d->blobs, hash, missing, total, &nm) == 0) {
-        for (uint32_t i = 0; i < total; i++) t->state[i] = CH_WRITTEN;
-        for (size_t i = 0; i < nm; i++) t->state[missing[i]] = CH_MISSING;
-        t->bytes_done = (uint64_t)(total - nm) * SBX_BLOB_CHUNK;
-        if (existed) {
-            char h[13];
-            short_hash(h, hash);
-            sbx_info("blob %s: resuming a transfer, %u of %u chunks already verified", h, (unsigned)(total - nm), total);
-        }
+    uint32_t nm = state_from_store(d, t);
+    if (existed && nm != UINT32_MAX) {
+        char h[13];
+        short_hash(h, hash);
+        sbx_info("blob %s: resuming a transfer, %u of %u chunks already verified", h, (unsigned)(total - nm), total);
     }
-    free(missing);
     t->begun = true;
     request_chunks(d, t);
     kick(d, t); /* a resumed blob may have every chunk already */

@@ -342,6 +342,8 @@ static int fixbuf_write(void *data, const char *buf, size_t len)
  * chunk length, bytes]: its header is packed apart, the bytes are read from
  * the blob straight into the output behind it and encrypted in place, so a
  * piece is copied by nobody on its way from the file to the socket. */
+static int send_hash_msg(sbx_peer *p, uint8_t type, const uint8_t hash[32], bool with_idx, uint32_t idx);
+
 static int serve_pieces(sbx_peer *p)
 {
     while (p->serve_n > 0 && out_pending(p) < SBX_MAX_PEER_OUTPUT) {
@@ -365,7 +367,13 @@ static int serve_pieces(sbx_peer *p)
         memcpy(pt, hdr.b, hdr.n);
         rc = sbx_blob_file_read(sv->f, sv->off, pt + hdr.n, want, &got);
         if (rc != 0 || got != want) {
-            serve_pop(p); /* nothing committed: the output is as it was */
+            /* Nothing committed: the output is as it was. The asker hears
+             * that this chunk will not come, so its request slot frees. */
+            uint8_t h[32];
+            uint32_t idx = sv->idx;
+            memcpy(h, sv->hash, 32);
+            serve_pop(p);
+            if ((rc = send_hash_msg(p, MSG_CHUNK_NONE, h, true, idx)) != 0) return rc;
             continue;
         }
         if (p->cfg.corrupt_chunks && sv->off == chunk_start) pt[hdr.n + got / 2] ^= 0x5a;

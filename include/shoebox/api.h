@@ -169,5 +169,9 @@ void sbx_ratelimit_free(sbx_ratelimit *rl);
 /* Takes `cost` tokens from the bucket of `key` (at most 16 bytes); false
  * when the bucket holds fewer. */
 bool sbx_ratelimit_take(sbx_ratelimit *rl, const uint8_t *key, size_t key_len, double cost, int64_t now_ms);
+/* Charges `cost` tokens whatever the bucket holds (a penalty: a refused
+ * share token), down to minus the burst, so a client that keeps failing
+ * pays for each failure and waits for the bucket to refill. */
+void sbx_ratelimit_charge(sbx_ratelimit *rl, const uint8_t *key, size_t key_len, double cost, int64_t now_ms);
 
 #endif

@@ -271,8 +271,15 @@ SBX_TEST(rate_limiter_buckets)
     CHECK(sbx_ratelimit_take(rl, a, 4, 1, t + 200));
     CHECK(sbx_ratelimit_take(rl, a, 4, 1, t + 200));
     CHECK(!sbx_ratelimit_take(rl, a, 4, 1, t + 200));
-    /* A costly request drains it. */
+    /* A request costlier than the bucket holds is refused and takes
+     * nothing; a penalty is charged whatever it holds: b then waits for
+     * its bucket to refill from below zero (10/s, floor -5: 0.6 s to one). */
     CHECK(!sbx_ratelimit_take(rl, b, 4, 10, t));
+    CHECK(sbx_ratelimit_take(rl, b, 4, 1, t));
+    sbx_ratelimit_charge(rl, b, 4, 10, t);
+    CHECK(!sbx_ratelimit_take(rl, b, 4, 1, t));
+    CHECK(!sbx_ratelimit_take(rl, b, 4, 1, t + 500));
+    CHECK(sbx_ratelimit_take(rl, b, 4, 1, t + 650));
     /* Thousands of addresses: the table stays bounded and keeps working. */
     for (uint32_t i = 0; i < 5000; i++) {
         uint8_t k[4];
