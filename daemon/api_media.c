@@ -25,7 +25,6 @@
 #include <strings.h>
 
 #define STREAM_BLOCK (256u << 10)
-#define RENDER_QUALITY 85
 
 /* Originals that other devices hold: asks the transfer manager for them
  * (an on-demand fetch goes before background work). 0 when the original is
@@ -82,27 +81,22 @@ int api_media_derive(struct sbx_api *api, const uint8_t photo[16])
     uint8_t *buf = NULL;
     size_t len = 0;
     if ((rc = sbx_blob_read_all(api->blobs, p.hash, SBX_MAX_RENDER_INPUT_BYTES, &buf, &len)) != 0) return rc;
-    static const unsigned sizes[2] = {SBX_MEDIA_THUMB_PX, SBX_MEDIA_MEDIUM_PX};
-    uint8_t *jpeg[2] = {NULL, NULL};
-    size_t jlen[2] = {0, 0};
-    rc = sbx_media_render_sizes(buf, len, sizes, 2, RENDER_QUALITY, jpeg, jlen);
+    uint8_t h[2][32];
+    bool rendered = false;
+    rc = sbx_render_renditions(api->blobs, buf, len, h[0], h[1], &rendered);
     free(buf);
     if (rc != 0) return rc;
     struct sbx_op ops[2];
     memset(ops, 0, sizeof ops);
     size_t n = 0;
-    for (int i = 0; i < 2 && rc == 0; i++) {
-        uint8_t h[32];
-        rc = sbx_blob_put_buf(api->blobs, jpeg[i], jlen[i], i == 0 ? SBX_BLOB_THUMB : SBX_BLOB_MEDIUM, h, NULL);
-        if (rc != 0 || (i == 0 ? p.has_thumb : p.has_medium)) continue;
+    for (int i = 0; i < 2; i++) {
+        if (i == 0 ? p.has_thumb : p.has_medium) continue;
         ops[n].type = SBX_OP_PHOTO_SET;
         memcpy(ops[n].id, photo, 16);
         ops[n].field = i == 0 ? SBX_PF_THUMB : SBX_PF_MEDIUM;
-        memcpy(ops[n].value.hash, h, 32);
+        memcpy(ops[n].value.hash, h[i], 32);
         n++;
     }
-    free(jpeg[0]);
-    free(jpeg[1]);
     if (rc == 0 && n > 0) rc = sbx_engine_write(api->d->engine, ops, n, sbx_now_ms());
     return rc;
 }

@@ -165,11 +165,8 @@ static json_t *session_json(struct sbx_api *api, const struct session *s, bool w
 
 static bool parse_hash(const char *hex, uint8_t out[32])
 {
-    if (!hex || strlen(hex) != 64) return false;
-    char low[65];
-    for (int i = 0; i < 64; i++) low[i] = (char)(hex[i] >= 'A' && hex[i] <= 'F' ? hex[i] + 32 : hex[i]);
-    low[64] = '\0';
-    return sbx_hex_decode(out, 32, low) == 0;
+    /* sbx_hex_decode takes either case and wants exactly 64 digits. */
+    return hex && sbx_hex_decode(out, 32, hex) == 0;
 }
 
 static bool album_alive(struct sbx_daemon *d, const uint8_t id[16])
@@ -546,17 +543,11 @@ static void job_work(uv_work_t *w)
     }
     rc = sbx_blob_put_buf(bs, buf, s->size, SBX_BLOB_ORIGINAL, h, NULL);
     if (rc == 0) {
-        static const unsigned sizes[2] = {SBX_MEDIA_THUMB_PX, SBX_MEDIA_MEDIUM_PX};
-        uint8_t *jpeg[2] = {NULL, NULL};
-        size_t jlen[2] = {0, 0};
         /* A type with no rendition (a video, a RAW) is still a photo. */
-        if (sbx_media_render_sizes(buf, s->size, sizes, 2, 85, jpeg, jlen) == 0) {
-            rc = sbx_blob_put_buf(bs, jpeg[0], jlen[0], SBX_BLOB_THUMB, j->thumb, NULL);
-            if (rc == 0) rc = sbx_blob_put_buf(bs, jpeg[1], jlen[1], SBX_BLOB_MEDIUM, j->medium, NULL);
-            j->rendered = rc == 0;
-        }
-        free(jpeg[0]);
-        free(jpeg[1]);
+        bool rendered = false;
+        int rrc = sbx_render_renditions(bs, buf, s->size, j->thumb, j->medium, &rendered);
+        if (rendered) rc = rrc;
+        j->rendered = rendered && rrc == 0;
     }
     if (rc != 0) {
         j->outcome = JOB_ERROR;

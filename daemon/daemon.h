@@ -182,6 +182,13 @@ void sbx_render_kick(struct sbx_daemon *d);
 void sbx_render_stop(struct sbx_daemon *d);
 void sbx_render_close(struct sbx_daemon *d);
 json_t *sbx_render_status_json(struct sbx_daemon *d);
+/* Renders the thumbnail and the medium of an original (len bytes at buf)
+ * and stores both in bs, naming them in thumb and medium. *rendered says
+ * which step a failure came from: false, the image cannot be rendered (the
+ * render's error: SBX_EUNSUPPORTED for a type that gets none); true, the
+ * store failed. Safe on any thread with its own blob store handle. */
+int sbx_render_renditions(sbx_blobstore *bs, const uint8_t *buf, size_t len, uint8_t thumb[32], uint8_t medium[32],
+                          bool *rendered);
 
 /* The HTTP API and the share server (daemon/api*.c). start runs in
  * sbx_daemon_open, stop in sbx_daemon_stop, close after the loop ended. */

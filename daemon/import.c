@@ -1384,6 +1384,19 @@ static const char SQL_JOB_SUMMARY[] =
 static const char SQL_JOB_ERRORS[] =
     "SELECT path, error FROM import_job_files WHERE job_id = ?1 AND error IS NOT NULL ORDER BY path LIMIT ?2";
 
+/* The job's row says how it ended ('done' or 'failed', with a message). */
+static void job_record_end(sbx_store *s, const uint8_t id[SBX_ID_BYTES], const char *status, const char *msg)
+{
+    sqlite3_stmt *st = sbx_store_stmt(s, SQL_JOB_END);
+    if (!st) return;
+    sqlite3_bind_blob(st, 1, id, SBX_ID_BYTES, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
+    if (msg && msg[0]) sqlite3_bind_text(st, 3, msg, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, sbx_now_ms());
+    if (sqlite3_step(st) != SQLITE_DONE) sbx_error("import: cannot record the end of the job");
+    sqlite3_reset(st);
+}
+
 static json_t *clean_json_string(const char *s)
 {
     size_t n = strlen(s ? s : "");
@@ -1468,15 +1481,8 @@ static void job_end(struct job *j)
         snprintf(msg, sizeof msg, "import interrupted: the daemon is stopping");
     }
     int64_t now = sbx_now_ms();
-    sqlite3_stmt *st = sbx_store_stmt(s, SQL_JOB_END);
-    if (st) {
-        sqlite3_bind_blob(st, 1, j->id, SBX_ID_BYTES, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
-        if (msg[0]) sqlite3_bind_text(st, 3, msg, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, now);
-        if (sqlite3_step(st) != SQLITE_DONE) sbx_error("import: cannot record the end of the job");
-        sqlite3_reset(st);
-    }
+    sqlite3_stmt *st;
+    job_record_end(s, j->id, status, msg);
     json_t *resp;
     if (strcmp(status, "done") == 0) {
         json_t *summary = job_summary(j);
@@ -1639,6 +1645,8 @@ int sbx_import_start(struct sbx_daemon *d, json_t *paths, sbx_control_pending *r
     j->async.data = j;
     if (uv_thread_create(&j->thread, worker_main, j) != 0) {
         snprintf(err, errsz, "cannot start the import thread");
+        /* Its row, just made 'running', must not stay so. */
+        job_record_end(d->store, j->id, "failed", err);
         uv_close((uv_handle_t *)&j->async, on_async_closed);
         return SBX_ENOMEM;
     }

@@ -108,6 +108,23 @@ struct sbx_renderer {
 /* ------------------------------------------------------------------ */
 /* Worker threads                                                       */
 
+int sbx_render_renditions(sbx_blobstore *bs, const uint8_t *buf, size_t len, uint8_t thumb[32], uint8_t medium[32],
+                          bool *rendered)
+{
+    static const unsigned sizes[2] = {SBX_MEDIA_THUMB_PX, SBX_MEDIA_MEDIUM_PX};
+    uint8_t *out[2] = {NULL, NULL};
+    size_t out_len[2] = {0, 0};
+    *rendered = false;
+    int rc = sbx_media_render_sizes(buf, len, sizes, 2, RENDER_QUALITY, out, out_len);
+    if (rc != 0) return rc;
+    *rendered = true;
+    rc = sbx_blob_put_buf(bs, out[0], out_len[0], SBX_BLOB_THUMB, thumb, NULL);
+    if (rc == 0) rc = sbx_blob_put_buf(bs, out[1], out_len[1], SBX_BLOB_MEDIUM, medium, NULL);
+    free(out[0]);
+    free(out[1]);
+    return rc;
+}
+
 static void render_one(struct sbx_renderer *r, size_t ix, const struct rjob *job, struct rresult *res)
 {
     memset(res, 0, sizeof *res);
@@ -131,31 +148,25 @@ static void render_one(struct sbx_renderer *r, size_t ix, const struct rjob *job
         snprintf(res->reason, sizeof res->reason, "cannot read the original: %s", sbx_strerror(rc));
         return;
     }
-    static const unsigned sizes[2] = {SBX_MEDIA_THUMB_PX, SBX_MEDIA_MEDIUM_PX};
-    uint8_t *out[2] = {NULL, NULL};
-    size_t out_len[2] = {0, 0};
-    rc = sbx_media_render_sizes(buf, len, sizes, 2, RENDER_QUALITY, out, out_len);
-    free(buf);
     if (r->delay_ms > 0) {
         struct timespec ts = {r->delay_ms / 1000, (long)(r->delay_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
     }
-    if (rc == SBX_ENOMEM) {
+    bool rendered = false;
+    rc = sbx_render_renditions(r->wblobs[ix], buf, len, res->thumb, res->medium, &rendered);
+    free(buf);
+    if (rc == SBX_ENOMEM && !rendered) {
         res->state = R_RETRY;
         snprintf(res->reason, sizeof res->reason, "out of memory");
         return;
     }
-    if (rc != 0) {
+    if (rc != 0 && !rendered) {
         /* The bytes decide: the same image fails the same way next time. */
         res->state = R_FAILED;
         snprintf(res->reason, sizeof res->reason, "cannot render the image: %s",
                  rc == SBX_EUNSUPPORTED ? "type not supported" : sbx_strerror(rc));
         return;
     }
-    rc = sbx_blob_put_buf(r->wblobs[ix], out[0], out_len[0], SBX_BLOB_THUMB, res->thumb, NULL);
-    if (rc == 0) rc = sbx_blob_put_buf(r->wblobs[ix], out[1], out_len[1], SBX_BLOB_MEDIUM, res->medium, NULL);
-    free(out[0]);
-    free(out[1]);
     if (rc != 0) {
         res->state = R_RETRY;
         snprintf(res->reason, sizeof res->reason, "cannot store the renditions: %s", sbx_strerror(rc));
