@@ -181,12 +181,6 @@ static char *dup_clean(const char *s, size_t len, size_t max)
 }
 
 
-static bool ends_with_json(const char *name)
-{
-    size_t n = strlen(name);
-    return n > 5 && strcasecmp(name + n - 5, ".json") == 0;
-}
-
 static const char *base_of(const char *path)
 {
     const char *b = strrchr(path, '/');
@@ -686,7 +680,7 @@ static void index_file(struct walk *w, const char *path, const struct stat *st)
     const char *rel = path + w->rel;
     uint8_t *json = NULL;
     size_t len = 0;
-    if (ends_with_json(rel) && (uint64_t)st->st_size <= SBX_MAX_SIDECAR_BYTES &&
+    if (sbx_takeout_is_json_name(rel, strlen(rel)) && (uint64_t)st->st_size <= SBX_MAX_SIDECAR_BYTES &&
         sbx_file_read(path, SBX_MAX_SIDECAR_BYTES, &json, &len) != 0)
         json = NULL;
     int rc = sbx_takeout_index_add(w->ix, rel, (uint64_t)st->st_size, 0, json, len);
@@ -782,23 +776,6 @@ static int collect(struct job *j, const char *path)
     return w.rc;
 }
 
-static bool is_orphan(const sbx_takeout_index *ix, const char *path)
-{
-    size_t lo = 0, hi = sbx_takeout_index_orphan_count(ix);
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(sbx_takeout_index_orphan(ix, mid), path);
-        if (c == 0) return true;
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    /* The index's order may not be strcmp's for every byte: a linear look
-     * settles it (orphans are few). */
-    for (size_t i = 0; i < sbx_takeout_index_orphan_count(ix); i++)
-        if (strcmp(sbx_takeout_index_orphan(ix, i), path) == 0) return true;
-    return false;
-}
-
 static const char ORPHAN_REASON[] = "Takeout sidecar without its photo or video (the media file is not in the archive)";
 
 static void do_found(struct wctx *c, const struct found *f)
@@ -817,13 +794,13 @@ static void do_found(struct wctx *c, const struct found *f)
         const char *rel = f->path + f->rel;
         if (sbx_takeout_index_find(ix, rel, &tm) == 0) {
             takeout = true;
-        } else if (ends_with_json(base)) {
+        } else if (sbx_takeout_is_json_name(base, strlen(base))) {
             /* Sidecars and album metadata were read by the index. */
-            if (is_orphan(ix, rel)) skip_item(c, f->path, f->size, f->mtime_ms, ORPHAN_REASON);
+            if (sbx_takeout_index_is_orphan(ix, rel)) skip_item(c, f->path, f->size, f->mtime_ms, ORPHAN_REASON);
             return;
         }
     }
-    if (!takeout && (base[0] == '.' || ends_with_json(base))) {
+    if (!takeout && (base[0] == '.' || sbx_takeout_is_json_name(base, strlen(base)))) {
         /* Hidden files (.DS_Store, ._IMG_1.JPG) and stray JSON: not media,
          * nothing to say about them. */
         skip_item(c, f->path, f->size, f->mtime_ms, NULL);
@@ -882,8 +859,8 @@ static void do_zips(struct wctx *c)
         int64_t counted = 0;
         if (media && tm.part != e.part) {
             /* The same path in two parts is one file: the first part's. */
-        } else if (!media && ends_with_json(base)) {
-            if (is_orphan(ix, e.path) && !file_done(c, e.path, size, mtime_ms))
+        } else if (!media && sbx_takeout_is_json_name(base, strlen(base))) {
+            if (sbx_takeout_index_is_orphan(ix, e.path) && !file_done(c, e.path, size, mtime_ms))
                 skip_item(c, e.path, size, mtime_ms, ORPHAN_REASON);
         } else if (file_done(c, e.path, size, mtime_ms)) {
             counted = media ? size : 0;

@@ -537,7 +537,7 @@ static void claim(struct mctx *c, size_t m, size_t s, uint8_t how)
     c->f[s].users = 1;
 }
 
-static bool is_json_name(const char *s, size_t len)
+bool sbx_takeout_is_json_name(const char *s, size_t len)
 {
     return len > 5 && ends_with_fold(s, len, ".json");
 }
@@ -811,7 +811,7 @@ int sbx_takeout_match(struct sbx_takeout_file *files, size_t n)
         size_t len = all[k].len;
         if (k > 0 && cmp_bytes(all[k - 1].s, all[k - 1].len, s, len) == 0) {
             f->role = SBX_TAKEOUT_ROLE_DUPLICATE;
-        } else if (is_json_name(s, len)) {
+        } else if (sbx_takeout_is_json_name(s, len)) {
             if (f->json_kind == SBX_TAKEOUT_JSON_ALBUM) f->role = SBX_TAKEOUT_ROLE_ALBUM_META;
             else if (f->json_kind == SBX_TAKEOUT_JSON_OTHER) f->role = SBX_TAKEOUT_ROLE_OTHER_JSON;
             else f->role = SBX_TAKEOUT_ROLE_SIDECAR;
@@ -979,7 +979,7 @@ int sbx_takeout_index_add(sbx_takeout_index *ix, const char *path, uint64_t size
     memcpy(copy, path, len + 1);
 
     int kind = SBX_TAKEOUT_JSON_UNKNOWN;
-    if (is_json_name(path, len)) {
+    if (sbx_takeout_is_json_name(path, len)) {
         if (json) {
             sc = malloc(sizeof *sc);
             if (!sc) { rc = SBX_ENOMEM; goto fail; }
@@ -1065,7 +1065,7 @@ static int find_root(sbx_takeout_index *ix)
                                       ix->e[i].dir_len) == 0) {
             const char *b = ix->e[j].path + ix->e[j].base_off;
             size_t bl = strlen(b);
-            if (is_json_name(b, bl)) {
+            if (sbx_takeout_is_json_name(b, bl)) {
                 if (ix->e[j].json_kind != SBX_TAKEOUT_JSON_OTHER) json++;
             } else if (!is_ignored_name(b, bl)) {
                 media++;
@@ -1351,6 +1351,22 @@ size_t sbx_takeout_index_orphan_count(const sbx_takeout_index *ix)
 const char *sbx_takeout_index_orphan(const sbx_takeout_index *ix, size_t i)
 {
     return i < ix->norphans ? ix->e[ix->orphans[i]].path : NULL;
+}
+
+bool sbx_takeout_index_is_orphan(const sbx_takeout_index *ix, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dl = slash ? (size_t)(slash - path) : 0, bo = slash ? dl + 1 : 0;
+    size_t lo = 0, hi = ix->norphans;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const struct ientry *e = &ix->e[ix->orphans[mid]];
+        int c = cmp_dir_base(e->path, e->dir_len, e->base_off, path, dl, bo);
+        if (c == 0) return true;
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return false;
 }
 
 void sbx_takeout_index_stats(const sbx_takeout_index *ix, struct sbx_takeout_stats *out)

@@ -260,15 +260,6 @@ size_t sbx_takeout_reader_skipped(const sbx_takeout_reader *r)
     return r->skipped > r->skipped_max ? r->skipped : r->skipped_max;
 }
 
-static bool is_json(const char *p)
-{
-    size_t n = strlen(p);
-    if (n <= 5) return false;
-    const char *s = p + n - 5;
-    return s[0] == '.' && (s[1] | 32) == 'j' && (s[2] | 32) == 's' && (s[3] | 32) == 'o' &&
-           (s[4] | 32) == 'n';
-}
-
 int sbx_takeout_scan(sbx_takeout_reader *r, sbx_takeout_index *ix)
 {
     int rc;
@@ -281,7 +272,7 @@ int sbx_takeout_scan(sbx_takeout_reader *r, sbx_takeout_index *ix)
     while ((rc = sbx_takeout_reader_next(r, &e)) == 0) {
         const uint8_t *json = NULL;
         size_t len = 0;
-        if (is_json(e.path) && (!e.size_known || e.size <= SBX_MAX_SIDECAR_BYTES)) {
+        if (sbx_takeout_is_json_name(e.path, strlen(e.path)) && (!e.size_known || e.size <= SBX_MAX_SIDECAR_BYTES)) {
             bool over = false;
             for (;;) {
                 size_t got;

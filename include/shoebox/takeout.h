@@ -219,6 +219,12 @@ int sbx_takeout_index_find(const sbx_takeout_index *ix, const char *path,
 /* Sidecars under the root that no media file uses, in path order. */
 size_t sbx_takeout_index_orphan_count(const sbx_takeout_index *ix);
 const char *sbx_takeout_index_orphan(const sbx_takeout_index *ix, size_t i);
+/* Whether a name of len bytes ends in ".json" (any case) after at least one
+ * other byte: what the importer and the readers treat as a sidecar. */
+bool sbx_takeout_is_json_name(const char *s, size_t len);
+/* Whether path is one of the orphan sidecars (a binary search in the
+ * index's own order). */
+bool sbx_takeout_index_is_orphan(const sbx_takeout_index *ix, const char *path);
 void sbx_takeout_index_stats(const sbx_takeout_index *ix,
                              struct sbx_takeout_stats *out);
 

@@ -887,6 +887,9 @@ SBX_TEST(zip_two_parts_fixture)
     CHECK_EQ_INT(sbx_takeout_index_orphan_count(ix), 1);
     CHECK_EQ_STR(sbx_takeout_index_orphan(ix, 0),
                  "Takeout/Zdjęcia Google/Photos from 2020/editing_multiple_lines_pt1.webm.json");
+    CHECK(sbx_takeout_index_is_orphan(ix, "Takeout/Zdjęcia Google/Photos from 2020/editing_multiple_lines_pt1.webm.json"));
+    CHECK(!sbx_takeout_index_is_orphan(ix, "Takeout/Zdjęcia Google/Photos from 2020/editing_multiple_lines_pt2.webm.json"));
+    CHECK(!sbx_takeout_index_is_orphan(ix, "Takeout/Zdjęcia Google/editing_multiple_lines_pt1.webm.json"));
     for (size_t i = 0; i < sbx_takeout_index_folder_count(ix); i++) {
         struct sbx_takeout_folder f;
         REQUIRE(sbx_takeout_index_folder(ix, i, &f) == 0);
