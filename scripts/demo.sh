@@ -28,6 +28,13 @@ start() {
 }
 
 digest() { "$SB" --data "$1" status --json | jq -r .state_digest; }
+# The local API over the device's unix socket, with its bearer token.
+api() {
+  local dev=$1 method=$2 path=$3
+  shift 3
+  curl -s --unix-socket "$DEMO/$dev/api.sock" -H "Authorization: Bearer $(cat "$DEMO/$dev/api-token")" \
+    -X "$method" "$@" "http://shoebox$path"
+}
 wait_converged() {
   for _ in $(seq 1 150); do [ "$(digest "$1")" = "$(digest "$2")" ] && return 0; sleep 0.2; done
   echo "did not converge"; exit 1
@@ -75,7 +82,8 @@ run "$SB" --data "$DEMO/nas" join "$URI" --name nas --role full
 run "$SB" --data "$DEMO/other" join "$URI" --name other || echo "(a second use of the same code is refused)"
 
 step "The NAS runs its daemon; the two devices sync over Noise_XX and agree on the state digest"
-start "$DEMO/nas" --listen 127.0.0.1:$((PORT + 1))
+echo "\$ shoeboxd --data \$DEMO/nas --listen 127.0.0.1:$((PORT + 1)) --public 127.0.0.1:$((PORT + 2)) &"
+start "$DEMO/nas" --listen 127.0.0.1:$((PORT + 1)) --public 127.0.0.1:$((PORT + 2))
 wait_converged "$DEMO/laptop" "$DEMO/nas"
 run "$SB" --data "$DEMO/nas" devices
 run "$SB" --data "$DEMO/nas" albums --json
@@ -99,6 +107,20 @@ done
 echo "nas    blobs: $("$SB" --data "$DEMO/nas" status --json | jq -c .blobs)"
 echo "laptop blobs: $("$SB" --data "$DEMO/laptop" status --json | jq -c .blobs)"
 
+step "Thumbnails and mediums: rendered in the background after the import, fetched eagerly by every device"
+for _ in $(seq 1 300); do
+  [ "$("$SB" --data "$DEMO/laptop" status --json | jq .renders.pending)" = 0 ] && break; sleep 0.2
+done
+echo "laptop renders: $("$SB" --data "$DEMO/laptop" status --json | jq -c .renders)"
+thumbs() {
+  local n=0 id
+  for id in $("$SB" --data "$DEMO/$1" photos --json | jq -r '.[].id'); do
+    [ "$(api "$1" GET "/photos/$id/thumb" -o /dev/null -w '%{http_code}')" = 200 ] && n=$((n + 1))
+  done
+  echo "$n"
+}
+echo "photos with a thumbnail, through each device's local API: laptop $(thumbs laptop), nas $(thumbs nas)"
+
 step "The laptop frees its disk: only originals the NAS holds are deleted; get brings one back"
 run "$SB" --data "$DEMO/laptop" free-space
 echo "laptop blobs: $("$SB" --data "$DEMO/laptop" status --json | jq -c .blobs)"
@@ -106,5 +128,19 @@ one=$("$SB" --data "$DEMO/laptop" photos --json | jq -r '.[] | select(.file_name
 run "$SB" --data "$DEMO/laptop" get "$one" --out "$DEMO/Canon_40D.jpg"
 cmp "$DEMO/Canon_40D.jpg" "$SAMPLES/Canon_40D.jpg" && echo "byte-identical to the original file"
 
+step "An app on the laptop asks the local API for an original the laptop no longer holds"
+two=$("$SB" --data "$DEMO/laptop" photos --json | jq -r --arg one "$one" '[.[] | select(.id != $one and .camera_make != "")][0] | .id + " " + .hash')
+echo "\$ curl --unix-socket \$DEMO/laptop/api.sock -H 'Authorization: Bearer ...' http://shoebox/photos/${two%% *}/original"
+api laptop GET "/photos/${two%% *}/original" >"$DEMO/two.jpg"
+[ "$(sha256sum "$DEMO/two.jpg" | cut -d' ' -f1)" = "${two##* }" ] &&
+  echo "fetched from the NAS on demand, verified, served: $(stat -c %s "$DEMO/two.jpg") bytes, SHA-256 matches the photo"
+
+step "A share link: the NAS serves the album to someone outside the library"
+echo "\$ shoebox --data \$DEMO/nas share create --album ${album:0:8} --expires 7d"
+url=$("$SB" --data "$DEMO/nas" share create --album "$album" --expires 7d)
+echo "$url"
+echo "the page has $(curl -s "$url" | grep -o '<img' | wc -l) thumbnails; a tampered link: $(curl -s -o /dev/null -w '%{http_code}' "${url%?}x")"
+
 step "Done"
-echo "Every device holds the whole library model; the NAS holds every original."
+echo "Every device holds the whole library model and every thumbnail; the NAS holds every original,"
+echo "serves share links, and any device's local API can fetch an original from it on demand."
