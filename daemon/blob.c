@@ -16,13 +16,13 @@
 #include "shoebox/crypt.h"
 #include "shoebox/err.h"
 #include "shoebox/log.h"
+#include "shoebox/sha256.h"
 #include "shoebox/util.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <openssl/evp.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <string.h>
@@ -87,7 +87,6 @@ struct sbx_blobstore {
     bool batching;
     struct staged *staged; /* SBX_MAX_BLOB_BATCH of them */
     size_t n_staged;
-    EVP_MD *md; /* SHA-256, fetched once rather than at every digest init */
     /* Encryption at rest, when the store has a storage key. */
     bool enc;
     struct sealer seal;
@@ -99,11 +98,10 @@ struct sbx_blobstore {
     char root[PATH_MAX - 128];
 };
 
-/* Incremental SHA-256 of a whole blob and of each of its chunks. Chunk 0's
- * hash is read off a copy of the whole-blob state at the first boundary, so a
- * blob of one chunk (every thumbnail) is hashed once, not twice. */
+/* Incremental SHA-256 of a whole blob and of each of its chunks, both fed
+ * by one two-stream pass over the bytes (shoebox/sha256.h). */
 struct hasher {
-    EVP_MD_CTX *whole, *chunk;
+    sbx_sha256_ctx whole, chunk;
     uint64_t size;
     uint32_t fill; /* bytes of the current chunk seen so far */
     uint8_t *chunks; /* n hashes of completed chunks */
@@ -388,14 +386,6 @@ static uint8_t *bounce_map(void)
     return m == MAP_FAILED ? NULL : m;
 }
 
-static int sha256(const sbx_blobstore *bs, const void *data, size_t len, uint8_t out[HASH])
-{
-    unsigned outlen = 0;
-    if (!EVP_Digest(data, len, out, &outlen, bs->md, NULL)) return SBX_ENOMEM;
-    SBX_ASSERT(outlen == HASH);
-    return 0;
-}
-
 /* ---- Encryption --------------------------------------------------------- */
 
 /* rec_cap: the largest record the handle will see (a whole chunk and its
@@ -514,29 +504,20 @@ static int read_plain_chunk(struct sealer *s, int fd, const uint8_t *file_id, ui
 
 void sbx_blob_sha256(const void *data, size_t len, uint8_t out[SBX_BLOB_HASH_BYTES])
 {
-    unsigned outlen = 0;
-    /* Fails only when libcrypto cannot allocate; nothing sane follows. */
-    SBX_ASSERT(EVP_Digest(data, len, out, &outlen, EVP_sha256(), NULL) == 1);
-    SBX_ASSERT(outlen == HASH);
+    sbx_sha256(data, len, out);
 }
 
 /* ---- Hashing while copying ---------------------------------------------- */
 
-static int hasher_init(struct hasher *h, const EVP_MD *md)
+static void hasher_init(struct hasher *h)
 {
     memset(h, 0, sizeof *h);
-    h->whole = EVP_MD_CTX_new();
-    h->chunk = EVP_MD_CTX_new();
-    if (!h->whole || !h->chunk) return SBX_ENOMEM;
-    if (!EVP_DigestInit_ex2(h->whole, md, NULL) || !EVP_DigestInit_ex2(h->chunk, md, NULL))
-        return SBX_ENOMEM;
-    return 0;
+    sbx_sha256_init(&h->whole);
+    sbx_sha256_init(&h->chunk);
 }
 
 static void hasher_free(struct hasher *h)
 {
-    EVP_MD_CTX_free(h->whole);
-    EVP_MD_CTX_free(h->chunk);
     free(h->chunks);
     memset(h, 0, sizeof *h);
 }
@@ -555,38 +536,29 @@ static int hasher_push(struct hasher *h, const uint8_t hash[HASH])
     return 0;
 }
 
-/* Closes the current chunk: chunk 0 from a copy of the whole-blob state, the
- * others from their own state, which then starts over. */
-static int hasher_close_chunk(struct hasher *h, const EVP_MD *md)
+/* Closes the current chunk; its state starts over for the next. */
+static int hasher_close_chunk(struct hasher *h)
 {
     uint8_t out[HASH];
-    if (h->n == 0) {
-        EVP_MD_CTX *copy = EVP_MD_CTX_new();
-        int ok = copy && EVP_MD_CTX_copy_ex(copy, h->whole) && EVP_DigestFinal_ex(copy, out, NULL);
-        EVP_MD_CTX_free(copy);
-        if (!ok) return SBX_ENOMEM;
-    } else {
-        if (!EVP_DigestFinal_ex(h->chunk, out, NULL) || !EVP_DigestInit_ex2(h->chunk, md, NULL))
-            return SBX_ENOMEM;
-    }
+    sbx_sha256_final(&h->chunk, out);
+    sbx_sha256_init(&h->chunk);
     h->fill = 0;
     return hasher_push(h, out);
 }
 
-static int hasher_update(struct hasher *h, const EVP_MD *md, const uint8_t *p, size_t len)
+static int hasher_update(struct hasher *h, const uint8_t *p, size_t len)
 {
     if (len > SBX_MAX_BLOB_BYTES - h->size) return SBX_ETOOBIG;
     while (len > 0) {
         size_t room = SBX_BLOB_CHUNK - h->fill;
         size_t take = len < room ? len : room;
-        if (!EVP_DigestUpdate(h->whole, p, take)) return SBX_ENOMEM;
-        if (h->n > 0 && !EVP_DigestUpdate(h->chunk, p, take)) return SBX_ENOMEM;
+        sbx_sha256_update2(&h->whole, &h->chunk, p, take);
         h->fill += (uint32_t)take;
         h->size += take;
         p += take;
         len -= take;
         if (h->fill == SBX_BLOB_CHUNK) {
-            int rc = hasher_close_chunk(h, md);
+            int rc = hasher_close_chunk(h);
             if (rc) return rc;
         }
     }
@@ -595,38 +567,23 @@ static int hasher_update(struct hasher *h, const EVP_MD *md, const uint8_t *p, s
 
 static int hasher_final(struct hasher *h, uint8_t out[HASH])
 {
-    if (!EVP_DigestFinal_ex(h->whole, out, NULL)) return SBX_ENOMEM;
-    if (h->fill > 0) {
-        /* A blob of less than one chunk is its own only chunk. */
-        if (h->n == 0) return hasher_push(h, out);
-        uint8_t last[HASH];
-        if (!EVP_DigestFinal_ex(h->chunk, last, NULL)) return SBX_ENOMEM;
-        return hasher_push(h, last);
-    }
-    return 0;
+    sbx_sha256_final(&h->whole, out);
+    return h->fill > 0 ? hasher_close_chunk(h) : 0;
 }
 
-/* SHA-256 of a buffer, and on the way of its first chunk: a copy of the
- * state at the chunk boundary costs nothing. */
-static int hash_whole(const sbx_blobstore *bs, const uint8_t *p, size_t len, uint8_t whole[HASH],
-                      uint8_t chunk0[HASH])
+/* SHA-256 of a buffer and of each of its n chunks, in one two-stream pass. */
+static void hash_buf(const uint8_t *p, size_t len, uint32_t n, uint8_t whole[HASH], uint8_t *chunks)
 {
-    int rc = SBX_ENOMEM;
-    size_t first = len < SBX_BLOB_CHUNK ? len : SBX_BLOB_CHUNK;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new(), *copy = NULL;
-    if (!ctx || !EVP_DigestInit_ex2(ctx, bs->md, NULL) || !EVP_DigestUpdate(ctx, p, first)) goto fail;
-    if (len > first) {
-        if (!(copy = EVP_MD_CTX_new()) || !EVP_MD_CTX_copy_ex(copy, ctx) ||
-            !EVP_DigestFinal_ex(copy, chunk0, NULL) || !EVP_DigestUpdate(ctx, p + first, len - first))
-            goto fail;
+    sbx_sha256_ctx w, c;
+    sbx_sha256_init(&w);
+    for (uint32_t i = 0; i < n; i++) {
+        size_t off = (size_t)i * SBX_BLOB_CHUNK;
+        size_t clen = len - off < SBX_BLOB_CHUNK ? len - off : SBX_BLOB_CHUNK;
+        sbx_sha256_init(&c);
+        sbx_sha256_update2(&w, &c, p + off, clen);
+        sbx_sha256_final(&c, chunks + (size_t)i * HASH);
     }
-    if (!EVP_DigestFinal_ex(ctx, whole, NULL)) goto fail;
-    if (len <= first) memcpy(chunk0, whole, HASH);
-    rc = 0;
-fail:
-    EVP_MD_CTX_free(copy);
-    EVP_MD_CTX_free(ctx);
-    return rc;
+    sbx_sha256_final(&w, whole);
 }
 
 /* SHA-256 of the `size` bytes of the blob in fd, read chunk by chunk
@@ -634,22 +591,21 @@ fail:
 static int hash_fd(sbx_blobstore *bs, int fd, const uint8_t *file_id, uint64_t size, uint32_t chunk_size,
                    uint8_t out[HASH])
 {
-    int rc = SBX_ENOMEM;
+    int rc = 0;
     uint8_t *buf = malloc(IO_BUF);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    sbx_sha256_ctx ctx;
     _Static_assert(IO_BUF >= SBX_BLOB_CHUNK, "a chunk fits the buffer");
-    if (!buf || !ctx || !EVP_DigestInit_ex2(ctx, bs->md, NULL)) goto fail;
+    if (!buf) return SBX_ENOMEM;
+    sbx_sha256_init(&ctx);
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     for (uint64_t off = 0, idx = 0; off < size; idx++) {
         size_t want = size - off < chunk_size ? (size_t)(size - off) : chunk_size;
         if ((rc = read_plain_chunk(&bs->seal, fd, file_id, chunk_size, (uint32_t)idx, want, buf)) != 0) goto fail;
-        rc = SBX_ENOMEM;
-        if (!EVP_DigestUpdate(ctx, buf, want)) goto fail;
+        sbx_sha256_update(&ctx, buf, want);
         off += want;
     }
-    rc = EVP_DigestFinal_ex(ctx, out, NULL) ? 0 : SBX_ENOMEM;
+    sbx_sha256_final(&ctx, out);
 fail:
-    EVP_MD_CTX_free(ctx);
     free(buf);
     return rc;
 }
@@ -903,7 +859,6 @@ int sbx_blobstore_open(sbx_blobstore **out, const char *data_dir, sbx_store *sto
     bs->store = store;
     int n = snprintf(bs->root, sizeof bs->root, "%s/blobs", data_dir);
     if (n < 0 || (size_t)n >= sizeof bs->root) { rc = SBX_ETOOBIG; goto fail; }
-    if (!(bs->md = EVP_MD_fetch(NULL, "SHA256", NULL))) { rc = SBX_EUNSUPPORTED; goto fail; }
     uint8_t key[SBX_AEAD_KEY_BYTES];
     if (sbx_store_subkey(store, SBX_SUBKEY_BLOB_DATA, key) == 0) {
         /* The store is encrypted, so are its blobs. */
@@ -933,7 +888,6 @@ void sbx_blobstore_close(sbx_blobstore *bs)
 {
     if (!bs) return;
     sbx_blob_batch_abort(bs);
-    EVP_MD_free(bs->md);
     sealer_free(&bs->seal);
     if (bs->bounce) munmap(bs->bounce, BOUNCE_SIZE);
     sodium_memzero(bs->k_name, sizeof bs->k_name);
@@ -1000,36 +954,37 @@ int sbx_blob_put_buf(sbx_blobstore *bs, const void *data, size_t len, sbx_blob_k
     if (len > SBX_MAX_BLOB_BYTES) return SBX_ETOOBIG;
     set_existed(existed, false);
     const uint8_t *p = data;
-    uint8_t hash[HASH], chunk0[HASH];
-    uint8_t *chunks = NULL;
+    uint8_t hash[HASH];
     char tmp[PATH_MAX];
     int fd = -1;
-    /* The whole-blob hash first, alone: a blob already held (a duplicate
-     * in an import) then costs one SHA-256 pass and no write at all. */
-    int rc = hash_whole(bs, p, len, hash, chunk0);
-    if (rc) return rc;
+    /* Every hash first, in one two-stream pass that costs what the whole-
+     * blob hash alone would: a blob already held (a duplicate in an
+     * import) then costs that pass and no write at all. */
+    uint32_t n = chunks_for(len, SBX_BLOB_CHUNK);
+    uint8_t *chunks = malloc((size_t)n * HASH + 1);
+    if (!chunks) return SBX_ENOMEM;
+    hash_buf(p, len, n, hash, chunks);
     if (hash_out) memcpy(hash_out, hash, HASH);
     struct row r;
-    rc = held(bs, hash, &r);
+    int rc = held(bs, hash, &r);
     if (rc == 0) {
         touch_row(bs, hash, &r);
         set_existed(existed, true);
-        return 0;
+        goto out;
     }
-    if (rc != SBX_ENOENT) return rc;
+    if (rc != SBX_ENOENT) goto out;
     for (size_t i = 0; bs->batching && i < bs->n_staged; i++) {
         if (memcmp(bs->staged[i].hash, hash, HASH) == 0) {
             set_existed(existed, true);
-            return 0;
+            rc = 0;
+            goto out;
         }
     }
     /* A full batch is installed first: each staged blob holds a file open. */
     if (bs->batching && bs->n_staged == SBX_MAX_BLOB_BATCH) {
-        if ((rc = sbx_blob_batch_commit(bs)) != 0) return rc;
-        if ((rc = sbx_blob_batch_begin(bs)) != 0) return rc;
+        if ((rc = sbx_blob_batch_commit(bs)) != 0) goto out;
+        if ((rc = sbx_blob_batch_begin(bs)) != 0) goto out;
     }
-    uint32_t n = chunks_for(len, SBX_BLOB_CHUNK);
-    if (!(chunks = malloc((size_t)n * HASH + 1))) return SBX_ENOMEM;
     if ((rc = tmp_create(bs, tmp, &fd)) != 0) goto out;
     /* Large blobs (originals) are written around the page cache
      * (direct_pwrite): straight from the caller's pages when they are
@@ -1043,8 +998,6 @@ int sbx_blob_put_buf(sbx_blobstore *bs, const void *data, size_t len, sbx_blob_k
         header_make(bs, hash, len, hdr);
         rc = pwrite_all(fd, hdr, sizeof hdr, 0);
     }
-    /* Chunk by chunk: write, then hash the next while the disk works, so the
-     * final fsync has little left to wait for. */
     for (uint32_t i = 0; i < n && rc == 0; i++) {
         size_t off = (size_t)i * SBX_BLOB_CHUNK;
         size_t clen = len - off < SBX_BLOB_CHUNK ? len - off : SBX_BLOB_CHUNK;
@@ -1055,8 +1008,6 @@ int sbx_blob_put_buf(sbx_blobstore *bs, const void *data, size_t len, sbx_blob_k
         } else {
             rc = direct_pwrite(fd, &dfd, bs->bounce, p + off, clen, off);
         }
-        if (rc == 0 && i == 0) memcpy(chunks, chunk0, HASH);
-        if (rc == 0 && i > 0) rc = sha256(bs, p + off, clen, chunks + (size_t)i * HASH);
     }
     if (dfd >= 0) close(dfd);
     if (rc) {
@@ -1210,8 +1161,9 @@ int sbx_blob_writer_begin(sbx_blobstore *bs, sbx_blob_kind kind, sbx_blob_writer
     w->bs = bs;
     w->kind = kind;
     w->fd = -1;
-    int rc = hasher_init(&w->h, bs->md);
-    if (rc == 0 && bs->enc) {
+    hasher_init(&w->h);
+    int rc = 0;
+    if (bs->enc) {
         rc = sealer_init(&w->seal, bs->seal.key, REC_MAX);
         if (rc == 0 && !(w->pending = malloc(SBX_BLOB_CHUNK))) rc = SBX_ENOMEM;
         randombytes_buf(w->file_id, sizeof w->file_id);
@@ -1261,7 +1213,7 @@ int sbx_blob_writer_write(sbx_blob_writer *w, const void *data, size_t len)
 {
     if (!w || (!data && len)) return SBX_EINVAL;
     if (w->err) return w->err;
-    int rc = hasher_update(&w->h, w->bs->md, data, len);
+    int rc = hasher_update(&w->h, data, len);
     if (rc == 0 && w->bs->enc) {
         rc = writer_push(w, data, len);
         w->err = rc;
@@ -1494,7 +1446,7 @@ int sbx_blob_partial_write_chunk(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_
     if (!st) return SBX_EDB;
     sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, idx);
-    uint8_t want[HASH];
+    uint8_t want[HASH] = {0};
     int have = 0;
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == HASH) {
@@ -1507,7 +1459,7 @@ int sbx_blob_partial_write_chunk(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_
     sqlite3_reset(st);
     if (rc) return rc;
     uint8_t got[HASH];
-    if ((rc = sha256(bs, data, len, got)) != 0) return rc;
+    sbx_sha256(data, len, got);
     if (memcmp(got, want, HASH) != 0) return SBX_ECRYPTO;
     if (have) return 0; /* the same bytes are already there */
     int fd;
@@ -1620,7 +1572,7 @@ static int recheck_chunks(sbx_blobstore *bs, const uint8_t hash[HASH], const str
         size_t len = chunk_len(r, i);
         uint8_t got[HASH];
         rc = read_plain_chunk(&bs->seal, fd, file_id, r->chunk_size, i, len, buf);
-        if (rc == 0) rc = sha256(bs, buf, len, got);
+        if (rc == 0) sbx_sha256(buf, len, got);
         if (rc == SBX_ECORRUPT || (rc == 0 && memcmp(got, want + (size_t)i * HASH, HASH) != 0)) {
             (*bad)++;
             rc = set_have(bs, hash, i, 0);
@@ -1728,7 +1680,7 @@ struct sbx_blob_partial {
     struct sealer seal;
     /* The whole blob's SHA-256 over chunks [0, hashed): fed as chunks land
      * in order, so finishing needs no second pass over the file. */
-    EVP_MD_CTX *whole;
+    sbx_sha256_ctx whole; /* chunks 0..hashed-1 */
     uint32_t hashed;
     uint8_t *scratch; /* one chunk, for chunks hashed from the file */
     bool installed;   /* verified whole, synced, renamed into place */
@@ -1748,7 +1700,6 @@ void sbx_blob_partial_close(sbx_blob_partial *p)
     if (p->dfd >= 0) close(p->dfd);
     if (p->bounce) munmap(p->bounce, BOUNCE_SIZE);
     if (p->enc) sealer_free(&p->seal);
-    EVP_MD_CTX_free(p->whole);
     free(p->want);
     free(p->where);
     free(p->scratch);
@@ -1777,8 +1728,8 @@ int sbx_blob_partial_open(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BY
     rc = SBX_ENOMEM;
     p->want = malloc((size_t)r.n_chunks * HASH + 1);
     p->where = calloc((size_t)r.n_chunks + 1, 1);
-    p->whole = EVP_MD_CTX_new();
-    if (!p->want || !p->where || !p->whole || !EVP_DigestInit_ex2(p->whole, bs->md, NULL)) goto fail;
+    sbx_sha256_init(&p->whole);
+    if (!p->want || !p->where) goto fail;
     if (p->enc && (rc = sealer_init(&p->seal, bs->seal.key, REC_MAX)) != 0) goto fail;
     /* The chunk list and what is already present: both are fixed while the
      * handle is open (only the handle writes this partial). */
@@ -1853,7 +1804,7 @@ static int whole_advance(sbx_blob_partial *p, uint32_t idx, const uint8_t *data)
             if (rc) return rc;
             bytes = p->scratch;
         }
-        if (!EVP_DigestUpdate(p->whole, bytes, len)) return SBX_ENOMEM;
+        sbx_sha256_update(&p->whole, bytes, len);
         p->hashed++;
     }
     return 0;
@@ -1866,27 +1817,22 @@ int sbx_blob_partial_put(sbx_blob_partial *p, uint32_t idx, const void *data, si
     if (p->where[idx] != PC_MISSING) return 0; /* verified and written before */
     uint8_t got[HASH];
     int rc;
-    bool fed = false;
-    if (idx == 0 && p->hashed == 0) {
-        /* Chunk 0 in order: its hash is read off a copy of the whole-blob
-         * state, so these bytes are hashed once, not twice. */
-        EVP_MD_CTX *copy = EVP_MD_CTX_new();
-        bool ok = copy && EVP_DigestUpdate(p->whole, data, len) && EVP_MD_CTX_copy_ex(copy, p->whole) &&
-                  EVP_DigestFinal_ex(copy, got, NULL);
-        EVP_MD_CTX_free(copy);
-        if (!ok) {
-            /* The whole-blob state may hold chunk 0 now: start it over. */
-            EVP_DigestInit_ex2(p->whole, p->bs->md, NULL);
-            return SBX_ENOMEM;
-        }
-        if (memcmp(got, p->want, HASH) != 0) {
-            if (!EVP_DigestInit_ex2(p->whole, p->bs->md, NULL)) return SBX_ENOMEM;
-            return SBX_ECRYPTO;
-        }
-        fed = true;
+    /* A chunk that continues the whole-blob hash (the usual case: chunks
+     * arrive in order) feeds both states in one two-stream pass. The state
+     * is plain data: a copy puts it back if the chunk is refused. */
+    bool fed = idx == p->hashed;
+    sbx_sha256_ctx before = p->whole;
+    if (fed) {
+        sbx_sha256_ctx c;
+        sbx_sha256_init(&c);
+        sbx_sha256_update2(&p->whole, &c, data, len);
+        sbx_sha256_final(&c, got);
     } else {
-        if ((rc = sha256(p->bs, data, len, got)) != 0) return rc;
-        if (memcmp(got, p->want + (size_t)idx * HASH, HASH) != 0) return SBX_ECRYPTO;
+        sbx_sha256(data, len, got);
+    }
+    if (memcmp(got, p->want + (size_t)idx * HASH, HASH) != 0) {
+        p->whole = before;
+        return SBX_ECRYPTO;
     }
     uint64_t at = rec_off(p->enc, p->chunk_size, idx);
     size_t n = p->enc ? len + REC_OVERHEAD : len;
@@ -1901,11 +1847,11 @@ int sbx_blob_partial_put(sbx_blob_partial *p, uint32_t idx, const void *data, si
     }
     if (rc == 0) rc = write_rec(p, bytes, n, at);
     if (rc) {
-        if (fed && !EVP_DigestInit_ex2(p->whole, p->bs->md, NULL)) return SBX_ENOMEM;
+        p->whole = before;
         return rc;
     }
     p->where[idx] = PC_WRITTEN;
-    if (fed) p->hashed = 1;
+    if (fed) p->hashed++;
     /* This chunk is in; a chunk that cannot be read back for the whole
      * hash is install's to report (it tries again and fails there). */
     (void)whole_advance(p, idx, data);
@@ -1934,10 +1880,10 @@ int sbx_blob_partial_install(sbx_blob_partial *p)
     if (rc) return rc;
     SBX_ASSERT(p->hashed == p->n_chunks);
     uint8_t got[HASH];
-    if (!EVP_DigestFinal_ex(p->whole, got, NULL)) return SBX_ENOMEM;
+    sbx_sha256_final(&p->whole, got);
     /* The state is spent: a retry hashes from the file. */
     p->hashed = 0;
-    if (!EVP_DigestInit_ex2(p->whole, p->bs->md, NULL)) return SBX_ENOMEM;
+    sbx_sha256_init(&p->whole);
     if (memcmp(got, p->hash, HASH) != 0) return SBX_ECORRUPT;
     if (fsync(p->fd) != 0) return errno_rc();
     for (uint32_t i = 0; i < p->n_chunks; i++)
