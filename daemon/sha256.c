@@ -3,6 +3,7 @@
 #include "shoebox/sha256.h"
 
 #include <openssl/sha.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "shoebox/util.h"
@@ -144,19 +145,23 @@ static bool cpu_has_shani(void) { return false; }
 typedef void blocks_fn(uint32_t h[8], const uint8_t *p, size_t n);
 typedef void blocks2_fn(uint32_t a[8], uint32_t b[8], const uint8_t *p, size_t n);
 
-/* Chosen once from the CPU; only tests switch it afterwards (single-
- * threaded, before any hashing), so plain statics are enough. */
-static int accel = -1;
+/* Chosen from the CPU at first use. Import, render and pool threads hash
+ * at once, so the choice is an atomic: -1 until made, then 0 or 1. */
+static _Atomic int accel = -1;
 
 static bool use_shani(void)
 {
-    if (accel < 0) accel = cpu_has_shani();
-    return accel == 1;
+    int a = atomic_load_explicit(&accel, memory_order_relaxed);
+    if (a < 0) {
+        a = cpu_has_shani();
+        atomic_store_explicit(&accel, a, memory_order_relaxed);
+    }
+    return a == 1;
 }
 
 bool sbx_sha256_accelerated(void) { return use_shani(); }
 
-void sbx_sha256_use_accel(bool on) { accel = on && cpu_has_shani(); }
+void sbx_sha256_use_accel(bool on) { atomic_store(&accel, on && cpu_has_shani()); }
 
 static void blocks(uint32_t h[8], const uint8_t *p, size_t n)
 {
