@@ -59,35 +59,12 @@ static int cmp_fold(const char *a, size_t alen, const char *b, size_t blen)
     return alen < blen ? -1 : alen > blen ? 1 : 0;
 }
 
-/* Decodes one UTF-8 code point at s[0..len); returns its byte length, or 0
- * when the bytes are not well-formed UTF-8 (overlong, surrogate, > U+10FFFF). */
-static size_t utf8_next(const unsigned char *s, size_t len)
-{
-    if (len == 0) return 0;
-    unsigned char c = s[0];
-    if (c < 0x80) return 1;
-    size_t n;
-    uint32_t cp;
-    if (c >= 0xC2 && c <= 0xDF) { n = 2; cp = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) { n = 3; cp = c & 0x0F; }
-    else if (c >= 0xF0 && c <= 0xF4) { n = 4; cp = c & 0x07; }
-    else return 0;
-    if (len < n) return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = cp << 6 | (s[i] & 0x3F);
-    }
-    if (n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) return 0;
-    if (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) return 0;
-    return n;
-}
-
 size_t sbx_takeout_utf16_len(const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s;
+    const uint8_t *p = (const uint8_t *)s;
     size_t units = 0, i = 0;
     while (i < len) {
-        size_t n = utf8_next(p + i, len - i);
+        size_t n = sbx_utf8_next(p + i, len - i);
         if (n == 0) return SIZE_MAX;
         units += n == 4 ? 2 : 1;
         i += n;
@@ -101,11 +78,11 @@ size_t sbx_takeout_utf16_len(const char *s, size_t len)
  * leaves half a character, which ends up as U+FFFD in the file name. */
 static size_t utf16_prefix(const char *s, size_t len, size_t units, bool *split)
 {
-    const unsigned char *p = (const unsigned char *)s;
+    const uint8_t *p = (const uint8_t *)s;
     size_t used = 0, i = 0;
     *split = false;
     while (i < len) {
-        size_t n = utf8_next(p + i, len - i);
+        size_t n = sbx_utf8_next(p + i, len - i);
         if (n == 0) break;
         size_t u = n == 4 ? 2 : 1;
         if (used + u > units) {
