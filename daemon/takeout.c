@@ -914,7 +914,7 @@ void sbx_takeout_index_free(sbx_takeout_index *ix)
 
 /* A path inside an archive is used as a key and later as a file name, so it
  * must be relative, UTF-8, free of control characters and "." / ".." parts. */
-static int check_path(const char *path, size_t len)
+int sbx_takeout_check_path(const char *path, size_t len)
 {
     if (len == 0) return SBX_EMALFORMED;
     if (len > SBX_MAX_TAKEOUT_PATH) return SBX_ETOOBIG;
@@ -942,7 +942,7 @@ int sbx_takeout_index_add(sbx_takeout_index *ix, const char *path, uint64_t size
     char *copy = NULL;
     if (ix->finished) return SBX_ESTATE;
     size_t len = strlen(path);
-    if ((rc = check_path(path, len)) < 0) return rc;
+    if ((rc = sbx_takeout_check_path(path, len)) < 0) return rc;
     if (ix->n >= SBX_MAX_TAKEOUT_ENTRIES) return SBX_ETOOBIG;
     if (ix->n == ix->cap) {
         size_t cap = ix->cap ? ix->cap * 2 : 256;
