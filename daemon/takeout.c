@@ -1300,24 +1300,32 @@ int sbx_takeout_index_media(const sbx_takeout_index *ix, size_t i,
     return 0;
 }
 
-int sbx_takeout_index_find(const sbx_takeout_index *ix, const char *path,
-                           struct sbx_takeout_media *out)
+/* Binary search for `path` in a list of entry indices kept in the index's
+ * own order (folder first, then base name: entry_cmp without the seq). The
+ * entry index found, or SIZE_MAX. */
+static size_t search_sorted(const sbx_takeout_index *ix, const size_t *list, size_t n, const char *path)
 {
     const char *slash = strrchr(path, '/');
     size_t dl = slash ? (size_t)(slash - path) : 0, bo = slash ? dl + 1 : 0;
-    size_t lo = 0, hi = ix->nmedia;
+    size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        const struct ientry *e = &ix->e[ix->media[mid]];
+        const struct ientry *e = &ix->e[list[mid]];
         int c = cmp_dir_base(e->path, e->dir_len, e->base_off, path, dl, bo);
-        if (c == 0) {
-            fill_media(ix, ix->media[mid], out);
-            return 0;
-        }
+        if (c == 0) return list[mid];
         if (c < 0) lo = mid + 1;
         else hi = mid;
     }
-    return SBX_ENOENT;
+    return SIZE_MAX;
+}
+
+int sbx_takeout_index_find(const sbx_takeout_index *ix, const char *path,
+                           struct sbx_takeout_media *out)
+{
+    size_t i = search_sorted(ix, ix->media, ix->nmedia, path);
+    if (i == SIZE_MAX) return SBX_ENOENT;
+    fill_media(ix, i, out);
+    return 0;
 }
 
 size_t sbx_takeout_index_orphan_count(const sbx_takeout_index *ix)
@@ -1332,18 +1340,7 @@ const char *sbx_takeout_index_orphan(const sbx_takeout_index *ix, size_t i)
 
 bool sbx_takeout_index_is_orphan(const sbx_takeout_index *ix, const char *path)
 {
-    const char *slash = strrchr(path, '/');
-    size_t dl = slash ? (size_t)(slash - path) : 0, bo = slash ? dl + 1 : 0;
-    size_t lo = 0, hi = ix->norphans;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        const struct ientry *e = &ix->e[ix->orphans[mid]];
-        int c = cmp_dir_base(e->path, e->dir_len, e->base_off, path, dl, bo);
-        if (c == 0) return true;
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return false;
+    return search_sorted(ix, ix->orphans, ix->norphans, path) != SIZE_MAX;
 }
 
 void sbx_takeout_index_stats(const sbx_takeout_index *ix, struct sbx_takeout_stats *out)
