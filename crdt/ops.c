@@ -68,9 +68,9 @@ const char *sbx_photo_field_name(enum sbx_photo_field f)
 
 /* ---- checks ---------------------------------------------------------- */
 
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above
- * U+10FFFF. NUL is refused too, so every string survives a round trip
- * through C strings, SQLite text and JSON. */
+/* Strict UTF-8 (RFC 3629, see sbx_utf8_next): no overlong forms, no
+ * surrogates, nothing above U+10FFFF. NUL is refused too, so every string
+ * survives a round trip through C strings, SQLite text and JSON. */
 static bool utf8_valid(const uint8_t *s, size_t n)
 {
     size_t i = 0;
@@ -85,32 +85,10 @@ static bool utf8_valid(const uint8_t *s, size_t n)
             i += 8;
         }
         if (i == n) break;
-        uint8_t c = s[i];
-        if (c < 0x80) {
-            if (c == 0) return false;
-            i++;
-            continue;
-        }
-        size_t more;
-        uint8_t lo = 0x80, hi = 0xbf; /* the range of the second byte */
-        if (c >= 0xc2 && c <= 0xdf) {
-            more = 1;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            more = 2;
-            if (c == 0xe0) lo = 0xa0;      /* overlong */
-            else if (c == 0xed) hi = 0x9f; /* surrogates */
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            more = 3;
-            if (c == 0xf0) lo = 0x90;      /* overlong */
-            else if (c == 0xf4) hi = 0x8f; /* above U+10FFFF */
-        } else {
-            return false;
-        }
-        if (n - i - 1 < more) return false;
-        if (s[i + 1] < lo || s[i + 1] > hi) return false;
-        for (size_t k = 2; k <= more; k++)
-            if ((s[i + k] & 0xc0) != 0x80) return false;
-        i += more + 1;
+        if (s[i] == 0) return false;
+        size_t len = sbx_utf8_next(s + i, n - i);
+        if (len == 0) return false;
+        i += len;
     }
     return true;
 }

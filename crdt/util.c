@@ -45,6 +45,36 @@ int sbx_hex_decode(uint8_t *out, size_t len, const char *hex)
     return hex[2 * len] == '\0' ? 0 : SBX_EMALFORMED;
 }
 
+size_t sbx_utf8_next(const uint8_t *s, size_t len)
+{
+    if (len == 0) return 0;
+    uint8_t c = s[0];
+    if (c < 0x80) return 1;
+    /* The lead byte fixes the length; the range of the second byte is what
+     * excludes overlong forms (E0, F0), surrogates (ED) and code points above
+     * U+10FFFF (F4). C0, C1 and F5..FF never start a sequence. */
+    size_t n;
+    uint8_t lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0) lo = 0xA0;
+        else if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0) lo = 0x90;
+        else if (c == 0xF4) hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (len < n) return 0;
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    return n;
+}
+
 int64_t sbx_now_ms(void)
 {
     struct timespec ts;

@@ -54,3 +54,23 @@ int sbx_datadir_lock(const char *dir, int *fd_out, long *other_pid)
     *fd_out = fd;
     return 0;
 }
+
+int sbx_datadir_open_workers(const char *dir, const sbx_store *like, size_t n, sbx_store *stores[],
+                             sbx_blobstore *blobs[], char *err, size_t errsz)
+{
+    char path[4096];
+    int rc = sbx_datadir_path(path, sizeof path, dir, SBX_FILE_DB);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        SBX_ASSERT((stores[i] == NULL) == (blobs[i] == NULL));
+        if (stores[i]) continue;
+        rc = sbx_store_open_sibling(&stores[i], like, path, err, errsz);
+        if (rc == 0) rc = sbx_blobstore_open(&blobs[i], dir, stores[i]);
+        if (rc != 0) {
+            sbx_blobstore_close(blobs[i]);
+            sbx_store_close(stores[i]);
+            blobs[i] = NULL;
+            stores[i] = NULL;
+        }
+    }
+    return rc;
+}

@@ -893,19 +893,8 @@ out:
 static int open_worker_stores(struct job *j, char *err, size_t errsz)
 {
     struct sbx_importer *im = j->im;
-    char path[4096];
-    int rc = sbx_datadir_path(path, sizeof path, im->d->data_dir, SBX_FILE_DB);
-    for (size_t i = 0; i < j->n_threads && rc == 0; i++) {
-        if (im->wstore[i]) continue;
-        rc = sbx_store_open_sibling(&im->wstore[i], im->d->store, path, err, errsz);
-        if (rc == 0) rc = sbx_blobstore_open(&im->wblobs[i], im->d->data_dir, im->wstore[i]);
-        if (rc != 0) {
-            sbx_blobstore_close(im->wblobs[i]);
-            sbx_store_close(im->wstore[i]);
-            im->wblobs[i] = NULL;
-            im->wstore[i] = NULL;
-        }
-    }
+    int rc = sbx_datadir_open_workers(im->d->data_dir, im->d->store, j->n_threads, im->wstore, im->wblobs,
+                                      err, errsz);
     for (size_t i = 0; i < j->n_threads && rc == 0; i++) {
         struct wctx *c = &j->ctx[i];
         c->j = j;

@@ -1,47 +1,21 @@
 /* Pure helpers of the importer (see shoebox/import.h). */
 #include "shoebox/import.h"
+#include "shoebox/util.h"
 
 #include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
-/* Length of the well-formed UTF-8 sequence at s[0..len), or 0 when the
- * bytes there are not one (overlong forms, surrogates, > U+10FFFF). */
-static size_t utf8_seq(const unsigned char *s, size_t len)
-{
-    unsigned char c = s[0];
-    if (c < 0x80) return 1;
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) n = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (len < n) return 0;
-    if (s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80) return 0;
-    return n;
-}
-
 size_t sbx_import_clean_text(char *out, size_t cap, const char *in, size_t len)
 {
     static const char repl[] = "\xEF\xBF\xBD"; /* U+FFFD */
     if (cap == 0) return 0;
-    const unsigned char *s = (const unsigned char *)(in ? in : "");
+    const uint8_t *s = (const uint8_t *)(in ? in : "");
     if (!in) len = 0;
     size_t o = 0;
     for (size_t i = 0; i < len;) {
-        size_t n = utf8_seq(s + i, len - i);
+        size_t n = sbx_utf8_next(s + i, len - i);
         const char *src = (const char *)s + i;
         size_t outn = n;
         if (n == 0 || (n == 1 && (s[i] < 0x20 || s[i] == 0x7F))) {

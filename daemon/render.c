@@ -437,18 +437,6 @@ static void on_timer(uv_timer_t *t)
 /* ------------------------------------------------------------------ */
 /* Daemon hooks                                                         */
 
-static int open_worker_stores(struct sbx_renderer *r, char *err, size_t errsz)
-{
-    struct sbx_daemon *d = r->d;
-    char path[4096];
-    int rc = sbx_datadir_path(path, sizeof path, d->data_dir, SBX_FILE_DB);
-    for (size_t i = 0; i < r->n_threads && rc == 0; i++) {
-        rc = sbx_store_open_sibling(&r->wstore[i], d->store, path, err, errsz);
-        if (rc == 0) rc = sbx_blobstore_open(&r->wblobs[i], d->data_dir, r->wstore[i]);
-    }
-    return rc;
-}
-
 int sbx_render_start(struct sbx_daemon *d)
 {
     struct sbx_renderer *r = calloc(1, sizeof *r);
@@ -477,7 +465,8 @@ int sbx_render_start(struct sbx_daemon *d)
                                       "(SELECT id FROM photos WHERE put_hlc IS NOT NULL AND thumb_hash IS NULL)");
     if (rc != 0) return rc;
     char err[256] = "";
-    if ((rc = open_worker_stores(r, err, sizeof err)) != 0) {
+    rc = sbx_datadir_open_workers(d->data_dir, d->store, r->n_threads, r->wstore, r->wblobs, err, sizeof err);
+    if (rc != 0) {
         sbx_error("render: cannot open the library for the renderer: %s", err);
         return rc;
     }

@@ -59,35 +59,12 @@ static int cmp_fold(const char *a, size_t alen, const char *b, size_t blen)
     return alen < blen ? -1 : alen > blen ? 1 : 0;
 }
 
-/* Decodes one UTF-8 code point at s[0..len); returns its byte length, or 0
- * when the bytes are not well-formed UTF-8 (overlong, surrogate, > U+10FFFF). */
-static size_t utf8_next(const unsigned char *s, size_t len)
-{
-    if (len == 0) return 0;
-    unsigned char c = s[0];
-    if (c < 0x80) return 1;
-    size_t n;
-    uint32_t cp;
-    if (c >= 0xC2 && c <= 0xDF) { n = 2; cp = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) { n = 3; cp = c & 0x0F; }
-    else if (c >= 0xF0 && c <= 0xF4) { n = 4; cp = c & 0x07; }
-    else return 0;
-    if (len < n) return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = cp << 6 | (s[i] & 0x3F);
-    }
-    if (n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) return 0;
-    if (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) return 0;
-    return n;
-}
-
 size_t sbx_takeout_utf16_len(const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s;
+    const uint8_t *p = (const uint8_t *)s;
     size_t units = 0, i = 0;
     while (i < len) {
-        size_t n = utf8_next(p + i, len - i);
+        size_t n = sbx_utf8_next(p + i, len - i);
         if (n == 0) return SIZE_MAX;
         units += n == 4 ? 2 : 1;
         i += n;
@@ -101,11 +78,11 @@ size_t sbx_takeout_utf16_len(const char *s, size_t len)
  * leaves half a character, which ends up as U+FFFD in the file name. */
 static size_t utf16_prefix(const char *s, size_t len, size_t units, bool *split)
 {
-    const unsigned char *p = (const unsigned char *)s;
+    const uint8_t *p = (const uint8_t *)s;
     size_t used = 0, i = 0;
     *split = false;
     while (i < len) {
-        size_t n = utf8_next(p + i, len - i);
+        size_t n = sbx_utf8_next(p + i, len - i);
         if (n == 0) break;
         size_t u = n == 4 ? 2 : 1;
         if (used + u > units) {
@@ -937,7 +914,7 @@ void sbx_takeout_index_free(sbx_takeout_index *ix)
 
 /* A path inside an archive is used as a key and later as a file name, so it
  * must be relative, UTF-8, free of control characters and "." / ".." parts. */
-static int check_path(const char *path, size_t len)
+int sbx_takeout_check_path(const char *path, size_t len)
 {
     if (len == 0) return SBX_EMALFORMED;
     if (len > SBX_MAX_TAKEOUT_PATH) return SBX_ETOOBIG;
@@ -965,7 +942,7 @@ int sbx_takeout_index_add(sbx_takeout_index *ix, const char *path, uint64_t size
     char *copy = NULL;
     if (ix->finished) return SBX_ESTATE;
     size_t len = strlen(path);
-    if ((rc = check_path(path, len)) < 0) return rc;
+    if ((rc = sbx_takeout_check_path(path, len)) < 0) return rc;
     if (ix->n >= SBX_MAX_TAKEOUT_ENTRIES) return SBX_ETOOBIG;
     if (ix->n == ix->cap) {
         size_t cap = ix->cap ? ix->cap * 2 : 256;
@@ -1323,24 +1300,32 @@ int sbx_takeout_index_media(const sbx_takeout_index *ix, size_t i,
     return 0;
 }
 
-int sbx_takeout_index_find(const sbx_takeout_index *ix, const char *path,
-                           struct sbx_takeout_media *out)
+/* Binary search for `path` in a list of entry indices kept in the index's
+ * own order (folder first, then base name: entry_cmp without the seq). The
+ * entry index found, or SIZE_MAX. */
+static size_t search_sorted(const sbx_takeout_index *ix, const size_t *list, size_t n, const char *path)
 {
     const char *slash = strrchr(path, '/');
     size_t dl = slash ? (size_t)(slash - path) : 0, bo = slash ? dl + 1 : 0;
-    size_t lo = 0, hi = ix->nmedia;
+    size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        const struct ientry *e = &ix->e[ix->media[mid]];
+        const struct ientry *e = &ix->e[list[mid]];
         int c = cmp_dir_base(e->path, e->dir_len, e->base_off, path, dl, bo);
-        if (c == 0) {
-            fill_media(ix, ix->media[mid], out);
-            return 0;
-        }
+        if (c == 0) return list[mid];
         if (c < 0) lo = mid + 1;
         else hi = mid;
     }
-    return SBX_ENOENT;
+    return SIZE_MAX;
+}
+
+int sbx_takeout_index_find(const sbx_takeout_index *ix, const char *path,
+                           struct sbx_takeout_media *out)
+{
+    size_t i = search_sorted(ix, ix->media, ix->nmedia, path);
+    if (i == SIZE_MAX) return SBX_ENOENT;
+    fill_media(ix, i, out);
+    return 0;
 }
 
 size_t sbx_takeout_index_orphan_count(const sbx_takeout_index *ix)
@@ -1355,18 +1340,7 @@ const char *sbx_takeout_index_orphan(const sbx_takeout_index *ix, size_t i)
 
 bool sbx_takeout_index_is_orphan(const sbx_takeout_index *ix, const char *path)
 {
-    const char *slash = strrchr(path, '/');
-    size_t dl = slash ? (size_t)(slash - path) : 0, bo = slash ? dl + 1 : 0;
-    size_t lo = 0, hi = ix->norphans;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        const struct ientry *e = &ix->e[ix->orphans[mid]];
-        int c = cmp_dir_base(e->path, e->dir_len, e->base_off, path, dl, bo);
-        if (c == 0) return true;
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    return false;
+    return search_sorted(ix, ix->orphans, ix->norphans, path) != SIZE_MAX;
 }
 
 void sbx_takeout_index_stats(const sbx_takeout_index *ix, struct sbx_takeout_stats *out)

@@ -145,25 +145,6 @@ static int open_part(sbx_takeout_reader *r)
     return rc;
 }
 
-/* The same rules as the index applies, checked here so an unsafe name is
- * skipped with a count instead of failing the whole import. */
-static bool path_ok(const char *p, size_t len)
-{
-    if (len == 0 || len > SBX_MAX_TAKEOUT_PATH) return false;
-    if (sbx_takeout_utf16_len(p, len) == SIZE_MAX) return false;
-    size_t comp = 0;
-    for (size_t i = 0; i <= len; i++) {
-        if (i < len && (unsigned char)p[i] < 0x20) return false;
-        if (i < len && p[i] != '/') continue;
-        size_t clen = i - comp;
-        if (clen == 0 || clen > SBX_MAX_TAKEOUT_NAME) return false;
-        if ((clen == 1 && p[comp] == '.') || (clen == 2 && p[comp] == '.' && p[comp + 1] == '.'))
-            return false;
-        comp = i + 1;
-    }
-    return true;
-}
-
 int sbx_takeout_reader_next(sbx_takeout_reader *r, struct sbx_takeout_entry *e)
 {
     r->in_entry = false;
@@ -180,7 +161,7 @@ int sbx_takeout_reader_next(sbx_takeout_reader *r, struct sbx_takeout_entry *e)
         const char *p = NULL;
         if (ar == ARCHIVE_OK || ar == ARCHIVE_WARN) {
             /* Names flagged UTF-8 come back as they are; an unflagged name
-             * is kept if its bytes are valid UTF-8 anyway (path_ok checks). */
+             * is kept if its bytes are valid UTF-8 anyway (checked below). */
             p = archive_entry_pathname_utf8(r->ent);
             if (!p) p = archive_entry_pathname(r->ent);
         }
@@ -203,7 +184,10 @@ int sbx_takeout_reader_next(sbx_takeout_reader *r, struct sbx_takeout_entry *e)
         if (!p) { r->skipped++; continue; }
         while (p[0] == '.' && p[1] == '/') p += 2;
         size_t len = strlen(p);
-        if (!path_ok(p, len)) { r->skipped++; continue; }
+        /* The index's own rules, checked here so an unsafe name is skipped
+         * with a count instead of failing the whole import. They also bound
+         * len to what r->path holds. */
+        if (sbx_takeout_check_path(p, len) < 0) { r->skipped++; continue; }
         memcpy(r->path, p, len + 1);
         e->path = r->path;
         e->size_known = archive_entry_size_is_set(r->ent) != 0;

@@ -890,18 +890,25 @@ void sbx_transfer_gc(struct sbx_daemon *d)
     uint8_t (*drop)[32] = calloc(256, 32);
     if (!drop) return;
     size_t n = 0;
-    sqlite3_stmt *st = sbx_store_stmt(d->store, "SELECT b.hash FROM blobs b JOIN photos p ON p.hash = b.hash WHERE "
-                                                "b.kind = 'original' AND b.complete = 1 AND p.is_deleted = 1 AND "
-                                                "p.deleted_at < ?1 LIMIT 256");
+    int64_t trash_bytes = 0;
+    sqlite3_stmt *st = sbx_store_stmt(d->store, "SELECT DISTINCT b.hash, b.size_bytes FROM blobs b JOIN photos p ON "
+                                                "p.hash = b.hash WHERE b.kind = 'original' AND b.complete = 1 AND "
+                                                "p.is_deleted = 1 AND p.deleted_at < ?1 LIMIT 256");
     if (st) {
         sqlite3_bind_int64(st, 1, now - d->trash_ms);
-        while (n < 256 && sqlite3_step(st) == SQLITE_ROW) memcpy(drop[n++], sqlite3_column_blob(st, 0), 32);
+        while (n < 256 && sqlite3_step(st) == SQLITE_ROW) {
+            memcpy(drop[n++], sqlite3_column_blob(st, 0), 32);
+            trash_bytes += sqlite3_column_int64(st, 1);
+        }
         sqlite3_reset(st);
     }
     size_t trash = n;
     if (d->cache_quota_bytes >= 0) {
+        /* What the trash drops is freed already: the quota evicts only what
+         * is still over it, and never a blob the trash drops (one
+         * BLOB_DROPPED each). */
         int64_t used = sbx_store_query_int(d->store, "SELECT ifnull(sum(size_bytes), 0) FROM blobs WHERE kind = "
-                                                     "'original' AND complete = 1");
+                                                     "'original' AND complete = 1") - trash_bytes;
         st = sbx_store_stmt(d->store, "SELECT b.hash, b.size_bytes FROM blobs b WHERE b.kind = 'original' AND "
                                       "b.complete = 1 AND EXISTS (SELECT 1 FROM blob_holders h JOIN authors a ON "
                                       "a.ix = h.holder_ix JOIN devices v ON v.key = a.key WHERE h.hash = b.hash AND "
@@ -910,6 +917,10 @@ void sbx_transfer_gc(struct sbx_daemon *d)
         if (st) {
             sqlite3_bind_blob(st, 1, d->id.pk, 32, SQLITE_STATIC);
             while (used > d->cache_quota_bytes && n < 256 && sqlite3_step(st) == SQLITE_ROW) {
+                bool trashed = false;
+                for (size_t i = 0; i < trash; i++)
+                    if (memcmp(drop[i], sqlite3_column_blob(st, 0), 32) == 0) trashed = true;
+                if (trashed) continue;
                 memcpy(drop[n++], sqlite3_column_blob(st, 0), 32);
                 used -= sqlite3_column_int64(st, 1);
             }

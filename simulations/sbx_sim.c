@@ -588,15 +588,7 @@ static int step(struct sim *s)
     return run_network(s);
 }
 
-static int64_t count(struct replica *r, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    int64_t v = -1;
-    if (sqlite3_prepare_v2(sbx_store_db(r->store), sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
+static int64_t count(struct replica *r, const char *sql) { return sbx_wl_count(r->store, sql); }
 
 /* The invariants every healed replica must satisfy. */
 static const char *check_invariants(struct replica *r)

@@ -33,18 +33,28 @@ struct sbx_op sbx_wl_op_put(sbx_engine *e, unsigned n, uint8_t photo_id[16])
     return op;
 }
 
-static struct sbx_op op_id(enum sbx_op_type t, const uint8_t id[16])
+struct sbx_op sbx_wl_op_id(enum sbx_op_type t, const uint8_t id[16])
 {
     struct sbx_op op = {.type = t};
     memcpy(op.id, id, 16);
     return op;
 }
 
-static struct sbx_op op_pair(enum sbx_op_type t, const uint8_t id[16], const uint8_t ref[16])
+struct sbx_op sbx_wl_op_pair(enum sbx_op_type t, const uint8_t id[16], const uint8_t ref[16])
 {
-    struct sbx_op op = op_id(t, id);
+    struct sbx_op op = sbx_wl_op_id(t, id);
     memcpy(op.ref, ref, 16);
     return op;
+}
+
+int64_t sbx_wl_count(sbx_store *s, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(sbx_store_db(s), sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
 }
 
 /* A random row id of a table, 0 when the table has none. */
@@ -82,15 +92,15 @@ int sbx_wl_random_write(sbx_engine *e, sbx_store *s, uint64_t *rng, int64_t now,
     if (kind >= 9 && kind <= 12 && !have_album) kind = 8;
     switch (kind) {
     case 0: op = sbx_wl_op_put(e, (unsigned)(sbx_wl_rand(rng) % pool), NULL); break;
-    case 1: op = op_id(SBX_OP_PHOTO_DELETE, photo); break;
-    case 2: op = op_id(SBX_OP_PHOTO_RESTORE, photo); break;
+    case 1: op = sbx_wl_op_id(SBX_OP_PHOTO_DELETE, photo); break;
+    case 2: op = sbx_wl_op_id(SBX_OP_PHOTO_RESTORE, photo); break;
     case 3:
-        op = op_id(SBX_OP_PHOTO_SET, photo);
+        op = sbx_wl_op_id(SBX_OP_PHOTO_SET, photo);
         op.field = SBX_PF_FAVORITE;
         op.value.b = sbx_wl_rand(rng) & 1;
         break;
     case 4:
-        op = op_id(SBX_OP_PHOTO_SET, photo);
+        op = sbx_wl_op_id(SBX_OP_PHOTO_SET, photo);
         op.field = SBX_PF_LOCATION;
         op.value.lat = (double)(sbx_wl_rand(rng) % 180) - 90;
         op.value.lon = (double)(sbx_wl_rand(rng) % 360) - 180;
@@ -99,7 +109,7 @@ int sbx_wl_random_write(sbx_engine *e, sbx_store *s, uint64_t *rng, int64_t now,
         const char *l = labels[sbx_wl_rand(rng) % 5];
         uint8_t tag[16];
         sbx_tag_id_for_label(sbx_engine_library(e), l, strlen(l), tag);
-        struct sbx_op ops[2] = {op_id(SBX_OP_TAG_CREATE, tag), op_pair(SBX_OP_PHOTO_TAG_ADD, photo, tag)};
+        struct sbx_op ops[2] = {sbx_wl_op_id(SBX_OP_TAG_CREATE, tag), sbx_wl_op_pair(SBX_OP_PHOTO_TAG_ADD, photo, tag)};
         ops[0].name = (struct sbx_str){l, (uint32_t)strlen(l)};
         return sbx_engine_write(e, ops, 2, now);
     }
@@ -107,7 +117,7 @@ int sbx_wl_random_write(sbx_engine *e, sbx_store *s, uint64_t *rng, int64_t now,
         const char *l = labels[sbx_wl_rand(rng) % 5];
         uint8_t tag[16];
         sbx_tag_id_for_label(sbx_engine_library(e), l, strlen(l), tag);
-        op = op_pair(SBX_OP_PHOTO_TAG_REMOVE, photo, tag);
+        op = sbx_wl_op_pair(SBX_OP_PHOTO_TAG_REMOVE, photo, tag);
         break;
     }
     case 7:
@@ -120,22 +130,22 @@ int sbx_wl_random_write(sbx_engine *e, sbx_store *s, uint64_t *rng, int64_t now,
             uint64_t v = sbx_wl_rand(rng);
             memcpy(id + i, &v, 8);
         }
-        op = op_id(SBX_OP_ALBUM_CREATE, id);
+        op = sbx_wl_op_id(SBX_OP_ALBUM_CREATE, id);
         const char *n = names[sbx_wl_rand(rng) % 4];
         op.name = (struct sbx_str){n, (uint32_t)strlen(n)};
         break;
     }
-    case 9: op = op_pair(SBX_OP_ALBUM_ADD, album, photo); break;
-    case 10: op = op_pair(SBX_OP_ALBUM_REMOVE, album, photo); break;
+    case 9: op = sbx_wl_op_pair(SBX_OP_ALBUM_ADD, album, photo); break;
+    case 10: op = sbx_wl_op_pair(SBX_OP_ALBUM_REMOVE, album, photo); break;
     case 11: {
-        op = op_id(SBX_OP_ALBUM_RENAME, album);
+        op = sbx_wl_op_id(SBX_OP_ALBUM_RENAME, album);
         const char *n = names[sbx_wl_rand(rng) % 4];
         op.name = (struct sbx_str){n, (uint32_t)strlen(n)};
         break;
     }
-    case 12: op = op_id((sbx_wl_rand(rng) & 1) ? SBX_OP_ALBUM_DELETE : SBX_OP_ALBUM_RESTORE, album); break;
+    case 12: op = sbx_wl_op_id((sbx_wl_rand(rng) & 1) ? SBX_OP_ALBUM_DELETE : SBX_OP_ALBUM_RESTORE, album); break;
     case 13:
-        op = op_id(SBX_OP_PHOTO_SET, photo);
+        op = sbx_wl_op_id(SBX_OP_PHOTO_SET, photo);
         op.field = SBX_PF_CAPTURED_AT;
         op.value.ms = T0 - (int64_t)(sbx_wl_rand(rng) % 1000000);
         break;
@@ -145,12 +155,12 @@ int sbx_wl_random_write(sbx_engine *e, sbx_store *s, uint64_t *rng, int64_t now,
             uint64_t v = sbx_wl_rand(rng);
             memcpy(id + i, &v, 8);
         }
-        op = op_pair(SBX_OP_SHARE_CREATE, id, photo);
+        op = sbx_wl_op_pair(SBX_OP_SHARE_CREATE, id, photo);
         op.expires_at_ms = T0 + 86400000;
         break;
     }
     default:
-        op = op_id(SBX_OP_PHOTO_SET, photo);
+        op = sbx_wl_op_id(SBX_OP_PHOTO_SET, photo);
         op.field = SBX_PF_DESCRIPTION;
         op.value.str = (struct sbx_str){"nice", 4};
         break;

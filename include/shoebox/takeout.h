@@ -197,6 +197,11 @@ void sbx_takeout_index_free(sbx_takeout_index *ix);
  * or SBX_ENOMEM. */
 int sbx_takeout_index_add(sbx_takeout_index *ix, const char *path, uint64_t size,
                           uint32_t part, const uint8_t *json, size_t json_len);
+/* The path rules of sbx_takeout_index_add, for a reader that skips a name
+ * the index would refuse: 0, SBX_EMALFORMED (empty, not UTF-8, a control
+ * character, absolute, an empty, "." or ".." component) or SBX_ETOOBIG (above
+ * SBX_MAX_TAKEOUT_PATH bytes, or a component above SBX_MAX_TAKEOUT_NAME). */
+int sbx_takeout_check_path(const char *path, size_t len);
 /* Finds the Google Photos root by content (the folder whose subfolders hold
  * media files and JSON sidecars, whatever its localized name), classifies
  * its folders, runs the matcher in each. 0, SBX_ENOMEM or SBX_ESTATE. A

@@ -22,6 +22,14 @@ void sbx_hex_encode(char *out, const uint8_t *in, size_t len);
 /* Decodes exactly `len` bytes from 2*len hex characters; 0 or SBX_EMALFORMED. */
 int sbx_hex_decode(uint8_t *out, size_t len, const char *hex);
 
+/* Byte length (1 to 4) of the well-formed UTF-8 sequence that starts s[0..len),
+ * or 0 when there is none there: an empty input, a stray continuation byte,
+ * an overlong form, a surrogate (U+D800..U+DFFF), a code point above U+10FFFF
+ * or a sequence cut short (RFC 3629, section 4). NUL and other controls are
+ * well-formed and count as one byte; callers that refuse them check for
+ * themselves. */
+size_t sbx_utf8_next(const uint8_t *s, size_t len);
+
 /* Wall clock in milliseconds since the Unix epoch. */
 int64_t sbx_now_ms(void);
 /* Formats ms since the epoch as RFC 3339 UTC ("2020-05-16T15:48:11Z", or with

@@ -124,15 +124,17 @@ static void digest_hex(struct replica *r, char out[65])
     sbx_hex_encode(out, d, 32);
 }
 
-static int64_t q(struct replica *r, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    int64_t v = -1;
-    if (sqlite3_prepare_v2(sbx_store_db(r->store), sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
+/* Both replicas hold byte-identical state; on failure the two digests are
+ * printed with the caller's line. */
+#define CHECK_SAME_STATE(x, y)                                                   \
+    do {                                                                         \
+        char dx_[65], dy_[65];                                                   \
+        digest_hex((x), dx_);                                                    \
+        digest_hex((y), dy_);                                                    \
+        CHECK_EQ_STR(dx_, dy_);                                                  \
+    } while (0)
+
+static int64_t q(struct replica *r, const char *sql) { return sbx_wl_count(r->store, sql); }
 
 static int q_text(struct replica *r, const char *sql, char *out, size_t cap)
 {
@@ -163,20 +165,6 @@ static struct sbx_op op_put(struct replica *r, unsigned n, uint8_t photo_id[16])
     return sbx_wl_op_put(r->engine, n, photo_id);
 }
 
-static struct sbx_op op_id(enum sbx_op_type t, const uint8_t id[16])
-{
-    struct sbx_op op = {.type = t};
-    memcpy(op.id, id, 16);
-    return op;
-}
-
-static struct sbx_op op_pair(enum sbx_op_type t, const uint8_t id[16], const uint8_t ref[16])
-{
-    struct sbx_op op = op_id(t, id);
-    memcpy(op.ref, ref, 16);
-    return op;
-}
-
 static int write1(struct replica *r, struct sbx_op op, int64_t now)
 {
     return sbx_engine_write(r->engine, &op, 1, now);
@@ -192,6 +180,19 @@ static bool album_has(struct replica *r, const uint8_t album[16], const uint8_t 
     bool present = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 1;
     sqlite3_finalize(st);
     return present;
+}
+
+/* A writes photo n and an album holding it, at T0 + 10, and B receives
+ * them at T0 + 11. */
+static int album_with_photo(struct replica *a, struct replica *b, unsigned n, const char *name, uint8_t album[16],
+                            uint8_t photo[16])
+{
+    sbx_uuid_random(album);
+    struct sbx_op ops[3] = {op_put(a, n, photo), sbx_wl_op_id(SBX_OP_ALBUM_CREATE, album),
+                            sbx_wl_op_pair(SBX_OP_ALBUM_ADD, album, photo)};
+    ops[1].name = (struct sbx_str){name, (uint32_t)strlen(name)};
+    int rc = sbx_engine_write(a->engine, ops, 3, T0 + 10);
+    return rc ? rc : sync_one(a, b, T0 + 11);
 }
 
 /* Two replicas, A founding and B joined and synced. */
@@ -221,12 +222,12 @@ SBX_TEST(album_order_across_entries_in_one_ms)
     uint8_t album[16], photo[6][16];
     sbx_uuid_random(album);
     struct sbx_op ops[8];
-    ops[0] = op_id(SBX_OP_ALBUM_CREATE, album);
+    ops[0] = sbx_wl_op_id(SBX_OP_ALBUM_CREATE, album);
     ops[0].name = (struct sbx_str){"Order", 5};
     for (int i = 0; i < 6; i++) ops[1 + i] = op_put(&a, 100 + (unsigned)i, photo[i]);
     REQUIRE(sbx_engine_write(a.engine, ops, 7, T0 + 5) == 0);
     for (int e = 0; e < 2; e++) {
-        for (int i = 0; i < 3; i++) ops[i] = op_pair(SBX_OP_ALBUM_ADD, album, photo[e * 3 + i]);
+        for (int i = 0; i < 3; i++) ops[i] = sbx_wl_op_pair(SBX_OP_ALBUM_ADD, album, photo[e * 3 + i]);
         REQUIRE(sbx_engine_write(a.engine, ops, 3, T0 + 10) == 0); /* same ms both times */
     }
     sqlite3_stmt *st = NULL;
@@ -264,10 +265,7 @@ SBX_TEST(joiner_syncs_and_converges)
     CHECK(sbx_engine_is_member(b.engine, b.id.pk));
     CHECK_EQ_INT(write1(&b, op_put(&b, 7, NULL), T0 + 20), 0);
     CHECK_EQ_INT(sync_one(&b, &a, T0 + 30), 0);
-    char da[65], db[65];
-    digest_hex(&a, da);
-    digest_hex(&b, db);
-    CHECK_EQ_STR(da, db);
+    CHECK_SAME_STATE(&a, &b);
     CHECK_EQ_INT(q(&a, "SELECT count(*) FROM photos WHERE put_hlc IS NOT NULL"), 1);
     replica_close(&a);
     replica_close(&b);
@@ -278,30 +276,22 @@ SBX_TEST(add_wins_against_concurrent_remove)
     struct replica a, b;
     REQUIRE(pair_setup(&a, &b) == 0);
     uint8_t album[16], photo[16];
-    sbx_uuid_random(album);
-    struct sbx_op ops[3] = {op_put(&a, 1, photo), op_id(SBX_OP_ALBUM_CREATE, album)};
-    ops[1].name = (struct sbx_str){"Trip", 4};
-    ops[2] = op_pair(SBX_OP_ALBUM_ADD, album, photo);
-    REQUIRE(sbx_engine_write(a.engine, ops, 3, T0 + 10) == 0);
-    REQUIRE(sync_one(&a, &b, T0 + 11) == 0);
+    REQUIRE(album_with_photo(&a, &b, 1, "Trip", album, photo) == 0);
     CHECK(album_has(&b, album, photo));
     /* Concurrently: A removes the item (naming the add it saw), B adds it again. */
-    CHECK_EQ_INT(write1(&a, op_pair(SBX_OP_ALBUM_REMOVE, album, photo), T0 + 20), 0);
+    CHECK_EQ_INT(write1(&a, sbx_wl_op_pair(SBX_OP_ALBUM_REMOVE, album, photo), T0 + 20), 0);
     CHECK(!album_has(&a, album, photo));
-    CHECK_EQ_INT(write1(&b, op_pair(SBX_OP_ALBUM_ADD, album, photo), T0 + 15), 0);
+    CHECK_EQ_INT(write1(&b, sbx_wl_op_pair(SBX_OP_ALBUM_ADD, album, photo), T0 + 15), 0);
     REQUIRE(sync_one(&a, &b, T0 + 30) == 0);
     REQUIRE(sync_one(&b, &a, T0 + 30) == 0);
     CHECK(album_has(&a, album, photo));
     CHECK(album_has(&b, album, photo));
     /* A remove that has seen every add removes the item everywhere. */
-    CHECK_EQ_INT(write1(&b, op_pair(SBX_OP_ALBUM_REMOVE, album, photo), T0 + 40), 0);
+    CHECK_EQ_INT(write1(&b, sbx_wl_op_pair(SBX_OP_ALBUM_REMOVE, album, photo), T0 + 40), 0);
     REQUIRE(sync_one(&b, &a, T0 + 41) == 0);
     CHECK(!album_has(&a, album, photo));
     CHECK(!album_has(&b, album, photo));
-    char da[65], db[65];
-    digest_hex(&a, da);
-    digest_hex(&b, db);
-    CHECK_EQ_STR(da, db);
+    CHECK_SAME_STATE(&a, &b);
     replica_close(&a);
     replica_close(&b);
 }
@@ -312,13 +302,13 @@ static void lww_tie(int b_key_order)
     REQUIRE(pair_setup_keys(&a, &b, b_key_order) == 0);
     uint8_t album[16];
     sbx_uuid_random(album);
-    struct sbx_op create = op_id(SBX_OP_ALBUM_CREATE, album);
+    struct sbx_op create = sbx_wl_op_id(SBX_OP_ALBUM_CREATE, album);
     create.name = (struct sbx_str){"Start", 5};
     REQUIRE(write1(&a, create, T0 + 10) == 0);
     REQUIRE(sync_one(&a, &b, T0 + 10) == 0);
     /* Both rename at the same wall time with clocks in the same state: the
      * stamps tie on hlc, and the greater author key wins. */
-    struct sbx_op ra = op_id(SBX_OP_ALBUM_RENAME, album), rb = ra;
+    struct sbx_op ra = sbx_wl_op_id(SBX_OP_ALBUM_RENAME, album), rb = ra;
     ra.name = (struct sbx_str){"From A", 6};
     rb.name = (struct sbx_str){"From B", 6};
     REQUIRE(write1(&a, ra, T0 + 1000) == 0);
@@ -352,13 +342,8 @@ SBX_TEST(remove_arriving_before_its_add)
     REQUIRE(write1(&a, op_add_device(&c), T0 + 3) == 0);
     REQUIRE(sync_one(&a, &c, T0 + 4) == 0); /* C knows the members, nothing more */
     uint8_t album[16], photo[16];
-    sbx_uuid_random(album);
-    struct sbx_op ops[3] = {op_put(&a, 1, photo), op_id(SBX_OP_ALBUM_CREATE, album)};
-    ops[1].name = (struct sbx_str){"Trip", 4};
-    ops[2] = op_pair(SBX_OP_ALBUM_ADD, album, photo);
-    REQUIRE(sbx_engine_write(a.engine, ops, 3, T0 + 10) == 0);
-    REQUIRE(sync_one(&a, &b, T0 + 11) == 0);
-    REQUIRE(write1(&b, op_pair(SBX_OP_ALBUM_REMOVE, album, photo), T0 + 20) == 0);
+    REQUIRE(album_with_photo(&a, &b, 1, "Trip", album, photo) == 0);
+    REQUIRE(write1(&b, sbx_wl_op_pair(SBX_OP_ALBUM_REMOVE, album, photo), T0 + 20) == 0);
     /* C hears B's remove first, then A's add: the dot stays removed. */
     struct rawlist l;
     raws_by(&b, b.id.pk, &l);
@@ -370,10 +355,7 @@ SBX_TEST(remove_arriving_before_its_add)
     REQUIRE(sync_one(&b, &a, T0 + 22) == 0);
     CHECK(!album_has(&c, album, photo));
     CHECK(!album_has(&a, album, photo));
-    char da[65], dc[65];
-    digest_hex(&a, da);
-    digest_hex(&c, dc);
-    CHECK_EQ_STR(da, dc);
+    CHECK_SAME_STATE(&a, &c);
     replica_close(&a);
     replica_close(&b);
     replica_close(&c);
@@ -384,15 +366,10 @@ SBX_TEST(delete_beats_concurrent_edit_and_restore_undoes)
     struct replica a, b;
     REQUIRE(pair_setup(&a, &b) == 0);
     uint8_t album[16], photo[16];
-    sbx_uuid_random(album);
-    struct sbx_op ops[3] = {op_put(&a, 3, photo), op_id(SBX_OP_ALBUM_CREATE, album)};
-    ops[1].name = (struct sbx_str){"Best", 4};
-    ops[2] = op_pair(SBX_OP_ALBUM_ADD, album, photo);
-    REQUIRE(sbx_engine_write(a.engine, ops, 3, T0 + 10) == 0);
-    REQUIRE(sync_one(&a, &b, T0 + 11) == 0);
+    REQUIRE(album_with_photo(&a, &b, 3, "Best", album, photo) == 0);
     /* A deletes; B, later by the clock but unaware, edits a field. */
-    CHECK_EQ_INT(write1(&a, op_id(SBX_OP_PHOTO_DELETE, photo), T0 + 20), 0);
-    struct sbx_op fav = op_id(SBX_OP_PHOTO_SET, photo);
+    CHECK_EQ_INT(write1(&a, sbx_wl_op_id(SBX_OP_PHOTO_DELETE, photo), T0 + 20), 0);
+    struct sbx_op fav = sbx_wl_op_id(SBX_OP_PHOTO_SET, photo);
     fav.field = SBX_PF_FAVORITE;
     fav.value.b = true;
     CHECK_EQ_INT(write1(&b, fav, T0 + 30), 0);
@@ -404,14 +381,11 @@ SBX_TEST(delete_beats_concurrent_edit_and_restore_undoes)
     CHECK_EQ_INT(q(&a, "SELECT deleted_at FROM photos"), T0 + 20);
     /* Membership is kept while deleted, so a restore brings it back. */
     CHECK(album_has(&a, album, photo));
-    CHECK_EQ_INT(write1(&b, op_id(SBX_OP_PHOTO_RESTORE, photo), T0 + 50), 0);
+    CHECK_EQ_INT(write1(&b, sbx_wl_op_id(SBX_OP_PHOTO_RESTORE, photo), T0 + 50), 0);
     REQUIRE(sync_one(&b, &a, T0 + 51) == 0);
     CHECK_EQ_INT(q(&a, "SELECT is_deleted FROM photos"), 0);
     CHECK(album_has(&a, album, photo));
-    char da[65], db[65];
-    digest_hex(&a, da);
-    digest_hex(&b, db);
-    CHECK_EQ_STR(da, db);
+    CHECK_SAME_STATE(&a, &b);
     replica_close(&a);
     replica_close(&b);
 }
@@ -443,10 +417,7 @@ SBX_TEST(removed_device_late_entry_refused_everywhere)
     /* C applied the late entry already: the removal makes it rebuild. */
     REQUIRE(sync_one(&a, &c, T0 + 32) == 0);
     CHECK_EQ_INT(q(&c, "SELECT count(*) FROM photos WHERE put_hlc IS NOT NULL"), 1);
-    char da[65], dc[65];
-    digest_hex(&a, da);
-    digest_hex(&c, dc);
-    CHECK_EQ_STR(da, dc);
+    CHECK_SAME_STATE(&a, &c);
     /* A removed device cannot write any more (its own replica knows too). */
     REQUIRE(sync_one(&a, &b, T0 + 33) == 0);
     CHECK_EQ_INT(write1(&b, op_put(&b, 3, NULL), T0 + 40), SBX_EPERM);

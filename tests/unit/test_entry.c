@@ -318,17 +318,32 @@ static void hb_str(struct hb *h, const char *s, size_t n)
 
 /* The standard head (version 1, LIB, PK1, seq 1, zero prev, hlc 42) and the
  * ops array header. */
-static void hb_head(struct hb *h, uint32_t n_ops)
+/* The fields of the head, in order, for hb_head_except. */
+enum hb_field { HB_BODY = 0, HB_VERSION, HB_LIBRARY, HB_AUTHOR, HB_SEQ, HB_PREV, HB_HLC, HB_NONE };
+
+/* The standard head with one field written as the raw bytes given instead
+ * (a non-canonical spelling of the same value). */
+static void hb_head_except(struct hb *h, uint32_t n_ops, enum hb_field f, const void *raw, size_t n)
 {
-    msgpack_pack_array(&h->pk, 7);
-    msgpack_pack_uint8(&h->pk, 1);
-    hb_bin(h, LIB, 16);
-    hb_bin(h, PK1, 32);
-    msgpack_pack_uint8(&h->pk, 1);
-    hb_bin(h, ZERO32, 32);
-    msgpack_pack_uint8(&h->pk, 42);
+    for (int k = HB_BODY; k < HB_NONE; k++) {
+        if (k == (int)f) {
+            hb_raw(h, raw, n);
+            continue;
+        }
+        switch (k) {
+        case HB_BODY: msgpack_pack_array(&h->pk, 7); break;
+        case HB_VERSION: msgpack_pack_uint8(&h->pk, 1); break;
+        case HB_LIBRARY: hb_bin(h, LIB, 16); break;
+        case HB_AUTHOR: hb_bin(h, PK1, 32); break;
+        case HB_SEQ: msgpack_pack_uint8(&h->pk, 1); break;
+        case HB_PREV: hb_bin(h, ZERO32, 32); break;
+        case HB_HLC: msgpack_pack_uint8(&h->pk, 42); break;
+        }
+    }
     msgpack_pack_array(&h->pk, n_ops);
 }
+
+static void hb_head(struct hb *h, uint32_t n_ops) { hb_head_except(h, n_ops, HB_NONE, NULL, 0); }
 
 /* Signs the body with `sk`, decodes, frees; returns the decode status. */
 static int hb_try_sk(struct hb *h, const uint8_t sk[64])
@@ -673,58 +688,34 @@ SBX_TEST(non_canonical_refused)
     uint8_t id[16];
     fill(id, 16, 0xd0);
 
-    /* seq as uint64 instead of a fixint. */
-    hb_init(&h);
-    msgpack_pack_array(&h.pk, 7);
-    msgpack_pack_uint8(&h.pk, 1);
-    hb_bin(&h, LIB, 16);
-    hb_bin(&h, PK1, 32);
-    hb_raw(&h, "\xcf\0\0\0\0\0\0\0\x01", 9);
-    hb_bin(&h, ZERO32, 32);
-    msgpack_pack_uint8(&h.pk, 42);
-    msgpack_pack_array(&h.pk, 1);
-    hb_delete_op(&h);
-    CHECK_EQ_INT(hb_try(&h), SBX_EMALFORMED);
-
-    /* version as uint8 0xcc 0x01. */
-    hb_init(&h);
-    msgpack_pack_array(&h.pk, 7);
-    hb_raw(&h, "\xcc\x01", 2);
-    hb_bin(&h, LIB, 16);
-    hb_bin(&h, PK1, 32);
-    msgpack_pack_uint8(&h.pk, 1);
-    hb_bin(&h, ZERO32, 32);
-    msgpack_pack_uint8(&h.pk, 42);
-    msgpack_pack_array(&h.pk, 1);
-    hb_delete_op(&h);
-    CHECK_EQ_INT(hb_try(&h), SBX_EMALFORMED);
-
-    /* The body array as array16. */
-    hb_init(&h);
-    hb_raw(&h, "\xdc\x00\x07", 3);
-    msgpack_pack_uint8(&h.pk, 1);
-    hb_bin(&h, LIB, 16);
-    hb_bin(&h, PK1, 32);
-    msgpack_pack_uint8(&h.pk, 1);
-    hb_bin(&h, ZERO32, 32);
-    msgpack_pack_uint8(&h.pk, 42);
-    msgpack_pack_array(&h.pk, 1);
-    hb_delete_op(&h);
-    CHECK_EQ_INT(hb_try(&h), SBX_EMALFORMED);
-
-    /* The library id as bin16 instead of bin8. */
-    hb_init(&h);
-    msgpack_pack_array(&h.pk, 7);
-    msgpack_pack_uint8(&h.pk, 1);
-    hb_raw(&h, "\xc5\x00\x10", 3);
-    hb_raw(&h, LIB, 16);
-    hb_bin(&h, PK1, 32);
-    msgpack_pack_uint8(&h.pk, 1);
-    hb_bin(&h, ZERO32, 32);
-    msgpack_pack_uint8(&h.pk, 42);
-    msgpack_pack_array(&h.pk, 1);
-    hb_delete_op(&h);
-    CHECK_EQ_INT(hb_try(&h), SBX_EMALFORMED);
+    /* The head with one field spelled non-canonically is refused; the same
+     * field written canonically the same way is accepted. */
+    uint8_t lib_bin8[2 + 16] = {0xc4, 0x10}, lib_bin16[3 + 16] = {0xc5, 0x00, 0x10};
+    memcpy(lib_bin8 + 2, LIB, 16);
+    memcpy(lib_bin16 + 3, LIB, 16);
+    const struct {
+        enum hb_field f;
+        const void *bad, *good;
+        size_t bad_n, good_n;
+    } heads[] = {
+        /* seq as uint64 instead of a fixint */
+        {HB_SEQ, "\xcf\0\0\0\0\0\0\0\x01", "\x01", 9, 1},
+        /* version as uint8 */
+        {HB_VERSION, "\xcc\x01", "\x01", 2, 1},
+        /* the body array as array16 */
+        {HB_BODY, "\xdc\x00\x07", "\x97", 3, 1},
+        /* the library id as bin16 instead of bin8 */
+        {HB_LIBRARY, lib_bin16, lib_bin8, sizeof lib_bin16, sizeof lib_bin8},
+    };
+    for (size_t i = 0; i < SBX_ARRAY_LEN(heads); i++) {
+        for (int good = 0; good < 2; good++) {
+            hb_init(&h);
+            hb_head_except(&h, 1, heads[i].f, good ? heads[i].good : heads[i].bad,
+                           good ? heads[i].good_n : heads[i].bad_n);
+            hb_delete_op(&h);
+            CHECK_EQ_INT(hb_try(&h), good ? 0 : SBX_EMALFORMED);
+        }
+    }
 
     /* A short name as str8 instead of fixstr. */
     hb_init(&h);

@@ -589,6 +589,41 @@ static const struct sbx_takeout_folder *folder_named(sbx_takeout_index *ix, cons
     return NULL;
 }
 
+/* The path rules the index applies and the zip reader skips by. */
+SBX_TEST(path_rules)
+{
+#define CP(s) sbx_takeout_check_path((s), strlen(s))
+    CHECK_EQ_INT(CP("a.jpg"), 0);
+    CHECK_EQ_INT(CP("Takeout/Google Photos/Zdj\xc4\x99" "cia z 2020/\xf0\x9f\x98\x80.jpg"), 0);
+    CHECK_EQ_INT(CP("a/.b/c..d/..e"), 0); /* dots inside a name are names */
+    CHECK_EQ_INT(CP(""), SBX_EMALFORMED);
+    CHECK_EQ_INT(CP("/abs.jpg"), SBX_EMALFORMED);
+    CHECK_EQ_INT(CP("a//b.jpg"), SBX_EMALFORMED);
+    CHECK_EQ_INT(CP("a/b/"), SBX_EMALFORMED);
+    CHECK_EQ_INT(CP("./a.jpg"), SBX_EMALFORMED);
+    CHECK_EQ_INT(CP("a/./b.jpg"), SBX_EMALFORMED);
+    CHECK_EQ_INT(CP("../a.jpg"), SBX_EMALFORMED);
+    CHECK_EQ_INT(CP("a/.."), SBX_EMALFORMED);
+    CHECK_EQ_INT(CP("a\x01" "b.jpg"), SBX_EMALFORMED);
+    CHECK_EQ_INT(CP("a\nb.jpg"), SBX_EMALFORMED);
+    CHECK_EQ_INT(CP("bad\xff.jpg"), SBX_EMALFORMED);
+    CHECK_EQ_INT(CP("a/\xed\xa0\x80.jpg"), SBX_EMALFORMED); /* surrogate */
+    CHECK_EQ_INT(CP("a/\xc3"), SBX_EMALFORMED);               /* cut short */
+    /* Only len bytes are looked at. */
+    CHECK_EQ_INT(sbx_takeout_check_path("a.jpg/../x", 5), 0);
+#undef CP
+    /* The limits: a name of SBX_MAX_TAKEOUT_NAME bytes passes, one more
+     * does not; likewise the whole path at SBX_MAX_TAKEOUT_PATH. */
+    static char p[SBX_MAX_TAKEOUT_PATH + 2];
+    memset(p, 'n', SBX_MAX_TAKEOUT_NAME + 1);
+    CHECK_EQ_INT(sbx_takeout_check_path(p, SBX_MAX_TAKEOUT_NAME), 0);
+    CHECK_EQ_INT(sbx_takeout_check_path(p, SBX_MAX_TAKEOUT_NAME + 1), SBX_ETOOBIG);
+    memset(p, 'n', sizeof p);
+    for (size_t i = 100; i < sizeof p; i += 100) p[i] = '/';
+    CHECK_EQ_INT(sbx_takeout_check_path(p, SBX_MAX_TAKEOUT_PATH), 0);
+    CHECK_EQ_INT(sbx_takeout_check_path(p, SBX_MAX_TAKEOUT_PATH + 1), SBX_ETOOBIG);
+}
+
 SBX_TEST(index_layout)
 {
     sbx_takeout_index *ix;
@@ -1005,11 +1040,13 @@ SBX_TEST(zip_limits_and_unsafe_names)
         "../escape.jpg",
         "Takeout/Google Photos/Photos from 2020/../x.jpg",
         "./Takeout/Google Photos/Photos from 2020/dot.jpg",
+        "Takeout/Google Photos/Photos from 2020/tab\there.jpg",
+        "Takeout//twice.jpg",
     };
-    size_t sizes[] = {SBX_MAX_SIDECAR_BYTES + 10, 100, 100, 0, 5, 5, 5};
+    size_t sizes[] = {SBX_MAX_SIDECAR_BYTES + 10, 100, 100, 0, 5, 5, 5, 5, 5};
     const char *texts[] = {NULL, NULL, NULL,
                            "{\"title\": \"ok.jpg\", \"photoTakenTime\": {\"timestamp\": \"7\"}}",
-                           NULL, NULL, NULL};
+                           NULL, NULL, NULL, NULL, NULL};
     REQUIRE(write_zip_raw(z, names, sizes, texts, N(names)) == 0);
     sbx_takeout_reader *r;
     const char *parts[] = {z};
@@ -1019,7 +1056,7 @@ SBX_TEST(zip_limits_and_unsafe_names)
     REQUIRE(sbx_takeout_scan(r, ix) == 0);
     struct sbx_takeout_stats st;
     sbx_takeout_index_stats(ix, &st);
-    CHECK_EQ_INT(sbx_takeout_reader_skipped(r), 2);
+    CHECK_EQ_INT(sbx_takeout_reader_skipped(r), 4);
     CHECK_EQ_INT(st.entries, 5);
     CHECK_EQ_INT(st.bad_json, 1);
     CHECK_EQ_INT(st.media, 3);
@@ -1059,5 +1096,5 @@ SBX_TEST_MAIN(SBX_CASE(sidecar_fields), SBX_CASE(sidecar_geo_fallback),
               SBX_CASE(match_edited_languages), SBX_CASE(match_live_photos),
               SBX_CASE(match_extension_quirks), SBX_CASE(match_collision_and_priority),
               SBX_CASE(match_deterministic), SBX_CASE(match_scales),
-              SBX_CASE(year_folder_names), SBX_CASE(index_layout),
+              SBX_CASE(year_folder_names), SBX_CASE(path_rules), SBX_CASE(index_layout),
               SBX_CASE(zip_two_parts_fixture), SBX_CASE(zip_limits_and_unsafe_names))
