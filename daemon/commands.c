@@ -98,22 +98,25 @@ static json_t *cmd_status(struct cmd_ctx *c)
         "schema_version", sbx_store_schema_version(s), "version", SBX_VERSION, "started_at",
         sbx_json_time(d->started_at_ms));
     if (status) {
-        json_object_set_new(
-            status, "blobs",
-            json_pack("{s:I, s:I, s:I}", "held",
-                      (json_int_t)sbx_store_query_int(s, "SELECT count(*) FROM photos p WHERE p.put_hlc IS NOT NULL AND "
-                                                         "EXISTS (SELECT 1 FROM blobs b WHERE b.hash = p.hash AND "
-                                                         "b.complete = 1)"),
-                      "missing",
-                      (json_int_t)sbx_store_query_int(s, "SELECT count(*) FROM photos p WHERE p.put_hlc IS NOT NULL AND "
-                                                         "NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = p.hash AND "
-                                                         "b.complete = 1)"),
-                      "backed_up",
-                      (json_int_t)sbx_store_query_int(s, "SELECT count(*) FROM photos p WHERE p.put_hlc IS NOT NULL AND "
-                                                         "EXISTS (SELECT 1 FROM blob_holders h JOIN authors a ON "
-                                                         "a.ix = h.holder_ix JOIN devices v ON v.key = a.key WHERE "
-                                                         "h.hash = p.hash AND h.held = 1 AND v.role = 1 AND "
-                                                         "v.removed = 0)")));
+        /* One scan of the photos for all three counts: a large library
+         * would otherwise be walked once per count. Every photo put counts,
+         * deleted ones too (their originals are kept until purged). */
+        int64_t photos = 0, held = 0, backed_up = 0;
+        st = sbx_store_stmt(s, "SELECT count(*), ifnull(sum(held), 0), ifnull(sum(backed_up), 0) FROM (SELECT "
+                               "EXISTS (SELECT 1 FROM blobs b WHERE b.hash = p.hash AND b.complete = 1) AS held, "
+                               "EXISTS (SELECT 1 FROM blob_holders h JOIN authors a ON a.ix = h.holder_ix "
+                               "JOIN devices v ON v.key = a.key WHERE h.hash = p.hash AND h.held = 1 AND "
+                               "v.role = 1 AND v.removed = 0) AS backed_up "
+                               "FROM photos p WHERE p.put_hlc IS NOT NULL)");
+        if (st && sqlite3_step(st) == SQLITE_ROW) {
+            photos = sqlite3_column_int64(st, 0);
+            held = sqlite3_column_int64(st, 1);
+            backed_up = sqlite3_column_int64(st, 2);
+        }
+        if (st) sqlite3_reset(st);
+        json_object_set_new(status, "blobs",
+                            json_pack("{s:I, s:I, s:I}", "held", (json_int_t)held, "missing",
+                                      (json_int_t)(photos - held), "backed_up", (json_int_t)backed_up));
         json_object_set_new(status, "peers", sbx_net_peers_json(d));
         json_object_set_new(status, "listen", d->listen_port ? json_string(d->listen) : json_null());
         json_object_set_new(status, "import_jobs", sbx_import_jobs_json(d));
