@@ -65,18 +65,6 @@ static json_t *link_json(struct sbx_daemon *d, const struct sbx_share_link *l)
     return o;
 }
 
-static bool target_alive(struct sbx_daemon *d, bool album, const uint8_t id[16])
-{
-    sqlite3_stmt *st = sbx_store_stmt(
-        d->store, album ? "SELECT 1 FROM albums WHERE id = ?1 AND create_hlc IS NOT NULL AND is_deleted = 0"
-                        : "SELECT 1 FROM photos WHERE id = ?1 AND put_hlc IS NOT NULL AND is_deleted = 0");
-    if (!st) return false;
-    sqlite3_bind_blob(st, 1, id, 16, SQLITE_STATIC);
-    bool ok = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_reset(st);
-    return ok;
-}
-
 static json_t *cmd_share_create(struct sbx_daemon *d, json_t *args, char *err, size_t errsz)
 {
     const char *album = json_string_value(json_object_get(args, "album"));
@@ -89,7 +77,7 @@ static json_t *cmd_share_create(struct sbx_daemon *d, json_t *args, char *err, s
     if (sbx_resolve_id(d, album ? "album" : "photo", album ? "albums" : "photos", album ? album : photo, op.ref, err,
                        errsz) != 0)
         return NULL;
-    if (!target_alive(d, album != NULL, op.ref)) {
+    if (sbx_share_target_alive(d->store, album != NULL, op.ref) != 0) {
         snprintf(err, errsz, "that %s is deleted", album ? "album" : "photo");
         return NULL;
     }

@@ -389,11 +389,17 @@ SBX_TEST(share_tokens_checked_against_the_log)
     /* A deleted album ends its links; a restore brings them back. */
     struct sbx_op del = {.type = SBX_OP_ALBUM_DELETE};
     memcpy(del.id, album.id, 16);
+    CHECK_EQ_INT(sbx_share_target_alive(l.store, true, album.id), 0);
     REQUIRE(write1(&l, &del) == 0);
+    CHECK_EQ_INT(sbx_share_target_alive(l.store, true, album.id), SBX_ENOENT);
     CHECK_EQ_INT(sbx_share_resolve(l.store, lib_id, tok, strlen(tok), now, &got), SBX_ENOENT);
     del.type = SBX_OP_ALBUM_RESTORE;
     REQUIRE(write1(&l, &del) == 0);
+    CHECK_EQ_INT(sbx_share_target_alive(l.store, true, album.id), 0);
     CHECK_EQ_INT(sbx_share_resolve(l.store, lib_id, tok, strlen(tok), now, &got), 0);
+    /* An album's id is no photo's, and an id never created is nothing. */
+    CHECK_EQ_INT(sbx_share_target_alive(l.store, false, album.id), SBX_ENOENT);
+    CHECK_EQ_INT(sbx_share_target_alive(l.store, true, other), SBX_ENOENT);
     /* Revoked for good. */
     struct sbx_op rev = {.type = SBX_OP_SHARE_REVOKE};
     memcpy(rev.id, link.id, 16);
