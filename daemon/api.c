@@ -7,6 +7,7 @@
  * one SQLite connection that only this thread touches. */
 #include "api_internal.h"
 
+#include "shoebox/addr.h"
 #include "shoebox/datadir.h"
 #include "shoebox/err.h"
 #include "shoebox/limits.h"
@@ -361,32 +362,13 @@ static void on_accept(uv_stream_t *server, int status)
     h2o_accept(public ? &api->public.accept : &api->local.accept, sock);
 }
 
-/* HOST:PORT or [IPv6]:PORT, where port 0 asks for any free port (the
- * bound address is logged and shown by GET /status). */
-static int parse_addr(const char *text, struct sockaddr_storage *out)
-{
-    char host[INET6_ADDRSTRLEN + 2];
-    const char *colon = strrchr(text, ':');
-    if (!colon || colon == text || (size_t)(colon - text) >= sizeof host) return SBX_EINVAL;
-    memcpy(host, text, (size_t)(colon - text));
-    host[colon - text] = '\0';
-    char *end = NULL;
-    long port = strtol(colon + 1, &end, 10);
-    if (!colon[1] || *end || port < 0 || port > 65535) return SBX_EINVAL;
-    memset(out, 0, sizeof *out);
-    size_t hl = strlen(host);
-    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
-        host[hl - 1] = '\0';
-        return uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)out) == 0 ? 0 : SBX_EINVAL;
-    }
-    return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)out) == 0 ? 0 : SBX_EINVAL;
-}
-
 static int listen_tcp(struct sbx_api *api, uv_tcp_t *t, bool *on, const char *addr, char *out_addr, size_t cap,
                       char *errmsg, size_t size)
 {
+    /* Port 0 asks for any free port: the bound address is logged and shown
+     * by GET /status. */
     struct sockaddr_storage ss;
-    if (parse_addr(addr, &ss) != 0) {
+    if (sbx_addr_parse(addr, true, &ss) != 0) {
         snprintf(errmsg, size, "'%s' is not an address (HOST:PORT with an IP address)", addr);
         return SBX_EINVAL;
     }
@@ -401,15 +383,9 @@ static int listen_tcp(struct sbx_api *api, uv_tcp_t *t, bool *on, const char *ad
     }
     struct sockaddr_storage bound;
     int blen = sizeof bound;
-    char host[INET6_ADDRSTRLEN] = "";
-    uv_tcp_getsockname(t, (struct sockaddr *)&bound, &blen);
-    if (bound.ss_family == AF_INET6) {
-        uv_ip6_name((struct sockaddr_in6 *)&bound, host, sizeof host);
-        snprintf(out_addr, cap, "[%s]:%u", host, ntohs(((struct sockaddr_in6 *)&bound)->sin6_port));
-    } else {
-        uv_ip4_name((struct sockaddr_in *)&bound, host, sizeof host);
-        snprintf(out_addr, cap, "%s:%u", host, ntohs(((struct sockaddr_in *)&bound)->sin_port));
-    }
+    char name[SBX_ADDR_STRLEN + 1] = "?";
+    if (uv_tcp_getsockname(t, (struct sockaddr *)&bound, &blen) == 0) sbx_addr_format(name, (struct sockaddr *)&bound);
+    snprintf(out_addr, cap, "%s", name);
     return 0;
 }
 

@@ -134,8 +134,6 @@ void sbx_net_stop(struct sbx_daemon *d);
 json_t *sbx_net_peers_json(struct sbx_daemon *d);
 json_t *sbx_net_invite(struct sbx_daemon *d, int64_t ttl_s, char *err, size_t errsz);
 void sbx_net_add_address(struct sbx_daemon *d, const uint8_t key[32], const char *addr, const char *source);
-/* Parses HOST:PORT (IPv4) or [IPv6]:PORT. */
-int sbx_net_parse_addr(const char *text, struct sockaddr_storage *out);
 
 /* Blob transfers (daemon/transfer.c). */
 int sbx_transfer_init(struct sbx_daemon *d);
