@@ -191,21 +191,17 @@ bool api_param_id(struct api_req *r, size_t i, const char *what, uint8_t id[16])
     return true;
 }
 
-static int status_for_error(const char *err)
-{
-    if (strncmp(err, "no ", 3) == 0) return 404;
-    if (strncmp(err, "cannot ", 7) == 0 || strstr(err, "database")) return 500;
-    return 400;
-}
-
 json_t *api_control(struct api_req *r, const char *cmd, json_t *args)
 {
     json_t *req = json_pack("{s:s, s:o}", "cmd", cmd, "args", args ? args : json_object());
-    json_t *resp = sbx_control_dispatch(r->d, req);
+    int code = 0;
+    json_t *resp = sbx_control_dispatch(r->d, req, &code);
     json_decref(req);
     if (!json_is_true(json_object_get(resp, "ok"))) {
         const char *e = json_string_value(json_object_get(resp, "error"));
-        api_error(r, status_for_error(e ? e : ""), "%s", e ? e : "the command failed");
+        int status = sbx_api_status_for_error(code);
+        if (status == 503) api_header(r, H2O_TOKEN_RETRY_AFTER, "5");
+        api_error(r, status, "%s", e ? e : "the command failed");
         json_decref(resp);
         return NULL;
     }
@@ -785,7 +781,8 @@ void sbx_api_close(struct sbx_daemon *d)
 
 /* ---- control commands of the API's own (share links, rebuild) ---- */
 
-json_t *sbx_api_control(struct sbx_daemon *d, const char *name, json_t *args, char *err, size_t errsz, bool *handled)
+json_t *sbx_api_control(struct sbx_daemon *d, const char *name, json_t *args, char *err, size_t errsz, int *code,
+                        bool *handled)
 {
     *handled = false;
     if (strcmp(name, "rebuild") == 0) {
@@ -797,6 +794,7 @@ json_t *sbx_api_control(struct sbx_daemon *d, const char *name, json_t *args, ch
         if (rc == 0) rc = sbx_engine_digest(d->engine, after);
         if (rc != 0) {
             snprintf(err, errsz, "cannot rebuild the library: %s", sbx_strerror(rc));
+            *code = rc;
             return NULL;
         }
         char hex[65];
@@ -805,7 +803,7 @@ json_t *sbx_api_control(struct sbx_daemon *d, const char *name, json_t *args, ch
         return json_pack("{s:s, s:b, s:I}", "state_digest", hex, "digest_unchanged", memcmp(before, after, 32) == 0,
                          "ms", (json_int_t)(sbx_now_ms() - t0));
     }
-    return api_share_control(d, name, args, err, errsz, handled);
+    return api_share_control(d, name, args, err, errsz, code, handled);
 }
 
 /* ---- GET /status ---- */

@@ -103,7 +103,8 @@ size_t api_peer_key(h2o_req_t *req, uint8_t key[16]);
 const char *api_req_header(struct api_req *r, const h2o_token_t *token, size_t *len);
 
 /* Runs a control command (daemon/commands.c) and returns its result (new
- * reference), or NULL after answering with the error it gave. */
+ * reference), or NULL after answering with the error it gave, its status
+ * from the command's SBX_E* code (sbx_api_status_for_error). */
 json_t *api_control(struct api_req *r, const char *cmd, json_t *args);
 
 /* ---- library (api_library.c) ---- */
@@ -132,6 +133,9 @@ void api_upload_stop(struct sbx_api *api);
 void api_upload_close(struct sbx_api *api);
 
 /* ---- share links (api_share.c) ---- */
-json_t *api_share_control(struct sbx_daemon *d, const char *name, json_t *args, char *err, size_t errsz, bool *handled);
+/* As sbx_api_control: NULL on failure, with the message in err and the
+ * SBX_E* code in *code. */
+json_t *api_share_control(struct sbx_daemon *d, const char *name, json_t *args, char *err, size_t errsz, int *code,
+                          bool *handled);
 
 #endif
