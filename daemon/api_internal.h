@@ -117,9 +117,6 @@ enum api_media { API_THUMB, API_MEDIUM, API_ORIGINAL };
 /* Streams a photo's thumbnail, medium or original (ETag, Range). With
  * `share` every failure is the share server's plain answer. */
 void api_media_send(struct api_req *r, const uint8_t photo[16], enum api_media which, bool share);
-/* Renders and stores a photo's thumbnail and medium from its original when
- * this device holds the original and the photo has none yet. */
-int api_media_derive(struct sbx_api *api, const uint8_t photo[16]);
 /* At shutdown: answers every waiting request (503) and closes the timer. */
 void api_media_stop(struct sbx_api *api);
 
