@@ -13,6 +13,7 @@
 struct api_conn;
 struct fetch_wait;
 struct complete_job;
+struct chunk_job;
 
 /* One h2o server: its configuration and context on the daemon's loop. The
  * local API and the public share server each have one, so the public side
@@ -59,6 +60,13 @@ struct sbx_api {
     size_t n_jobs;
     sbx_store *wstore;
     sbx_blobstore *wblobs;
+    /* Chunk writes (api_upload.c): those on the thread pool, those waiting
+     * for a slot (or for a write of the same chunk to end), and the lock
+     * under which workers set bits in the sessions' chunk maps. */
+    struct chunk_job *chunks_running, *chunks_waiting;
+    size_t n_chunks_running;
+    uv_mutex_t map_lock;
+    bool map_lock_on;
 };
 
 /* One request, as a handler sees it. */
@@ -123,8 +131,8 @@ void api_media_stop(struct sbx_api *api);
 /* ---- uploads (api_upload.c) ---- */
 /* Marks stale sessions failed and removes staging files no session owns. */
 void api_upload_sweep(struct sbx_api *api);
-/* At shutdown: queued completions that have not started are answered 503
- * (the one running finishes: the loop waits for it). */
+/* At shutdown: queued completions and chunk writes that have not started
+ * are answered 503 (those running finish: the loop waits for them). */
 void api_upload_stop(struct sbx_api *api);
 /* After the loop ended: the worker's handles. */
 void api_upload_close(struct sbx_api *api);
