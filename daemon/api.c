@@ -120,6 +120,12 @@ void api_json(struct api_req *r, int status, json_t *body)
     free(text);
 }
 
+void api_close_after(struct api_req *r)
+{
+    r->req->http1_is_persistent = 0;
+    if (r->req->version < 0x200) api_header(r, H2O_TOKEN_CONNECTION, "close");
+}
+
 void api_error(struct api_req *r, int status, const char *fmt, ...)
 {
     char msg[512];
@@ -244,8 +250,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         r.query_len = req->path.len - req->query_at - 1;
     }
     if (api->stopping) {
-        api_header(&r, H2O_TOKEN_CONNECTION, "close");
-        req->http1_is_persistent = 0;
+        api_close_after(&r);
         if (public) api_plain(&r, 503, "Service Unavailable");
         else api_error(&r, 503, "the daemon is shutting down");
         return 0;

@@ -87,6 +87,11 @@ SBX_API_ROUTES(SBX_API_HANDLER_DECL)
 /* ---- responses (api.c) ---- */
 void api_header(struct api_req *r, const h2o_token_t *token, const char *value);
 void api_header_str(struct api_req *r, const char *name, const char *value);
+/* The connection ends after this response (the daemon is stopping). On
+ * HTTP/1 a "Connection: close" header says so; HTTP/2 forbids that header
+ * (a client refuses the response that carries it, RFC 9113 8.2.2): there
+ * h2o's graceful shutdown (GOAWAY) ends the connection. */
+void api_close_after(struct api_req *r);
 /* Sends a JSON body; takes the reference to `body`. */
 void api_json(struct api_req *r, int status, json_t *body);
 void api_error(struct api_req *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

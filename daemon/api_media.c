@@ -378,8 +378,7 @@ static void wait_answer(struct fetch_wait *w)
     wait_unlink(w);
     struct api_req r = {.api = api, .d = api->d, .req = w->req};
     if (api->stopping) {
-        api_header(&r, H2O_TOKEN_CONNECTION, "close");
-        w->req->http1_is_persistent = 0;
+        api_close_after(&r);
         api_header(&r, H2O_TOKEN_RETRY_AFTER, "10");
         if (w->share) return api_plain(&r, 503, "Service Unavailable");
         return api_error(&r, 503, "the daemon is shutting down");

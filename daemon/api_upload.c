@@ -1015,8 +1015,7 @@ void api_upload_stop(struct sbx_api *api)
         api->chunks_waiting = j->next;
         if (j->req) {
             struct api_req r = {.api = api, .d = api->d, .req = j->req};
-            api_header(&r, H2O_TOKEN_CONNECTION, "close");
-            j->req->http1_is_persistent = 0;
+            api_close_after(&r);
             api_header(&r, H2O_TOKEN_RETRY_AFTER, "10");
             api_error(&r, 503, "the daemon is shutting down: send the chunk again later");
         }
@@ -1030,8 +1029,7 @@ void api_upload_stop(struct sbx_api *api)
         api->n_jobs--;
         if (j->req) {
             struct api_req r = {.api = api, .d = api->d, .req = j->req};
-            api_header(&r, H2O_TOKEN_CONNECTION, "close");
-            j->req->http1_is_persistent = 0;
+            api_close_after(&r);
             api_header(&r, H2O_TOKEN_RETRY_AFTER, "10");
             api_error(&r, 503, "the daemon is shutting down: complete the upload again later");
         }
