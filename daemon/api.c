@@ -7,6 +7,7 @@
  * one SQLite connection that only this thread touches. */
 #include "api_internal.h"
 
+#include "shoebox/addr.h"
 #include "shoebox/datadir.h"
 #include "shoebox/err.h"
 #include "shoebox/limits.h"
@@ -119,6 +120,12 @@ void api_json(struct api_req *r, int status, json_t *body)
     free(text);
 }
 
+void api_close_after(struct api_req *r)
+{
+    r->req->http1_is_persistent = 0;
+    if (r->req->version < 0x200) api_header(r, H2O_TOKEN_CONNECTION, "close");
+}
+
 void api_error(struct api_req *r, int status, const char *fmt, ...)
 {
     char msg[512];
@@ -190,21 +197,17 @@ bool api_param_id(struct api_req *r, size_t i, const char *what, uint8_t id[16])
     return true;
 }
 
-static int status_for_error(const char *err)
-{
-    if (strncmp(err, "no ", 3) == 0) return 404;
-    if (strncmp(err, "cannot ", 7) == 0 || strstr(err, "database")) return 500;
-    return 400;
-}
-
 json_t *api_control(struct api_req *r, const char *cmd, json_t *args)
 {
     json_t *req = json_pack("{s:s, s:o}", "cmd", cmd, "args", args ? args : json_object());
-    json_t *resp = sbx_control_dispatch(r->d, req);
+    int code = 0;
+    json_t *resp = sbx_control_dispatch(r->d, req, &code);
     json_decref(req);
     if (!json_is_true(json_object_get(resp, "ok"))) {
         const char *e = json_string_value(json_object_get(resp, "error"));
-        api_error(r, status_for_error(e ? e : ""), "%s", e ? e : "the command failed");
+        int status = sbx_api_status_for_error(code);
+        if (status == 503) api_header(r, H2O_TOKEN_RETRY_AFTER, "5");
+        api_error(r, status, "%s", e ? e : "the command failed");
         json_decref(resp);
         return NULL;
     }
@@ -247,8 +250,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         r.query_len = req->path.len - req->query_at - 1;
     }
     if (api->stopping) {
-        api_header(&r, H2O_TOKEN_CONNECTION, "close");
-        req->http1_is_persistent = 0;
+        api_close_after(&r);
         if (public) api_plain(&r, 503, "Service Unavailable");
         else api_error(&r, 503, "the daemon is shutting down");
         return 0;
@@ -361,32 +363,13 @@ static void on_accept(uv_stream_t *server, int status)
     h2o_accept(public ? &api->public.accept : &api->local.accept, sock);
 }
 
-/* HOST:PORT or [IPv6]:PORT, where port 0 asks for any free port (the
- * bound address is logged and shown by GET /status). */
-static int parse_addr(const char *text, struct sockaddr_storage *out)
-{
-    char host[INET6_ADDRSTRLEN + 2];
-    const char *colon = strrchr(text, ':');
-    if (!colon || colon == text || (size_t)(colon - text) >= sizeof host) return SBX_EINVAL;
-    memcpy(host, text, (size_t)(colon - text));
-    host[colon - text] = '\0';
-    char *end = NULL;
-    long port = strtol(colon + 1, &end, 10);
-    if (!colon[1] || *end || port < 0 || port > 65535) return SBX_EINVAL;
-    memset(out, 0, sizeof *out);
-    size_t hl = strlen(host);
-    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
-        host[hl - 1] = '\0';
-        return uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)out) == 0 ? 0 : SBX_EINVAL;
-    }
-    return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)out) == 0 ? 0 : SBX_EINVAL;
-}
-
 static int listen_tcp(struct sbx_api *api, uv_tcp_t *t, bool *on, const char *addr, char *out_addr, size_t cap,
                       char *errmsg, size_t size)
 {
+    /* Port 0 asks for any free port: the bound address is logged and shown
+     * by GET /status. */
     struct sockaddr_storage ss;
-    if (parse_addr(addr, &ss) != 0) {
+    if (sbx_addr_parse(addr, true, &ss) != 0) {
         snprintf(errmsg, size, "'%s' is not an address (HOST:PORT with an IP address)", addr);
         return SBX_EINVAL;
     }
@@ -401,15 +384,9 @@ static int listen_tcp(struct sbx_api *api, uv_tcp_t *t, bool *on, const char *ad
     }
     struct sockaddr_storage bound;
     int blen = sizeof bound;
-    char host[INET6_ADDRSTRLEN] = "";
-    uv_tcp_getsockname(t, (struct sockaddr *)&bound, &blen);
-    if (bound.ss_family == AF_INET6) {
-        uv_ip6_name((struct sockaddr_in6 *)&bound, host, sizeof host);
-        snprintf(out_addr, cap, "[%s]:%u", host, ntohs(((struct sockaddr_in6 *)&bound)->sin6_port));
-    } else {
-        uv_ip4_name((struct sockaddr_in *)&bound, host, sizeof host);
-        snprintf(out_addr, cap, "%s:%u", host, ntohs(((struct sockaddr_in *)&bound)->sin_port));
-    }
+    char name[SBX_ADDR_STRLEN + 1] = "?";
+    if (uv_tcp_getsockname(t, (struct sockaddr *)&bound, &blen) == 0) sbx_addr_format(name, (struct sockaddr *)&bound);
+    snprintf(out_addr, cap, "%s", name);
     return 0;
 }
 
@@ -809,7 +786,8 @@ void sbx_api_close(struct sbx_daemon *d)
 
 /* ---- control commands of the API's own (share links, rebuild) ---- */
 
-json_t *sbx_api_control(struct sbx_daemon *d, const char *name, json_t *args, char *err, size_t errsz, bool *handled)
+json_t *sbx_api_control(struct sbx_daemon *d, const char *name, json_t *args, char *err, size_t errsz, int *code,
+                        bool *handled)
 {
     *handled = false;
     if (strcmp(name, "rebuild") == 0) {
@@ -821,6 +799,7 @@ json_t *sbx_api_control(struct sbx_daemon *d, const char *name, json_t *args, ch
         if (rc == 0) rc = sbx_engine_digest(d->engine, after);
         if (rc != 0) {
             snprintf(err, errsz, "cannot rebuild the library: %s", sbx_strerror(rc));
+            *code = rc;
             return NULL;
         }
         char hex[65];
@@ -829,7 +808,7 @@ json_t *sbx_api_control(struct sbx_daemon *d, const char *name, json_t *args, ch
         return json_pack("{s:s, s:b, s:I}", "state_digest", hex, "digest_unchanged", memcmp(before, after, 32) == 0,
                          "ms", (json_int_t)(sbx_now_ms() - t0));
     }
-    return api_share_control(d, name, args, err, errsz, handled);
+    return api_share_control(d, name, args, err, errsz, code, handled);
 }
 
 /* ---- GET /status ---- */

@@ -13,6 +13,7 @@
 struct api_conn;
 struct fetch_wait;
 struct complete_job;
+struct chunk_job;
 
 /* One h2o server: its configuration and context on the daemon's loop. The
  * local API and the public share server each have one, so the public side
@@ -59,6 +60,13 @@ struct sbx_api {
     size_t n_jobs;
     sbx_store *wstore;
     sbx_blobstore *wblobs;
+    /* Chunk writes (api_upload.c): those on the thread pool, those waiting
+     * for a slot (or for a write of the same chunk to end), and the lock
+     * under which workers set bits in the sessions' chunk maps. */
+    struct chunk_job *chunks_running, *chunks_waiting;
+    size_t n_chunks_running;
+    uv_mutex_t map_lock;
+    bool map_lock_on;
 };
 
 /* One request, as a handler sees it. */
@@ -79,6 +87,11 @@ SBX_API_ROUTES(SBX_API_HANDLER_DECL)
 /* ---- responses (api.c) ---- */
 void api_header(struct api_req *r, const h2o_token_t *token, const char *value);
 void api_header_str(struct api_req *r, const char *name, const char *value);
+/* The connection ends after this response (the daemon is stopping). On
+ * HTTP/1 a "Connection: close" header says so; HTTP/2 forbids that header
+ * (a client refuses the response that carries it, RFC 9113 8.2.2): there
+ * h2o's graceful shutdown (GOAWAY) ends the connection. */
+void api_close_after(struct api_req *r);
 /* Sends a JSON body; takes the reference to `body`. */
 void api_json(struct api_req *r, int status, json_t *body);
 void api_error(struct api_req *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -103,7 +116,8 @@ size_t api_peer_key(h2o_req_t *req, uint8_t key[16]);
 const char *api_req_header(struct api_req *r, const h2o_token_t *token, size_t *len);
 
 /* Runs a control command (daemon/commands.c) and returns its result (new
- * reference), or NULL after answering with the error it gave. */
+ * reference), or NULL after answering with the error it gave, its status
+ * from the command's SBX_E* code (sbx_api_status_for_error). */
 json_t *api_control(struct api_req *r, const char *cmd, json_t *args);
 
 /* ---- library (api_library.c) ---- */
@@ -116,22 +130,22 @@ enum api_media { API_THUMB, API_MEDIUM, API_ORIGINAL };
 /* Streams a photo's thumbnail, medium or original (ETag, Range). With
  * `share` every failure is the share server's plain answer. */
 void api_media_send(struct api_req *r, const uint8_t photo[16], enum api_media which, bool share);
-/* Renders and stores a photo's thumbnail and medium from its original when
- * this device holds the original and the photo has none yet. */
-int api_media_derive(struct sbx_api *api, const uint8_t photo[16]);
 /* At shutdown: answers every waiting request (503) and closes the timer. */
 void api_media_stop(struct sbx_api *api);
 
 /* ---- uploads (api_upload.c) ---- */
 /* Marks stale sessions failed and removes staging files no session owns. */
 void api_upload_sweep(struct sbx_api *api);
-/* At shutdown: queued completions that have not started are answered 503
- * (the one running finishes: the loop waits for it). */
+/* At shutdown: queued completions and chunk writes that have not started
+ * are answered 503 (those running finish: the loop waits for them). */
 void api_upload_stop(struct sbx_api *api);
 /* After the loop ended: the worker's handles. */
 void api_upload_close(struct sbx_api *api);
 
 /* ---- share links (api_share.c) ---- */
-json_t *api_share_control(struct sbx_daemon *d, const char *name, json_t *args, char *err, size_t errsz, bool *handled);
+/* As sbx_api_control: NULL on failure, with the message in err and the
+ * SBX_E* code in *code. */
+json_t *api_share_control(struct sbx_daemon *d, const char *name, json_t *args, char *err, size_t errsz, int *code,
+                          bool *handled);
 
 #endif

@@ -1,7 +1,11 @@
 /* Photos' bytes over HTTP: thumbnail, medium and original, streamed from
  * the blob store with strong ETags (the content hash) and byte ranges.
- * Thumbnails and mediums missing from the log are rendered on first use
- * when this device holds the original.
+ * Thumbnails and mediums missing from the log are made by the background
+ * renderer (daemon/render.c): a request for one that was never tried here
+ * queues the photo when this device holds the original, and is answered
+ * 503 with Retry-After like one an import queued; a photo whose render
+ * failed is answered with the recorded reason. No image is decoded on the
+ * loop thread.
  *
  * An original held only by other devices is fetched on demand: the request
  * starts the transfer (the one `shoebox get` starts, shared by every request
@@ -66,39 +70,87 @@ static int load_photo(struct sbx_daemon *d, const uint8_t id[16], struct photo_r
     return 0;
 }
 
-/* ---- rendering ---- */
+/* ---- renditions the log does not name ---- */
 
-
-int api_media_derive(struct sbx_api *api, const uint8_t photo[16])
+/* A failure: the share server's plain answer, or the API's JSON error. */
+static void fail(struct api_req *r, bool share, int status, const char *msg)
 {
-    struct photo_row p;
-    int rc = load_photo(api->d, photo, &p);
-    if (rc != 0) return rc;
-    if (p.has_thumb && p.has_medium) return 0;
-    /* Only types the media module renders: anything else would be read
-     * whole for nothing, on every request for its thumbnail. */
-    if (!sbx_media_can_render(p.mime)) return SBX_EUNSUPPORTED;
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    if ((rc = sbx_blob_read_all(api->blobs, p.hash, SBX_MAX_RENDER_INPUT_BYTES, &buf, &len)) != 0) return rc;
-    uint8_t h[2][32];
-    bool rendered = false;
-    rc = sbx_render_renditions(api->blobs, buf, len, h[0], h[1], &rendered);
-    free(buf);
-    if (rc != 0) return rc;
-    struct sbx_op ops[2];
-    memset(ops, 0, sizeof ops);
-    size_t n = 0;
-    for (int i = 0; i < 2; i++) {
-        if (i == 0 ? p.has_thumb : p.has_medium) continue;
-        ops[n].type = SBX_OP_PHOTO_SET;
-        memcpy(ops[n].id, photo, 16);
-        ops[n].field = i == 0 ? SBX_PF_THUMB : SBX_PF_MEDIUM;
-        memcpy(ops[n].value.hash, h[i], 32);
-        n++;
+    if (share) api_plain(r, status, status == 404 ? "Not Found" : api_reason(status));
+    else api_error(r, status, "%s", msg);
+}
+
+enum render_row { ROW_NONE, ROW_PENDING, ROW_FAILED };
+
+/* The photo's row in the render queue: pending (the renderer makes it),
+ * failed (why in `why`), or none (never tried on this device, or done). */
+static int render_row(struct sbx_daemon *d, const uint8_t photo[16], char *why, size_t cap)
+{
+    sqlite3_stmt *st = sbx_store_stmt(d->store, "SELECT state, error FROM render_queue WHERE photo_id = ?1");
+    if (!st) return SBX_EDB;
+    sqlite3_bind_blob(st, 1, photo, 16, SQLITE_STATIC);
+    int rc = sqlite3_step(st), row = ROW_NONE;
+    if (rc == SQLITE_ROW) {
+        const char *state = (const char *)sqlite3_column_text(st, 0);
+        const char *error = (const char *)sqlite3_column_text(st, 1);
+        row = state && strcmp(state, "failed") == 0 ? ROW_FAILED : ROW_PENDING;
+        snprintf(why, cap, "%s", error ? error : "no reason recorded");
     }
-    if (rc == 0 && n > 0) rc = sbx_engine_write(api->d->engine, ops, n, sbx_now_ms());
-    return rc;
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? row : SBX_EDB;
+}
+
+/* Hands a photo to the background renderer, as an import does. */
+static int queue_render(struct sbx_daemon *d, const uint8_t photo[16])
+{
+    sqlite3_stmt *st = sbx_store_stmt(d->store, "INSERT OR IGNORE INTO render_queue(photo_id, queued_at, updated_at) "
+                                                "VALUES (?1, ?2, ?2)");
+    if (!st) return SBX_EDB;
+    sqlite3_bind_blob(st, 1, photo, 16, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, sbx_now_ms());
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return sbx_store_err(rc);
+    sbx_render_kick(d);
+    return 0;
+}
+
+/* A thumbnail or medium the log does not name: says why there is none, or
+ * queues its render. Always answers. */
+static void no_rendition(struct api_req *r, const uint8_t photo[16], const struct photo_row *p, enum api_media which,
+                         bool share)
+{
+    const char *what = which == API_THUMB ? "thumbnail" : "medium image";
+    char msg[400], why[200] = "";
+    /* The renderer makes a photo's two sizes together, for photos without
+     * a thumbnail: a medium missing beside a thumbnail is not its work. */
+    if (which == API_MEDIUM && p->has_thumb)
+        return fail(r, share, 404, "no medium image: the library names only a thumbnail for this photo");
+    int row = render_row(r->d, photo, why, sizeof why);
+    if (row < 0) return fail(r, share, 500, "database error");
+    if (row == ROW_FAILED) {
+        /* Tried and failed for good (the bytes decide): not again. */
+        snprintf(msg, sizeof msg, "no %s: rendering this photo failed (%s)", what, why);
+        return fail(r, share, 404, msg);
+    }
+    if (row == ROW_NONE) {
+        /* Never tried here (a photo from before the renderer, or whose
+         * device could not render it): the renderer may, when the type is
+         * one it renders and the original is here. */
+        if (!sbx_media_can_render(p->mime)) return fail(r, share, 404, "this type of file has no thumbnail");
+        if (sbx_blob_has(r->api->blobs, p->hash) != 0)
+            return fail(r, share, 404, "no thumbnail: this device does not hold the original to render one");
+        int rc = queue_render(r->d, photo);
+        if (rc != 0) return fail(r, share, 500, "cannot queue the render");
+        char id[SBX_UUID_STRLEN + 1];
+        sbx_uuid_format(id, photo);
+        sbx_info("api: photo %s has no %s: queued for the renderer", id, what);
+    }
+    /* Queued (by an import, or just now): it comes soon, and rendering it
+     * here would hold the daemon's loop for the decode. */
+    api_header(r, H2O_TOKEN_RETRY_AFTER, "2");
+    if (share) return api_plain(r, 503, "Service Unavailable");
+    snprintf(msg, sizeof msg, "the %s is being rendered: retry", what);
+    api_error(r, 503, "%s", msg);
 }
 
 /* ---- streaming ---- */
@@ -151,12 +203,6 @@ static bool etag_listed(const char *list, size_t len, const char *etag)
     return false;
 }
 
-static void fail(struct api_req *r, bool share, int status, const char *msg)
-{
-    if (share) api_plain(r, status, status == 404 ? "Not Found" : api_reason(status));
-    else api_error(r, status, "%s", msg);
-}
-
 /* A file name for Content-Disposition: printable ASCII without quotes or
  * backslashes, so the header can carry it as a quoted string. */
 static void safe_name(char *out, size_t cap, const char *in)
@@ -181,33 +227,8 @@ static void media_send(struct api_req *r, const uint8_t photo[16], enum api_medi
     struct photo_row p;
     int rc = load_photo(r->d, photo, &p);
     if (rc != 0) return fail(r, share, rc == SBX_ENOENT ? 404 : 500, "no photo with this id");
-    if (which != API_ORIGINAL && !(which == API_THUMB ? p.has_thumb : p.has_medium)) {
-        /* Queued for the background renderer (an import just added it): it
-         * comes soon, and rendering it here would hold the daemon's loop
-         * for the decode while an import may be running. */
-        sqlite3_stmt *q = sbx_store_stmt(r->d->store, "SELECT count(*) FROM render_queue "
-                                                      "WHERE photo_id = ?1 AND state = 'pending'");
-        bool queued = false;
-        if (q) {
-            sqlite3_bind_blob(q, 1, photo, 16, SQLITE_STATIC);
-            queued = sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int64(q, 0) > 0;
-            sqlite3_reset(q);
-        }
-        if (queued) {
-            api_header(r, H2O_TOKEN_RETRY_AFTER, "2");
-            if (share) return api_plain(r, 503, "Service Unavailable");
-            return api_error(r, 503, "the thumbnail is being rendered: retry");
-        }
-        /* Not rendered and not queued (a photo whose device could not
-         * render it, or made before the renderer): render it now if the
-         * original is here. */
-        rc = api_media_derive(api, photo);
-        if (rc == 0) rc = load_photo(r->d, photo, &p);
-        if (rc != 0 || !(which == API_THUMB ? p.has_thumb : p.has_medium))
-            return fail(r, share, 404,
-                        rc == SBX_EUNSUPPORTED ? "this type of file has no thumbnail"
-                                               : "no thumbnail: this device does not hold the original to render one");
-    }
+    if (which != API_ORIGINAL && !(which == API_THUMB ? p.has_thumb : p.has_medium))
+        return no_rendition(r, photo, &p, which, share);
     const uint8_t *hash = which == API_THUMB ? p.thumb : which == API_MEDIUM ? p.medium : p.hash;
     sbx_blob_file *f = NULL;
     rc = sbx_blob_open(api->blobs, hash, &f);
@@ -357,8 +378,7 @@ static void wait_answer(struct fetch_wait *w)
     wait_unlink(w);
     struct api_req r = {.api = api, .d = api->d, .req = w->req};
     if (api->stopping) {
-        api_header(&r, H2O_TOKEN_CONNECTION, "close");
-        w->req->http1_is_persistent = 0;
+        api_close_after(&r);
         api_header(&r, H2O_TOKEN_RETRY_AFTER, "10");
         if (w->share) return api_plain(&r, 503, "Service Unavailable");
         return api_error(&r, 503, "the daemon is shutting down");

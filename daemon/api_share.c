@@ -65,32 +65,28 @@ static json_t *link_json(struct sbx_daemon *d, const struct sbx_share_link *l)
     return o;
 }
 
-static bool target_alive(struct sbx_daemon *d, bool album, const uint8_t id[16])
-{
-    sqlite3_stmt *st = sbx_store_stmt(
-        d->store, album ? "SELECT 1 FROM albums WHERE id = ?1 AND create_hlc IS NOT NULL AND is_deleted = 0"
-                        : "SELECT 1 FROM photos WHERE id = ?1 AND put_hlc IS NOT NULL AND is_deleted = 0");
-    if (!st) return false;
-    sqlite3_bind_blob(st, 1, id, 16, SQLITE_STATIC);
-    bool ok = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_reset(st);
-    return ok;
-}
-
-static json_t *cmd_share_create(struct sbx_daemon *d, json_t *args, char *err, size_t errsz)
+static json_t *cmd_share_create(struct sbx_daemon *d, json_t *args, char *err, size_t errsz, int *code)
 {
     const char *album = json_string_value(json_object_get(args, "album"));
     const char *photo = json_string_value(json_object_get(args, "photo"));
     if (!!album == !!photo) {
         snprintf(err, errsz, "share one album or one photo: give --album ID or --photo ID");
+        *code = SBX_EINVAL;
         return NULL;
     }
     struct sbx_op op = {.type = SBX_OP_SHARE_CREATE, .ref_is_album = album != NULL};
-    if (sbx_resolve_id(d, album ? "album" : "photo", album ? "albums" : "photos", album ? album : photo, op.ref, err,
-                       errsz) != 0)
+    int rc = sbx_resolve_id(d, album ? "album" : "photo", album ? "albums" : "photos", album ? album : photo, op.ref,
+                            err, errsz);
+    if (rc != 0) {
+        *code = rc;
         return NULL;
-    if (!target_alive(d, album != NULL, op.ref)) {
-        snprintf(err, errsz, "that %s is deleted", album ? "album" : "photo");
+    }
+    /* It exists (resolved): not alive means deleted, a conflict with the
+     * request rather than a missing thing. */
+    if ((rc = sbx_share_target_alive(d->store, album != NULL, op.ref)) != 0) {
+        if (rc == SBX_ENOENT) snprintf(err, errsz, "that %s is deleted", album ? "album" : "photo");
+        else snprintf(err, errsz, "database error");
+        *code = rc == SBX_ENOENT ? SBX_ESTATE : rc;
         return NULL;
     }
     json_t *exp = json_object_get(args, "expires");
@@ -105,19 +101,22 @@ static json_t *cmd_share_create(struct sbx_daemon *d, json_t *args, char *err, s
     }
     if (secs < 0) {
         snprintf(err, errsz, "--expires is a duration such as 90m, 12h, 7d or 2w (at most 10 years)");
+        *code = SBX_EINVAL;
         return NULL;
     }
     int64_t now = sbx_now_ms();
     op.expires_at_ms = secs ? now + secs * 1000 : 0;
     sbx_uuid_random(op.id);
-    int rc = sbx_engine_write(d->engine, &op, 1, now);
+    rc = sbx_engine_write(d->engine, &op, 1, now);
     if (rc != 0) {
         snprintf(err, errsz, "cannot write to the library: %s", sbx_strerror(rc));
+        *code = rc;
         return NULL;
     }
     struct sbx_share_link l;
     if ((rc = sbx_share_load(d->store, op.id, &l)) != 0) {
         snprintf(err, errsz, "the link was written but cannot be read back: %s", sbx_strerror(rc));
+        *code = rc == SBX_ENOENT ? SBX_EIO : rc;
         return NULL;
     }
     char id[SBX_UUID_STRLEN + 1];
@@ -126,12 +125,13 @@ static json_t *cmd_share_create(struct sbx_daemon *d, json_t *args, char *err, s
     return link_json(d, &l);
 }
 
-static json_t *cmd_share_list(struct sbx_daemon *d, char *err, size_t errsz)
+static json_t *cmd_share_list(struct sbx_daemon *d, char *err, size_t errsz, int *code)
 {
     sqlite3_stmt *st = sbx_store_stmt(d->store, "SELECT id FROM share_links WHERE created_at IS NOT NULL "
                                                 "ORDER BY created_at, id");
     if (!st) {
         snprintf(err, errsz, "database error");
+        *code = SBX_EDB;
         return NULL;
     }
     /* The ids first: sbx_share_load runs a statement of its own. */
@@ -157,19 +157,23 @@ static json_t *cmd_share_list(struct sbx_daemon *d, char *err, size_t errsz)
     return arr;
 }
 
-static json_t *cmd_share_revoke(struct sbx_daemon *d, json_t *args, char *err, size_t errsz)
+static json_t *cmd_share_revoke(struct sbx_daemon *d, json_t *args, char *err, size_t errsz, int *code)
 {
     struct sbx_op op = {.type = SBX_OP_SHARE_REVOKE};
-    if (sbx_resolve_id(d, "share link", "share_links", json_string_value(json_object_get(args, "id")), op.id, err,
-                       errsz) != 0)
+    int rc = sbx_resolve_id(d, "share link", "share_links", json_string_value(json_object_get(args, "id")), op.id, err,
+                            errsz);
+    if (rc != 0) {
+        *code = rc;
         return NULL;
+    }
     struct sbx_share_link l;
-    int rc = sbx_share_load(d->store, op.id, &l);
+    rc = sbx_share_load(d->store, op.id, &l);
     if (rc == 0 && l.revoked_at_ms == 0) rc = sbx_engine_write(d->engine, &op, 1, sbx_now_ms());
     if (rc == 0) rc = sbx_share_load(d->store, op.id, &l);
     if (rc != 0) {
         snprintf(err, errsz, rc == SBX_ENOENT ? "no share link with that id" : "cannot revoke the link: %s",
                  sbx_strerror(rc));
+        *code = rc;
         return NULL;
     }
     char id[SBX_UUID_STRLEN + 1];
@@ -178,12 +182,13 @@ static json_t *cmd_share_revoke(struct sbx_daemon *d, json_t *args, char *err, s
     return link_json(d, &l);
 }
 
-json_t *api_share_control(struct sbx_daemon *d, const char *name, json_t *args, char *err, size_t errsz, bool *handled)
+json_t *api_share_control(struct sbx_daemon *d, const char *name, json_t *args, char *err, size_t errsz, int *code,
+                          bool *handled)
 {
     *handled = true;
-    if (strcmp(name, "share.create") == 0) return cmd_share_create(d, args, err, errsz);
-    if (strcmp(name, "share.list") == 0) return cmd_share_list(d, err, errsz);
-    if (strcmp(name, "share.revoke") == 0) return cmd_share_revoke(d, args, err, errsz);
+    if (strcmp(name, "share.create") == 0) return cmd_share_create(d, args, err, errsz, code);
+    if (strcmp(name, "share.list") == 0) return cmd_share_list(d, err, errsz, code);
+    if (strcmp(name, "share.revoke") == 0) return cmd_share_revoke(d, args, err, errsz, code);
     *handled = false;
     return NULL;
 }

@@ -362,7 +362,64 @@ void h_upload_get(struct api_req *r)
     api_json(r, 200, session_json(r->api, &s, true));
 }
 
-/* ---- PUT /uploads/{id}/chunks/{n} ---- */
+/* ---- PUT /uploads/{id}/chunks/{n} ----
+ *
+ * Hashing a chunk of up to 16 MiB (its X-Chunk-Sha256) and syncing it to
+ * disk take milliseconds to seconds: they run on libuv's thread pool, and
+ * the request is answered when its write ends (or not at all when the
+ * client went away meanwhile: the chunk is stored all the same). At most
+ * SBX_MAX_UPLOAD_CHUNK_WRITES run at once; the others wait, in order, and
+ * so does a chunk whose index is being written by another request, so two
+ * writes of one chunk never overlap (the second finds the first's bit and
+ * is a duplicate). Workers write only staging files: the session's row is
+ * updated on the loop. Several workers may set bits in one byte of a map:
+ * they do it under api->map_lock, reading the byte back first. */
+
+struct chunk_ref;
+
+struct chunk_job {
+    uv_work_t work;
+    struct sbx_api *api;
+    struct chunk_job *next; /* on the waiting or the running list */
+    h2o_req_t *req;         /* NULL once the client is gone */
+    struct chunk_ref *ref;  /* in req's pool; NULL with req */
+    uint8_t id[16];
+    uint32_t idx, n_chunks;
+    uint64_t off;
+    size_t len;
+    bool check; /* the request gave X-Chunk-Sha256: want */
+    uint8_t want[32];
+    /* The worker's own copy of the body: the request's lives in h2o's
+     * buffers, freed with the request should the client go away while the
+     * worker reads it. Made when the write starts, so waiting writes hold
+     * no second copy. */
+    uint8_t *bytes;
+    char data_path[4200], map_path[4200];
+    /* The worker's results. */
+    int rc;
+    bool bad_hash, dup;
+};
+
+/* Lives in the request's pool: when the request goes first, the job learns
+ * there is nobody to answer. */
+struct chunk_ref {
+    struct chunk_job *job;
+};
+
+static void chunk_ref_dispose(void *p)
+{
+    struct chunk_ref *ref = p;
+    if (!ref->job) return;
+    ref->job->req = NULL;
+    ref->job->ref = NULL;
+}
+
+static void chunk_free(struct chunk_job *j)
+{
+    if (j->ref) j->ref->job = NULL;
+    free(j->bytes);
+    free(j);
+}
 
 static int write_all_at(int fd, const void *buf, size_t len, off_t off)
 {
@@ -376,6 +433,179 @@ static int write_all_at(int fd, const void *buf, size_t len, off_t off)
         off += w;
     }
     return 0;
+}
+
+/* Reads the map byte of chunk idx (under map_lock); with `set`, sets its
+ * bit and writes the byte back. *was: the bit before. */
+static int map_bit(struct chunk_job *j, int fd, bool set, bool *was)
+{
+    uint8_t b = 0, mask = (uint8_t)(1u << (j->idx % 8));
+    off_t at = (off_t)(j->idx / 8);
+    ssize_t n;
+    do n = pread(fd, &b, 1, at);
+    while (n < 0 && errno == EINTR);
+    if (n != 1) return n < 0 ? sbx_err_from_errno(errno) : SBX_ECORRUPT;
+    *was = (b & mask) != 0;
+    if (!set || *was) return 0;
+    b |= mask;
+    return write_all_at(fd, &b, 1, at);
+}
+
+/* The worker: check, write and sync the bytes, then the bit. */
+static void chunk_work(uv_work_t *w)
+{
+    struct chunk_job *j = w->data;
+    struct sbx_api *api = j->api;
+    if (j->check) {
+        uint8_t h[32];
+        sbx_blob_sha256(j->bytes, j->len, h);
+        if (memcmp(h, j->want, 32) != 0) {
+            j->bad_hash = true;
+            return;
+        }
+    }
+    /* Test hook: SHOEBOX_TEST_CHUNK_DELAY_MS=N makes each chunk write take
+     * N ms longer, so a test can have writes overlap for sure. */
+    const char *delay = getenv("SHOEBOX_TEST_CHUNK_DELAY_MS");
+    if (delay && atol(delay) > 0) usleep((useconds_t)(atol(delay) > 10000 ? 10000 : atol(delay)) * 1000);
+    int mfd = open(j->map_path, O_RDWR | O_CLOEXEC);
+    if (mfd < 0) {
+        j->rc = sbx_err_from_errno(errno);
+        return;
+    }
+    bool was = false;
+    uv_mutex_lock(&api->map_lock);
+    int rc = map_bit(j, mfd, false, &was);
+    uv_mutex_unlock(&api->map_lock);
+    if (rc == 0 && was) {
+        /* Already here: the bytes are not written again. */
+        j->dup = true;
+        goto done;
+    }
+    /* The bytes, synced; then the bit, synced: a crash never leaves a bit
+     * set for bytes that are not on disk. */
+    int dfd = rc == 0 ? open(j->data_path, O_WRONLY | O_CLOEXEC) : -1;
+    if (rc == 0 && dfd < 0) rc = sbx_err_from_errno(errno);
+    if (rc == 0) rc = write_all_at(dfd, j->bytes, j->len, (off_t)j->off);
+    if (rc == 0 && fdatasync(dfd) != 0) rc = sbx_err_from_errno(errno);
+    if (dfd >= 0) close(dfd);
+    if (rc == 0) {
+        uv_mutex_lock(&api->map_lock);
+        rc = map_bit(j, mfd, true, &was);
+        uv_mutex_unlock(&api->map_lock);
+    }
+    /* Outside the lock: each sync covers at least its own write. */
+    if (rc == 0 && fdatasync(mfd) != 0) rc = sbx_err_from_errno(errno);
+done:
+    close(mfd);
+    j->rc = rc;
+}
+
+static void chunk_start_next(struct sbx_api *api);
+
+/* The request's answer, from the session as it is now. */
+static void chunk_answer(struct chunk_job *j)
+{
+    struct sbx_api *api = j->api;
+    struct api_req r = {.api = api, .d = api->d, .req = j->req};
+    if (j->bad_hash) return api_error(&r, 400, "chunk %u does not match its X-Chunk-Sha256", j->idx);
+    struct session s;
+    int lrc = load_session(api, j->id, &s);
+    bool open = lrc == 0 && (strcmp(s.status, "pending") == 0 || strcmp(s.status, "uploading") == 0);
+    if (j->rc != 0) {
+        /* The session may have ended meanwhile (a duplicate's write raced
+         * its completion, which removed the staging files). */
+        if (lrc == 0 && !open) return api_error(&r, 409, "the session is %s: it takes no more chunks", s.status);
+        return api_error(&r, j->rc == SBX_ENOSPC ? 507 : 500, "cannot store chunk %u: %s", j->idx,
+                         sbx_strerror(j->rc));
+    }
+    uint8_t *map = NULL;
+    uint32_t have = 0;
+    if (lrc == 0 && open && read_map(api, &s, &map) == 0) {
+        have = count_bits(map, s.n_chunks);
+        free(map);
+    } else if (lrc == 0 && strcmp(s.status, "completed") == 0) {
+        have = s.n_chunks; /* completed meanwhile, its staging files gone */
+    }
+    char id[SBX_UUID_STRLEN + 1];
+    sbx_uuid_format(id, j->id);
+    api_json(&r, 200, json_pack("{s:s, s:i, s:b, s:I, s:I}", "id", id, "chunk", (int)j->idx, "duplicate", j->dup,
+                                "receivedCount", (json_int_t)have, "chunks", (json_int_t)j->n_chunks));
+}
+
+static void chunk_done(uv_work_t *w, int status)
+{
+    struct chunk_job *j = w->data;
+    struct sbx_api *api = j->api;
+    struct chunk_job **pp = &api->chunks_running;
+    while (*pp && *pp != j) pp = &(*pp)->next;
+    SBX_ASSERT(*pp == j && api->n_chunks_running > 0);
+    *pp = j->next;
+    j->next = NULL;
+    api->n_chunks_running--;
+    free(j->bytes);
+    j->bytes = NULL;
+    if (status != 0) j->rc = SBX_EIO;
+    if (j->rc == 0 && !j->dup && !j->bad_hash) {
+        /* The first chunk makes a pending session uploading; a session
+         * that went on meanwhile keeps its status. */
+        sqlite3_stmt *st = sbx_store_stmt(api->d->store, "UPDATE upload_sessions SET status = 'uploading' "
+                                                         "WHERE id = ?1 AND status = 'pending'");
+        if (st) {
+            sqlite3_bind_blob(st, 1, j->id, 16, SQLITE_STATIC);
+            sqlite3_step(st);
+            sqlite3_reset(st);
+        }
+    }
+    if (j->req) chunk_answer(j);
+    chunk_free(j);
+    chunk_start_next(api);
+}
+
+static bool chunk_busy(struct sbx_api *api, const uint8_t id[16], uint32_t idx)
+{
+    for (struct chunk_job *o = api->chunks_running; o; o = o->next)
+        if (o->idx == idx && memcmp(o->id, id, 16) == 0) return true;
+    return false;
+}
+
+/* Starts waiting writes while slots are free: the first whose chunk is not
+ * being written already. Writes whose client went away are dropped (their
+ * bytes went with the request). */
+static void chunk_start_next(struct sbx_api *api)
+{
+    /* Bounded: every turn starts or drops a waiting write, or ends. */
+    for (size_t guard = 0; guard <= SBX_MAX_API_CONNECTIONS * 256u && !api->stopping; guard++) {
+        struct chunk_job **pp = &api->chunks_waiting, *j = NULL;
+        for (; *pp; pp = &(*pp)->next) {
+            if (!(*pp)->req || (api->n_chunks_running < SBX_MAX_UPLOAD_CHUNK_WRITES && !chunk_busy(api, (*pp)->id, (*pp)->idx))) {
+                j = *pp;
+                break;
+            }
+        }
+        if (!j) return;
+        *pp = j->next;
+        j->next = NULL;
+        if (!j->req) {
+            chunk_free(j);
+            continue;
+        }
+        j->bytes = malloc(j->len);
+        if (!j->bytes) {
+            struct api_req r = {.api = api, .d = api->d, .req = j->req};
+            api_error(&r, 500, "out of memory");
+            chunk_free(j);
+            continue;
+        }
+        memcpy(j->bytes, j->req->entity.base, j->len);
+        j->work.data = j;
+        j->next = api->chunks_running;
+        api->chunks_running = j;
+        api->n_chunks_running++;
+        int rc = uv_queue_work(api->d->loop, &j->work, chunk_work, chunk_done);
+        /* Not queued: the callback never runs, so it runs here. */
+        if (rc != 0) chunk_done(&j->work, rc);
+    }
 }
 
 void h_upload_chunk(struct api_req *r)
@@ -396,49 +626,56 @@ void h_upload_chunk(struct api_req *r)
     h2o_iovec_t e = r->req->entity;
     size_t got = e.base ? e.len : 0;
     if (got != want) return api_error(r, 400, "chunk %ld must be exactly %zu bytes, not %zu", idx, want, got);
-    size_t hl = 0;
-    const char *hv = NULL;
+    uint8_t want_h[32];
     ssize_t hi = h2o_find_header_by_str(&r->req->headers, H2O_STRLIT("x-chunk-sha256"), -1);
     if (hi >= 0) {
-        hv = r->req->headers.entries[hi].value.base;
-        hl = r->req->headers.entries[hi].value.len;
+        const char *hv = r->req->headers.entries[hi].value.base;
+        size_t hl = r->req->headers.entries[hi].value.len;
         char hex[65];
-        uint8_t want_h[32], have_h[32];
         snprintf(hex, sizeof hex, "%.*s", (int)(hl < 64 ? hl : 64), hv);
-        sbx_blob_sha256(e.base, got, have_h);
-        if (hl != 64 || !parse_hash(hex, want_h) || memcmp(want_h, have_h, 32) != 0)
+        if (hl != 64 || !parse_hash(hex, want_h))
             return api_error(r, 400, "chunk %ld does not match its X-Chunk-Sha256", idx);
     }
     uint8_t *map = NULL;
     int rc = read_map(api, &s, &map);
     if (rc != 0) return api_error(r, 500, "the session's staging files are damaged: %s", sbx_strerror(rc));
     bool dup = bit(map, (uint32_t)idx);
-    char path[4200];
-    int fd = -1;
-    if (!dup) {
-        /* The bytes, synced; then the bit, synced. */
-        if ((rc = stage_path(api, s.id, STAGE_DATA, path, sizeof path)) == 0) {
-            fd = open(path, O_WRONLY | O_CLOEXEC);
-            rc = fd < 0 ? sbx_err_from_errno(errno) : write_all_at(fd, e.base, got, (off_t)off);
-            if (rc == 0 && fdatasync(fd) != 0) rc = sbx_err_from_errno(errno);
-            if (fd >= 0) close(fd);
-        }
-        map[idx / 8] |= (uint8_t)(1u << (idx % 8));
-        if (rc == 0 && (rc = stage_path(api, s.id, STAGE_MAP, path, sizeof path)) == 0) {
-            fd = open(path, O_WRONLY | O_CLOEXEC);
-            rc = fd < 0 ? sbx_err_from_errno(errno) : write_all_at(fd, &map[idx / 8], 1, (off_t)(idx / 8));
-            if (rc == 0 && fdatasync(fd) != 0) rc = sbx_err_from_errno(errno);
-            if (fd >= 0) close(fd);
-        }
-        if (rc == 0 && strcmp(s.status, "pending") == 0) rc = set_status(api, s.id, "uploading", NULL);
-    }
     uint32_t have = count_bits(map, s.n_chunks);
     free(map);
-    if (rc != 0) return api_error(r, rc == SBX_ENOSPC ? 507 : 500, "cannot store chunk %ld: %s", idx, sbx_strerror(rc));
-    char id[SBX_UUID_STRLEN + 1];
-    sbx_uuid_format(id, s.id);
-    api_json(r, 200, json_pack("{s:s, s:i, s:b, s:I, s:I}", "id", id, "chunk", (int)idx, "duplicate", dup,
-                               "receivedCount", (json_int_t)have, "chunks", (json_int_t)s.n_chunks));
+    if (dup && hi < 0) {
+        /* Here already, and nothing to check: nothing to do. */
+        char id[SBX_UUID_STRLEN + 1];
+        sbx_uuid_format(id, s.id);
+        return api_json(r, 200, json_pack("{s:s, s:i, s:b, s:I, s:I}", "id", id, "chunk", (int)idx, "duplicate", 1,
+                                           "receivedCount", (json_int_t)have, "chunks", (json_int_t)s.n_chunks));
+    }
+    if (!api->map_lock_on) {
+        if (uv_mutex_init(&api->map_lock) != 0) return api_error(r, 500, "cannot set up the chunk writer");
+        api->map_lock_on = true;
+    }
+    struct chunk_job *j = calloc(1, sizeof *j);
+    if (!j) return api_error(r, 500, "out of memory");
+    j->api = api;
+    memcpy(j->id, s.id, 16);
+    j->idx = (uint32_t)idx;
+    j->n_chunks = s.n_chunks;
+    j->off = off;
+    j->len = got;
+    j->check = hi >= 0;
+    if (j->check) memcpy(j->want, want_h, 32);
+    if ((rc = stage_path(api, s.id, STAGE_DATA, j->data_path, sizeof j->data_path)) != 0 ||
+        (rc = stage_path(api, s.id, STAGE_MAP, j->map_path, sizeof j->map_path)) != 0) {
+        chunk_free(j);
+        return api_error(r, 500, "cannot store chunk %ld: %s", idx, sbx_strerror(rc));
+    }
+    j->req = r->req;
+    j->ref = h2o_mem_alloc_shared(&r->req->pool, sizeof *j->ref, chunk_ref_dispose);
+    j->ref->job = j;
+    /* Last on the waiting list: writes start in the order they came. */
+    struct chunk_job **pp = &api->chunks_waiting;
+    while (*pp) pp = &(*pp)->next;
+    *pp = j;
+    chunk_start_next(api);
 }
 
 /* ---- POST /uploads/{id}/complete ----
@@ -692,6 +929,14 @@ static bool job_for(struct sbx_api *api, const uint8_t id[16])
     return false;
 }
 
+static void worker_close(struct sbx_api *api)
+{
+    sbx_blobstore_close(api->wblobs);
+    api->wblobs = NULL;
+    sbx_store_close(api->wstore);
+    api->wstore = NULL;
+}
+
 /* The worker's own connection and blob store handle, opened once. */
 static int worker_handles(struct sbx_api *api)
 {
@@ -702,7 +947,7 @@ static int worker_handles(struct sbx_api *api)
     if (rc == 0) rc = sbx_blobstore_open(&api->wblobs, api->d->data_dir, api->wstore);
     if (rc != 0) {
         sbx_warn("api: cannot open the upload worker's database handle: %s", sbx_strerror(rc));
-        api_upload_close(api);
+        worker_close(api);
     }
     return rc;
 }
@@ -763,6 +1008,19 @@ void h_upload_complete(struct api_req *r)
 
 void api_upload_stop(struct sbx_api *api)
 {
+    /* Chunk writes not begun are dropped, as their clients are told; those
+     * running finish (the loop waits for them). */
+    for (size_t guard = 0; api->chunks_waiting && guard <= SBX_MAX_API_CONNECTIONS * 256u; guard++) {
+        struct chunk_job *j = api->chunks_waiting;
+        api->chunks_waiting = j->next;
+        if (j->req) {
+            struct api_req r = {.api = api, .d = api->d, .req = j->req};
+            api_close_after(&r);
+            api_header(&r, H2O_TOKEN_RETRY_AFTER, "10");
+            api_error(&r, 503, "the daemon is shutting down: send the chunk again later");
+        }
+        chunk_free(j);
+    }
     /* The running completion finishes (the loop waits for it); those not
      * begun are dropped, and their clients may complete them again later. */
     for (size_t guard = 0; api->jobs_head && guard <= SBX_MAX_UPLOAD_COMPLETIONS; guard++) {
@@ -771,8 +1029,7 @@ void api_upload_stop(struct sbx_api *api)
         api->n_jobs--;
         if (j->req) {
             struct api_req r = {.api = api, .d = api->d, .req = j->req};
-            api_header(&r, H2O_TOKEN_CONNECTION, "close");
-            j->req->http1_is_persistent = 0;
+            api_close_after(&r);
             api_header(&r, H2O_TOKEN_RETRY_AFTER, "10");
             api_error(&r, 503, "the daemon is shutting down: complete the upload again later");
         }
@@ -784,10 +1041,10 @@ void api_upload_stop(struct sbx_api *api)
 void api_upload_close(struct sbx_api *api)
 {
     SBX_ASSERT(api->job_running == NULL);
-    sbx_blobstore_close(api->wblobs);
-    api->wblobs = NULL;
-    sbx_store_close(api->wstore);
-    api->wstore = NULL;
+    SBX_ASSERT(api->chunks_running == NULL && api->n_chunks_running == 0 && api->chunks_waiting == NULL);
+    if (api->map_lock_on) uv_mutex_destroy(&api->map_lock);
+    api->map_lock_on = false;
+    worker_close(api);
 }
 
 /* ---- start-up sweep ---- */

@@ -166,6 +166,29 @@ int sbx_api_page_cursor_parse(const uint8_t key[32], const char *text, size_t le
 
 /* ---- HTTP details ---- */
 
+int sbx_api_status_for_error(int err)
+{
+    switch (err) {
+    case SBX_ENOENT: return 404;
+    case SBX_EEXIST:
+    case SBX_ESTATE:
+    case SBX_EBUSY: return 409;
+    case SBX_EINVAL:
+    case SBX_EMALFORMED:
+    case SBX_EAMBIGUOUS:
+    case SBX_ETOOBIG:
+    case SBX_EUNSUPPORTED: return 400;
+    case SBX_EPERM:
+    case SBX_EREFUSED:
+    case SBX_ECRYPTO: return 403;
+    case SBX_EEXPIRED: return 410;
+    case SBX_ELOCKED:
+    case SBX_EAGAIN: return 503;
+    case SBX_ENOSPC: return 507;
+    default: return 500; /* NOMEM, IO, CORRUPT, DB, PROTO, and no code */
+    }
+}
+
 static bool parse_u64(const char *s, size_t len, uint64_t *out)
 {
     if (len == 0 || len > 19) return false;

@@ -17,12 +17,16 @@ struct cmd_ctx {
     struct sbx_daemon *d;
     json_t *args;
     char err[512];
+    /* With err, the SBX_E* code of the failure: the HTTP API answers with
+     * the status it maps to (sbx_api_status_for_error). */
+    int code;
 };
 
 typedef json_t *(*cmd_fn)(struct cmd_ctx *c);
 
-static json_t *fail(struct cmd_ctx *c, const char *fmt, const char *detail)
+static json_t *fail(struct cmd_ctx *c, int code, const char *fmt, const char *detail)
 {
+    c->code = code;
     snprintf(c->err, sizeof c->err, fmt, detail ? detail : "");
     return NULL;
 }
@@ -54,7 +58,7 @@ static json_t *cmd_status(struct cmd_ctx *c)
     uint8_t digest[32];
     char digest_hex[65];
     int rc = sbx_engine_digest(d->engine, digest);
-    if (rc != 0) return fail(c, "cannot compute the state digest: %s", sbx_strerror(rc));
+    if (rc != 0) return fail(c, rc, "cannot compute the state digest: %s", sbx_strerror(rc));
     hex_of(digest_hex, digest, 32);
 
     json_t *forks = json_array();
@@ -98,22 +102,25 @@ static json_t *cmd_status(struct cmd_ctx *c)
         "schema_version", sbx_store_schema_version(s), "version", SBX_VERSION, "started_at",
         sbx_json_time(d->started_at_ms));
     if (status) {
-        json_object_set_new(
-            status, "blobs",
-            json_pack("{s:I, s:I, s:I}", "held",
-                      (json_int_t)sbx_store_query_int(s, "SELECT count(*) FROM photos p WHERE p.put_hlc IS NOT NULL AND "
-                                                         "EXISTS (SELECT 1 FROM blobs b WHERE b.hash = p.hash AND "
-                                                         "b.complete = 1)"),
-                      "missing",
-                      (json_int_t)sbx_store_query_int(s, "SELECT count(*) FROM photos p WHERE p.put_hlc IS NOT NULL AND "
-                                                         "NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = p.hash AND "
-                                                         "b.complete = 1)"),
-                      "backed_up",
-                      (json_int_t)sbx_store_query_int(s, "SELECT count(*) FROM photos p WHERE p.put_hlc IS NOT NULL AND "
-                                                         "EXISTS (SELECT 1 FROM blob_holders h JOIN authors a ON "
-                                                         "a.ix = h.holder_ix JOIN devices v ON v.key = a.key WHERE "
-                                                         "h.hash = p.hash AND h.held = 1 AND v.role = 1 AND "
-                                                         "v.removed = 0)")));
+        /* One scan of the photos for all three counts: a large library
+         * would otherwise be walked once per count. Every photo put counts,
+         * deleted ones too (their originals are kept until purged). */
+        int64_t photos = 0, held = 0, backed_up = 0;
+        st = sbx_store_stmt(s, "SELECT count(*), ifnull(sum(held), 0), ifnull(sum(backed_up), 0) FROM (SELECT "
+                               "EXISTS (SELECT 1 FROM blobs b WHERE b.hash = p.hash AND b.complete = 1) AS held, "
+                               "EXISTS (SELECT 1 FROM blob_holders h JOIN authors a ON a.ix = h.holder_ix "
+                               "JOIN devices v ON v.key = a.key WHERE h.hash = p.hash AND h.held = 1 AND "
+                               "v.role = 1 AND v.removed = 0) AS backed_up "
+                               "FROM photos p WHERE p.put_hlc IS NOT NULL)");
+        if (st && sqlite3_step(st) == SQLITE_ROW) {
+            photos = sqlite3_column_int64(st, 0);
+            held = sqlite3_column_int64(st, 1);
+            backed_up = sqlite3_column_int64(st, 2);
+        }
+        if (st) sqlite3_reset(st);
+        json_object_set_new(status, "blobs",
+                            json_pack("{s:I, s:I, s:I}", "held", (json_int_t)held, "missing",
+                                      (json_int_t)(photos - held), "backed_up", (json_int_t)backed_up));
         json_object_set_new(status, "peers", sbx_net_peers_json(d));
         json_object_set_new(status, "listen", d->listen_port ? json_string(d->listen) : json_null());
         json_object_set_new(status, "import_jobs", sbx_import_jobs_json(d));
@@ -157,19 +164,22 @@ static int resolve_id(struct cmd_ctx *c, const char *what, const char *table, co
         char ch = *p >= 'a' && *p <= 'f' ? (char)(*p - 32) : *p;
         if (!((ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'F')) || n == 32) {
             snprintf(c->err, sizeof c->err, "'%s' is not a %s id", prefix, what);
-            return SBX_EINVAL;
+            return c->code = SBX_EINVAL;
         }
         hex[n++] = ch;
     }
     hex[n] = '\0';
     if (n == 0) {
         snprintf(c->err, sizeof c->err, "a %s id is needed", what);
-        return SBX_EINVAL;
+        return c->code = SBX_EINVAL;
     }
     char sql[160];
     snprintf(sql, sizeof sql, "SELECT id FROM %s WHERE hex(id) LIKE ?1 || '%%' LIMIT 2", table);
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(sbx_store_db(c->d->store), sql, -1, &st, NULL) != SQLITE_OK) return SBX_EDB;
+    if (sqlite3_prepare_v2(sbx_store_db(c->d->store), sql, -1, &st, NULL) != SQLITE_OK) {
+        snprintf(c->err, sizeof c->err, "database error");
+        return c->code = SBX_EDB;
+    }
     sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
     int found = 0;
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -179,7 +189,7 @@ static int resolve_id(struct cmd_ctx *c, const char *what, const char *table, co
     if (found == 1) return 0;
     snprintf(c->err, sizeof c->err, found ? "%s id '%s' is ambiguous: give more characters" : "no %s with id '%s'",
              what, prefix);
-    return found ? SBX_EAMBIGUOUS : SBX_ENOENT;
+    return c->code = found ? SBX_EAMBIGUOUS : SBX_ENOENT;
 }
 
 static const char *arg_str(struct cmd_ctx *c, const char *key)
@@ -192,7 +202,7 @@ static json_t *write_ops(struct cmd_ctx *c, const struct sbx_op *ops, size_t n, 
     int rc = sbx_engine_write(c->d->engine, ops, n, sbx_now_ms());
     if (rc != 0) {
         json_decref(result);
-        return fail(c, "cannot write to the library: %s", sbx_strerror(rc));
+        return fail(c, rc, "cannot write to the library: %s", sbx_strerror(rc));
     }
     return result ? result : json_object();
 }
@@ -262,7 +272,7 @@ static json_t *cmd_photos(struct cmd_ctx *c)
                               : "SELECT " PHOTO_COLUMNS " FROM photos p WHERE p.put_hlc IS NOT NULL AND p.is_deleted = 0 "
                                 "ORDER BY p.captured_at DESC, p.id";
     if (sqlite3_prepare_v2(sbx_store_db(c->d->store), sql, -1, &st, NULL) != SQLITE_OK)
-        return fail(c, "cannot list photos: %s", sqlite3_errmsg(sbx_store_db(c->d->store)));
+        return fail(c, SBX_EDB, "cannot list photos: %s", sqlite3_errmsg(sbx_store_db(c->d->store)));
     json_t *arr = json_array();
     while (sqlite3_step(st) == SQLITE_ROW) json_array_append_new(arr, photo_json(st));
     sqlite3_finalize(st);
@@ -289,7 +299,7 @@ static int name_arg(struct cmd_ctx *c, const char *key, struct sbx_str *out)
     /* Album names and tag labels: the log takes up to SBX_MAX_LABEL. */
     if (!name || !*name || strlen(name) > SBX_MAX_LABEL) {
         snprintf(c->err, sizeof c->err, "a name of 1 to %u bytes is needed", SBX_MAX_LABEL);
-        return SBX_EINVAL;
+        return c->code = SBX_EINVAL;
     }
     *out = (struct sbx_str){name, (uint32_t)strlen(name)};
     return 0;
@@ -326,10 +336,10 @@ static json_t *album_items(struct cmd_ctx *c, enum sbx_op_type type)
     if (resolve_id(c, "album", "albums", arg_str(c, "album"), album) != 0) return NULL;
     json_t *photos = c->args ? json_object_get(c->args, "photos") : NULL;
     size_t n = json_array_size(photos);
-    if (n == 0) return fail(c, "give at least one photo id%s", "");
-    if (n > 100000) return fail(c, "too many photos in one request%s", "");
+    if (n == 0) return fail(c, SBX_EINVAL, "give at least one photo id%s", "");
+    if (n > 100000) return fail(c, SBX_ETOOBIG, "too many photos in one request%s", "");
     struct sbx_op *ops = calloc(n, sizeof *ops);
-    if (!ops) return fail(c, "out of memory%s", "");
+    if (!ops) return fail(c, SBX_ENOMEM, "out of memory%s", "");
     for (size_t i = 0; i < n; i++) {
         ops[i].type = type;
         memcpy(ops[i].id, album, 16);
@@ -356,7 +366,7 @@ static json_t *cmd_albums(struct cmd_ctx *c)
                                "WHERE i.album_id = ?1 AND i.present = 1 AND p.put_hlc IS NOT NULL AND p.is_deleted = 0 "
                                "ORDER BY i.position, i.photo_id", -1, &items, NULL) != SQLITE_OK) {
         sqlite3_finalize(st);
-        return fail(c, "cannot list albums: %s", sqlite3_errmsg(db));
+        return fail(c, SBX_EDB, "cannot list albums: %s", sqlite3_errmsg(db));
     }
     json_t *arr = json_array();
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -418,8 +428,12 @@ static json_t *cmd_pair(struct cmd_ctx *c)
     json_int_t ttl = c->args && json_is_integer(json_object_get(c->args, "ttl"))
                          ? json_integer_value(json_object_get(c->args, "ttl"))
                          : 600;
-    if (ttl < 10 || ttl > 7 * 86400) return fail(c, "--ttl is 10 seconds to 7 days%s", "");
-    return sbx_net_invite(c->d, ttl, c->err, sizeof c->err);
+    if (ttl < 10 || ttl > 7 * 86400) return fail(c, SBX_EINVAL, "--ttl is 10 seconds to 7 days%s", "");
+    json_t *inv = sbx_net_invite(c->d, ttl, c->err, sizeof c->err);
+    /* It fails only for what this daemon is doing now: it does not listen
+     * for peers, or holds too many open invitations. */
+    if (!inv) c->code = SBX_ESTATE;
+    return inv;
 }
 
 static json_t *cmd_devices(struct cmd_ctx *c)
@@ -432,7 +446,7 @@ static json_t *cmd_devices(struct cmd_ctx *c)
                                "WHERE created_at IS NOT NULL ORDER BY created_at, key", -1, &st, NULL) != SQLITE_OK) {
         json_decref(peers);
         json_decref(arr);
-        return fail(c, "cannot list devices: %s", sqlite3_errmsg(db));
+        return fail(c, SBX_EDB, "cannot list devices: %s", sqlite3_errmsg(db));
     }
     while (sqlite3_step(st) == SQLITE_ROW) {
         char devid[SBX_DEVID_STRLEN + 1];
@@ -463,11 +477,12 @@ static json_t *cmd_devices(struct cmd_ctx *c)
  * its printed form. */
 static int resolve_device(struct cmd_ctx *c, const char *text, uint8_t key[32])
 {
-    if (!text || !*text) return fail(c, "a device id is needed%s", ""), SBX_EINVAL;
+    if (!text || !*text) return fail(c, SBX_EINVAL, "a device id is needed%s", ""), SBX_EINVAL;
     int rc = sbx_devid_parse(key, text);
     if (rc == 0) return 0;
     if (rc == SBX_ECORRUPT) {
         snprintf(c->err, sizeof c->err, "device id %s has a typo (a check character does not match)", text);
+        c->code = SBX_EINVAL; /* the request's, not the store's */
         return rc;
     }
     char want[SBX_DEVID_STRLEN + 1];
@@ -484,19 +499,29 @@ static int resolve_device(struct cmd_ctx *c, const char *text, uint8_t key[32])
     if (st) sqlite3_reset(st);
     if (found == 1) return 0;
     snprintf(c->err, sizeof c->err, found ? "device id '%s' is ambiguous" : "no device with id '%s'", text);
-    return found ? SBX_EAMBIGUOUS : SBX_ENOENT;
+    return c->code = found ? SBX_EAMBIGUOUS : SBX_ENOENT;
 }
 
 static json_t *cmd_device_remove(struct cmd_ctx *c)
 {
     struct sbx_op op = {.type = SBX_OP_DEVICE_REMOVE};
     if (resolve_device(c, arg_str(c, "id"), op.key) != 0) return NULL;
-    if (!sbx_engine_is_member(c->d->engine, op.key)) return fail(c, "that device is not a member%s", "");
+    if (!sbx_engine_is_member(c->d->engine, op.key)) {
+        /* A full id parses without a look at the table: one the library
+         * never had is not found; a removed one is a conflict. */
+        sqlite3_stmt *st = sbx_store_stmt(c->d->store, "SELECT 1 FROM devices WHERE key = ?1 AND created_at IS NOT NULL");
+        if (!st) return fail(c, SBX_EDB, "database error%s", "");
+        sqlite3_bind_blob(st, 1, op.key, 32, SQLITE_STATIC);
+        bool known = sqlite3_step(st) == SQLITE_ROW;
+        sqlite3_reset(st);
+        if (!known) return fail(c, SBX_ENOENT, "no device with id '%s'", arg_str(c, "id"));
+        return fail(c, SBX_ESTATE, "that device is not a member (it was removed)%s", "");
+    }
     /* Its entries up to what this device holds stay valid; later ones are
      * refused everywhere. */
     sqlite3_stmt *st = sbx_store_stmt(c->d->store, "SELECT h.seq FROM heads h JOIN authors a ON a.ix = h.author_ix "
                                                    "WHERE a.key = ?1");
-    if (!st) return fail(c, "database error%s", "");
+    if (!st) return fail(c, SBX_EDB, "database error%s", "");
     sqlite3_bind_blob(st, 1, op.key, 32, SQLITE_STATIC);
     op.last_seq = sqlite3_step(st) == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
     sqlite3_reset(st);
@@ -510,18 +535,25 @@ static json_t *cmd_device_remove(struct cmd_ctx *c)
 static int photo_hash(struct cmd_ctx *c, const char *prefix, uint8_t hash[32], char *name, size_t cap)
 {
     uint8_t id[16];
-    if (resolve_id(c, "photo", "photos", prefix, id) != 0) return SBX_ENOENT;
+    int rc = resolve_id(c, "photo", "photos", prefix, id);
+    if (rc != 0) return rc;
     sqlite3_stmt *st = sbx_store_stmt(c->d->store, "SELECT hash, file_name FROM photos WHERE id = ?1");
-    if (!st) return SBX_EDB;
+    if (!st) {
+        snprintf(c->err, sizeof c->err, "database error");
+        return c->code = SBX_EDB;
+    }
     sqlite3_bind_blob(st, 1, id, 16, SQLITE_STATIC);
-    int rc = SBX_ENOENT;
+    rc = SBX_ENOENT;
     if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 32) {
         memcpy(hash, sqlite3_column_blob(st, 0), 32);
         snprintf(name, cap, "%s", sqlite3_column_text(st, 1) ? (const char *)sqlite3_column_text(st, 1) : "");
         rc = 0;
     }
     sqlite3_reset(st);
-    if (rc != 0) snprintf(c->err, sizeof c->err, "that photo has no known original");
+    if (rc != 0) {
+        snprintf(c->err, sizeof c->err, "that photo has no known original");
+        c->code = rc;
+    }
     return rc;
 }
 
@@ -562,9 +594,9 @@ static json_t *cmd_get(struct cmd_ctx *c)
     const char *out = arg_str(c, "out");
     if (sbx_blob_has(c->d->blobs, hash) == 0) {
         if (out) {
-            if (out[0] != '/') return fail(c, "--out must be an absolute path%s", "");
+            if (out[0] != '/') return fail(c, SBX_EINVAL, "--out must be an absolute path%s", "");
             int rc = export_blob(c->d, hash, out);
-            if (rc != 0) return fail(c, "cannot write the original: %s", sbx_strerror(rc));
+            if (rc != 0) return fail(c, rc, "cannot write the original: %s", sbx_strerror(rc));
         }
         struct sbx_blob_info info;
         sbx_blob_stat(c->d->blobs, hash, &info);
@@ -572,7 +604,7 @@ static json_t *cmd_get(struct cmd_ctx *c)
                          (json_int_t)info.size, "file_name", name);
     }
     int rc = sbx_transfer_want(c->d, hash);
-    if (rc != 0) return fail(c, "cannot fetch the original: %s", sbx_strerror(rc));
+    if (rc != 0) return fail(c, rc, "cannot fetch the original: %s", sbx_strerror(rc));
     uint64_t done = 0, size = 0;
     sbx_transfer_progress(c->d, hash, &done, &size);
     return json_pack("{s:b, s:I, s:I, s:s}", "held", 0, "done", (json_int_t)done, "size", (json_int_t)size,
@@ -586,14 +618,14 @@ static json_t *cmd_free_space(struct cmd_ctx *c)
     json_int_t min_full = 1;
     if (c->args && json_is_integer(json_object_get(c->args, "min_full")))
         min_full = json_integer_value(json_object_get(c->args, "min_full"));
-    if (min_full < 1) return fail(c, "at least one full peer must hold an original before it is freed%s", "");
+    if (min_full < 1) return fail(c, SBX_EINVAL, "at least one full peer must hold an original before it is freed%s", "");
     sqlite3 *db = sbx_store_db(c->d->store);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, "SELECT b.hash, b.size_bytes FROM blobs b WHERE b.kind = 'original' AND b.complete = 1 "
                                "AND (SELECT count(*) FROM blob_holders h JOIN authors a ON a.ix = h.holder_ix "
                                "JOIN devices v ON v.key = a.key WHERE h.hash = b.hash AND h.held = 1 AND v.role = 1 "
                                "AND v.removed = 0 AND v.key != ?1) >= ?2", -1, &st, NULL) != SQLITE_OK)
-        return fail(c, "database error: %s", sqlite3_errmsg(db));
+        return fail(c, SBX_EDB, "database error: %s", sqlite3_errmsg(db));
     sqlite3_bind_blob(st, 1, c->d->id.pk, 32, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, min_full);
     size_t n = 0, cap = 0;
@@ -622,7 +654,7 @@ static json_t *cmd_free_space(struct cmd_ctx *c)
     for (size_t i = 0; rc == 0 && i < n; i++)
         if (sbx_blob_delete(c->d->blobs, hashes[i]) == 0) freed++;
     free(hashes);
-    if (rc != 0) return fail(c, "cannot write to the library: %s", sbx_strerror(rc));
+    if (rc != 0) return fail(c, rc, "cannot write to the library: %s", sbx_strerror(rc));
     return json_pack("{s:I, s:I}", "freed", (json_int_t)freed, "bytes", bytes);
 }
 
@@ -634,12 +666,15 @@ static json_t *cmd_unlock(struct cmd_ctx *c)
 {
     const char *hex = arg_str(c, "passphrase_hex");
     size_t n = hex ? strlen(hex) : 0;
-    if (n == 0 || n % 2 != 0 || n / 2 > SBX_MAX_PASSPHRASE) return fail(c, "a passphrase is needed%s", "");
+    if (n == 0 || n % 2 != 0 || n / 2 > SBX_MAX_PASSPHRASE) return fail(c, SBX_EINVAL, "a passphrase is needed%s", "");
     char pass[SBX_MAX_PASSPHRASE];
-    if (sbx_hex_decode((uint8_t *)pass, n / 2, hex) != 0) return fail(c, "the passphrase is not hex%s", "");
+    if (sbx_hex_decode((uint8_t *)pass, n / 2, hex) != 0) return fail(c, SBX_EINVAL, "the passphrase is not hex%s", "");
     int rc = sbx_daemon_unlock(c->d, pass, n / 2, c->err, sizeof c->err);
     sodium_memzero(pass, sizeof pass);
-    if (rc != 0) return NULL;
+    if (rc != 0) {
+        c->code = rc;
+        return NULL;
+    }
     char devid[SBX_DEVID_STRLEN + 1];
     sbx_devid_format(devid, c->d->id.pk);
     return json_pack("{s:b, s:s}", "unlocked", 1, "device_id", devid);
@@ -652,7 +687,7 @@ static json_t *cmd_unlock(struct cmd_ctx *c)
 static json_t *cmd_import(struct cmd_ctx *c)
 {
     json_t *paths = c->args ? json_object_get(c->args, "paths") : NULL;
-    if (!json_is_array(paths) || json_array_size(paths) == 0) return fail(c, "give at least one path%s", "");
+    if (!json_is_array(paths) || json_array_size(paths) == 0) return fail(c, SBX_EINVAL, "give at least one path%s", "");
     sbx_control_pending *reply = sbx_control_defer(c->d);
     if (sbx_import_start(c->d, paths, reply, c->err, sizeof c->err) != 0) {
         /* Nothing started: answer now after all. */
@@ -690,30 +725,36 @@ static const struct {
     {"untag", cmd_untag},
 };
 
-json_t *sbx_control_dispatch(struct sbx_daemon *d, json_t *request)
+static json_t *error_json(int *code, int rc, const char *msg)
 {
+    /* A failure that did not say why is the daemon's own. */
+    if (code) *code = rc ? rc : SBX_EIO;
+    return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+}
+
+json_t *sbx_control_dispatch(struct sbx_daemon *d, json_t *request, int *code)
+{
+    if (code) *code = 0;
     const char *name = json_string_value(json_object_get(request, "cmd"));
-    if (!name) return json_pack("{s:b, s:s}", "ok", 0, "error", "request has no \"cmd\"");
+    if (!name) return error_json(code, SBX_EINVAL, "request has no \"cmd\"");
     json_t *args = json_object_get(request, "args");
     struct cmd_ctx c = {.d = d, .args = json_is_object(args) ? args : NULL};
     if (d->locked && strcmp(name, "status") != 0 && strcmp(name, "unlock") != 0)
-        return json_pack("{s:b, s:s}", "ok", 0, "error",
-                         "the library is encrypted and locked: run 'shoebox unlock' first");
+        return error_json(code, SBX_ELOCKED, "the library is encrypted and locked: run 'shoebox unlock' first");
     for (size_t i = 0; i < SBX_ARRAY_LEN(commands); i++) {
         if (strcmp(commands[i].name, name) != 0) continue;
         json_t *result = commands[i].fn(&c);
-        if (!result)
-            return json_pack("{s:b, s:s}", "ok", 0, "error", c.err[0] ? c.err : "command failed");
+        if (!result) return error_json(code, c.code, c.err[0] ? c.err : "command failed");
         return json_pack("{s:b, s:o}", "ok", 1, "result", result);
     }
     bool handled = false;
-    json_t *result = sbx_api_control(d, name, c.args, c.err, sizeof c.err, &handled);
+    json_t *result = sbx_api_control(d, name, c.args, c.err, sizeof c.err, &c.code, &handled);
     if (handled)
         return result ? json_pack("{s:b, s:o}", "ok", 1, "result", result)
-                      : json_pack("{s:b, s:s}", "ok", 0, "error", c.err[0] ? c.err : "command failed");
+                      : error_json(code, c.code, c.err[0] ? c.err : "command failed");
     char msg[128];
     snprintf(msg, sizeof msg, "unknown command \"%.64s\"", name);
-    return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+    return error_json(code, SBX_EUNSUPPORTED, msg);
 }
 
 int sbx_resolve_id(struct sbx_daemon *d, const char *what, const char *table, const char *prefix, uint8_t out[16],

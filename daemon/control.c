@@ -125,7 +125,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->d->control_current = c;
-    json_t *resp = sbx_control_dispatch(c->d, req);
+    json_t *resp = sbx_control_dispatch(c->d, req, NULL);
     c->d->control_current = NULL;
     json_decref(req);
     if (c->deferred) {

@@ -117,8 +117,10 @@ int sbx_control_start(struct sbx_daemon *d, char *errmsg, size_t errmsg_size);
 void sbx_control_stop(struct sbx_daemon *d);
 
 /* Runs one control command; returns the response object (owned by caller):
- * {"ok": true, "result": ...} or {"ok": false, "error": "..."}. */
-json_t *sbx_control_dispatch(struct sbx_daemon *d, json_t *request);
+ * {"ok": true, "result": ...} or {"ok": false, "error": "..."}. With
+ * `code`, *code is 0, or the failure's SBX_E* code (what the HTTP API
+ * answers with; the control socket's JSON carries the message only). */
+json_t *sbx_control_dispatch(struct sbx_daemon *d, json_t *request, int *code);
 
 /* A request answered later (an import answers when it ends). A command
  * calls sbx_control_defer while it runs: its own return value is then
@@ -134,8 +136,6 @@ void sbx_net_stop(struct sbx_daemon *d);
 json_t *sbx_net_peers_json(struct sbx_daemon *d);
 json_t *sbx_net_invite(struct sbx_daemon *d, int64_t ttl_s, char *err, size_t errsz);
 void sbx_net_add_address(struct sbx_daemon *d, const uint8_t key[32], const char *addr, const char *source);
-/* Parses HOST:PORT (IPv4) or [IPv6]:PORT. */
-int sbx_net_parse_addr(const char *text, struct sockaddr_storage *out);
 
 /* Blob transfers (daemon/transfer.c). */
 int sbx_transfer_init(struct sbx_daemon *d);
@@ -199,8 +199,9 @@ void sbx_api_close(struct sbx_daemon *d);
  * requests waiting for it are answered on the next turn of the loop. */
 void sbx_api_blob_ready(struct sbx_daemon *d, const uint8_t hash[32]);
 /* Control commands the API module adds (share.*, rebuild); *handled false
- * when `name` is none of them. */
-json_t *sbx_api_control(struct sbx_daemon *d, const char *name, json_t *args, char *err, size_t errsz,
+ * when `name` is none of them. On failure NULL, with the message in err and
+ * the SBX_E* code in *code. */
+json_t *sbx_api_control(struct sbx_daemon *d, const char *name, json_t *args, char *err, size_t errsz, int *code,
                         bool *handled);
 
 /* From commands.c, for the API: the photo columns of a listing and the

@@ -5,6 +5,7 @@
 #include "daemon.h"
 #include "conn.h"
 
+#include "shoebox/addr.h"
 #include "shoebox/devid.h"
 #include "shoebox/discovery.h"
 #include "shoebox/upnp.h"
@@ -176,7 +177,7 @@ static void on_pex(sbx_peer *p, const uint8_t key[32], const char *addr)
     struct conn *c = sbx_peer_data(p);
     struct sbx_daemon *d = c->d;
     struct sockaddr_storage ss;
-    if (memcmp(key, d->id.pk, 32) == 0 || !sbx_engine_is_member(d->engine, key) || sbx_net_parse_addr(addr, &ss) != 0)
+    if (memcmp(key, d->id.pk, 32) == 0 || !sbx_engine_is_member(d->engine, key) || sbx_addr_parse(addr, false, &ss) != 0)
         return;
     sbx_net_add_address(d, key, addr, "pex");
 }
@@ -366,23 +367,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     flush(c);
 }
 
-static void format_addr(const struct sockaddr *sa, char *out, size_t size)
-{
-    char host[64] = "?";
-    int port = 0;
-    if (sa->sa_family == AF_INET) {
-        uv_ip4_name((const struct sockaddr_in *)sa, host, sizeof host);
-        port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
-        snprintf(out, size, "%s:%d", host, port);
-    } else if (sa->sa_family == AF_INET6) {
-        uv_ip6_name((const struct sockaddr_in6 *)sa, host, sizeof host);
-        port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-        snprintf(out, size, "[%s]:%d", host, port);
-    } else {
-        snprintf(out, size, "?");
-    }
-}
-
 static struct conn *conn_new(struct sbx_daemon *d, bool outbound)
 {
     struct conn *c = calloc(1, sizeof *c);
@@ -412,7 +396,7 @@ static void on_connection(uv_stream_t *server, int status)
     c->connected = true;
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) format_addr((struct sockaddr *)&ss, c->addr, sizeof c->addr);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) sbx_addr_format(c->addr, (struct sockaddr *)&ss);
     /* A bound on connections keeps a flood from exhausting memory. */
     if (n >= SBX_MAX_CONNECTIONS || session_start(c) != 0) {
         sbx_warn("connection from %s refused: too many connections", c->addr);
@@ -447,24 +431,6 @@ static void on_connect(uv_connect_t *req, int status)
     flush(c);
 }
 
-int sbx_net_parse_addr(const char *text, struct sockaddr_storage *out)
-{
-    char host[300];
-    const char *colon = strrchr(text, ':');
-    if (!colon || colon == text || strlen(text) >= sizeof host) return SBX_EINVAL;
-    char *end = NULL;
-    long port = strtol(colon + 1, &end, 10);
-    if (!end || *end || port < 1 || port > 65535) return SBX_EINVAL;
-    size_t hl = (size_t)(colon - text);
-    memcpy(host, text, hl);
-    host[hl] = '\0';
-    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
-        host[hl - 1] = '\0';
-        return uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)out) == 0 ? 0 : SBX_EINVAL;
-    }
-    return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)out) == 0 ? 0 : SBX_EINVAL;
-}
-
 static void dial(struct sbx_daemon *d, struct dialer *dl)
 {
     /* The next known address, round robin. */
@@ -484,7 +450,7 @@ static void dial(struct sbx_daemon *d, struct dialer *dl)
     if (sqlite3_step(st) == SQLITE_ROW) snprintf(addr, sizeof addr, "%s", (const char *)sqlite3_column_text(st, 0));
     sqlite3_reset(st);
     struct sockaddr_storage ss;
-    if (!addr[0] || sbx_net_parse_addr(addr, &ss) != 0) {
+    if (!addr[0] || sbx_addr_parse(addr, false, &ss) != 0) {
         dl->next_addr++;
         return;
     }
@@ -645,7 +611,7 @@ int sbx_net_start(struct sbx_daemon *d, char *errmsg, size_t size)
     uv_timer_start(&d->net_timer, on_tick, 50, TICK_MS);
     if (!d->listen[0]) return 0;
     struct sockaddr_storage ss;
-    if (sbx_net_parse_addr(d->listen, &ss) != 0) {
+    if (sbx_addr_parse(d->listen, false, &ss) != 0) {
         snprintf(errmsg, size, "--listen %s is not HOST:PORT (IPv4 or [IPv6])", d->listen);
         return SBX_EINVAL;
     }
@@ -781,7 +747,7 @@ json_t *sbx_net_invite(struct sbx_daemon *d, int64_t ttl_s, char *err, size_t er
      * specific one, else every non-internal interface address. */
     char addr[80];
     struct sockaddr_storage ss;
-    bool any = sbx_net_parse_addr(d->listen, &ss) == 0 &&
+    bool any = sbx_addr_parse(d->listen, false, &ss) == 0 &&
                ((ss.ss_family == AF_INET && ((struct sockaddr_in *)&ss)->sin_addr.s_addr == 0) ||
                 (ss.ss_family == AF_INET6 && memcmp(&((struct sockaddr_in6 *)&ss)->sin6_addr, &in6addr_any, 16) == 0));
     if (rc == 0 && !any) {

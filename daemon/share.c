@@ -99,13 +99,13 @@ int sbx_share_load(sbx_store *s, const uint8_t id[16], struct sbx_share_link *ou
     return rc;
 }
 
-static int target_alive(sbx_store *s, const struct sbx_share_link *l)
+int sbx_share_target_alive(sbx_store *s, bool is_album, const uint8_t id[16])
 {
     sqlite3_stmt *st = sbx_store_stmt(
-        s, l->is_album ? "SELECT 1 FROM albums WHERE id = ?1 AND create_hlc IS NOT NULL AND is_deleted = 0"
-                       : "SELECT 1 FROM photos WHERE id = ?1 AND put_hlc IS NOT NULL AND is_deleted = 0");
+        s, is_album ? "SELECT 1 FROM albums WHERE id = ?1 AND create_hlc IS NOT NULL AND is_deleted = 0"
+                    : "SELECT 1 FROM photos WHERE id = ?1 AND put_hlc IS NOT NULL AND is_deleted = 0");
     if (!st) return SBX_EDB;
-    sqlite3_bind_blob(st, 1, l->target, 16, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 1, id, 16, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? SBX_ENOENT : SBX_EDB;
@@ -126,7 +126,7 @@ int sbx_share_resolve(sbx_store *s, const uint8_t library[16], const char *token
     memcpy(c.link, l.id, 16);
     memcpy(c.target, l.target, 16);
     if (sbx_share_token_verify(&c, sig, l.creator) != 0) return SBX_ENOENT;
-    if ((rc = target_alive(s, &l)) != 0) return rc;
+    if ((rc = sbx_share_target_alive(s, l.is_album, l.target)) != 0) return rc;
     *out = l;
     return 0;
 }

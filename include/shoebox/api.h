@@ -135,6 +135,12 @@ int sbx_api_page_cursor_parse(const uint8_t key[32], const char *text, size_t le
  * allows); SBX_EINVAL: not satisfiable (416). */
 int sbx_http_range(const char *value, size_t len, uint64_t size, uint64_t *first, uint64_t *last);
 
+/* The HTTP status for a failure with SBX_E* code `err`: 404 not found,
+ * 409 exists / wrong state / busy, 400 invalid, malformed, ambiguous, too
+ * big or unsupported, 403 refused, 410 expired, 503 locked or try again,
+ * 507 no space, 500 anything else (the daemon's own failure). */
+int sbx_api_status_for_error(int err);
+
 /* Percent-decodes `len` bytes of `in` into out (cap bytes, NUL-terminated);
  * with `plus` a '+' means a space (query strings). SBX_EMALFORMED for a bad
  * escape or a NUL byte; SBX_ETOOBIG when it does not fit. */

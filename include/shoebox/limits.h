@@ -223,5 +223,10 @@
 /* Upload completions queued for the worker (hashing and ingest run off the
  * loop, one at a time); more get 503 and Retry-After. */
 #define SBX_MAX_UPLOAD_COMPLETIONS 64u
+/* Upload chunks written at once on libuv's thread pool (hashed, written,
+ * synced): each holds a copy of its body, up to SBX_MAX_UPLOAD_CHUNK. More
+ * wait, their bodies in h2o's buffers, for a slot; the pool's other
+ * threads stay free for a completion and the transfers. */
+#define SBX_MAX_UPLOAD_CHUNK_WRITES 2u
 
 #endif

@@ -58,6 +58,12 @@ struct sbx_share_link {
  * share.create for it. */
 int sbx_share_load(sbx_store *s, const uint8_t id[16], struct sbx_share_link *out);
 
+/* 0 when the album (is_album) or photo `id` is in the library and not
+ * deleted; SBX_ENOENT when it is not (never created here, or deleted);
+ * SBX_EDB. Links are made only for live targets and served only while
+ * theirs is alive. */
+int sbx_share_target_alive(sbx_store *s, bool is_album, const uint8_t id[16]);
+
 /* The check before serving: the token parses, its link exists, is neither
  * revoked nor expired at now_ms, its target (album or photo) exists and is
  * not deleted, and the signature is the creator's over what the log says.

@@ -212,12 +212,21 @@ check "album remove a photo" '[ "$(api DELETE /albums/$ALB/photos/$canon | jq -c
 check "the CLI sees the API's edits" '"$SB" --data "$A" albums --json | jq -e ".[] | select(.name == \"Old cameras\")" >/dev/null'
 check "untag" '[ "$(api DELETE /photos/$kodak/tags/old%20camera | jq -c .tags)" = "[]" ]'
 check "a missing album: 404" 'api GET /albums/00000000-0000-4000-8000-000000000000 >/dev/null; [ "$(code)" = 404 ]'
+# A command's failure is answered by its error code, not by its wording.
+check "deleting an album that does not exist: 404" \
+  'api DELETE /albums/00000000-0000-4000-8000-000000000000 >/dev/null; [ "$(code)" = 404 ]'
+check "adding a photo that does not exist: 404" \
+  'api POST /albums/$ALB/photos -d "{\"photoIds\":[\"00000000-0000-4000-8000-000000000000\"]}" >/dev/null; [ "$(code)" = 404 ]'
+check "an album name over the limit: 400" \
+  'api PATCH /albums/$ALB -d "{\"name\":\"$(head -c 300 /dev/zero | tr "\0" x)\"}" >/dev/null; [ "$(code)" = 400 ]'
 check "devices" '[ "$(api GET /devices | jq -r ".items[0].self")" = true ]'
 check "pair gives an invitation URI" '[[ "$(api POST /pair -d "{\"ttl\":60}" | jq -r .uri)" == shoebox://pair\?* ]]'
 check "a malformed body is refused" 'api POST /albums -d "{nope" >/dev/null; [ "$(code)" = 400 ]'
 check "album delete" 'api DELETE /albums/$ALB >/dev/null; [ "$(code)" = 200 ] && [ "$(api GET /albums | jq ".items | length")" = 1 ]'
 check "deleted photos list" \
   'api DELETE /photos/$kodak >/dev/null; [ "$(api GET "/photos?deleted=true" | jq -r ".items[0].id")" = "$kodak" ]'
+check "a share link for a deleted photo: 409" \
+  'api POST /shares -d "{\"photoId\":\"$kodak\"}" | jq -e ".error | test(\"deleted\")" >/dev/null && [ "$(code)" = 409 ]'
 check "a deleted photo's bytes uploaded again restore it" \
   '[ "$(upload "$FIX/Kodak_CX7530.jpg" | jq -r "[.alreadyExists, .restored] | join(\",\")")" = "true,true" ] && [ "$(api GET /photos/$kodak | jq .isDeleted)" = false ]'
 
@@ -232,4 +241,10 @@ check "an --api address in use is an error" \
 ok "with --api off the daemon starts" start_daemon "$T_TMP/b" --api off
 check "...and serves its unix socket only" \
   '[ "$(curl -s --unix-socket "$T_TMP/b/api.sock" -H "Authorization: Bearer $(cat "$T_TMP/b/api-token")" http://x/status | jq -r ".api.listen")" = null ]'
+check "pairing on a daemon that does not listen for peers: 409" \
+  '[ "$(curl -s -o /dev/null -w "%{http_code}" -X POST --unix-socket "$T_TMP/b/api.sock" -H "Authorization: Bearer $(cat "$T_TMP/b/api-token")" http://x/pair)" = 409 ]'
+BID=$(curl -s --unix-socket "$T_TMP/b/api.sock" -H "Authorization: Bearer $(cat "$T_TMP/b/api-token")" http://x/status | jq -r .deviceId)
+check "removing a device the library never had: 404" 'api DELETE /devices/$BID >/dev/null; [ "$(code)" = 404 ]'
+check "a device id with a typo: 400" \
+  'T=$(sed "s/^\(...\)./\1A/" <<<"$BID"); [ "$T" = "$BID" ] && T=$(sed "s/^\(...\)./\1B/" <<<"$BID"); api DELETE /devices/$T >/dev/null; [ "$(code)" = 400 ]'
 finish

@@ -22,6 +22,7 @@ ok "import photos" "$SB" --data "$A" import "$FIX"
 ok "import big photos" "$SB" --data "$A" import "$T_TMP/big"
 n=$(jq_status "$A" .photos)
 check "the cache holds its own originals" '[ "$(blobs "$A" held)" = "$n" ] && [ "$(blobs "$A" backed_up)" = 0 ]'
+check "...and misses none" '[ "$(blobs "$A" missing)" = 0 ]'
 
 # A second cache device gets one big original on demand (it becomes a
 # second holder, used by the lying-peer case below).
@@ -31,7 +32,7 @@ ok "laptop starts" start_daemon "$B" --listen 127.0.0.1:$PB
 BIG1=$("$SB" --data "$B" photos --json | jq -r '.[] | select(.file_name == "big1.jpg") | .id')
 ok "get a big original on the laptop" "$SB" --data "$B" get "$BIG1" --timeout 60 --out "$T_TMP/got1.jpg"
 check "it is byte-identical" 'cmp -s "$T_TMP/got1.jpg" "$T_TMP/big/big1.jpg"'
-check "the laptop holds no other original" '[ "$(blobs "$B" held)" = 1 ]'
+check "the laptop holds no other original" '[ "$(blobs "$B" held)" = 1 ] && [ "$(blobs "$B" missing)" = $((n - 1)) ]'
 
 # The camera now lies on every chunk it serves; the laptop is honest.
 ok "camera stops" stop_daemon "$A"
@@ -78,6 +79,8 @@ ok "the camera learns they are backed up" until_true 60 bash -c "[ \"\$('$SB' --
 # free-space frees only what a full peer holds; get brings one back.
 ok "free-space on the camera" bash -c "'$SB' --data '$A' free-space --json >'$T_TMP/free.json'"
 check "every original was freed" '[ "$(jq .freed "$T_TMP/free.json")" = "$n" ] && [ "$(blobs "$A" held)" = 0 ]'
+check "...the camera misses them all, and they are still backed up" \
+  '[ "$(blobs "$A" missing)" = "$n" ] && [ "$(blobs "$A" backed_up)" = "$n" ]'
 check "none is lost: the NAS still holds all" '[ "$(blobs "$F" held)" = "$n" ]'
 CANON=$("$SB" --data "$A" photos --json | jq -r '.[] | select(.file_name == "Canon_40D.jpg") | .id')
 ok "get brings one back" "$SB" --data "$A" get "$CANON" --timeout 60 --out "$T_TMP/canon.jpg"

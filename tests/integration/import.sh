@@ -240,7 +240,39 @@ sleep 3
 check "the failed render is not tried again (tried $tries time(s) before)" \
   '[ "$(grep -c "render: photo .*cannot render" "$R.log")" = "$tries" ] && [ "$tries" -le 2 ] && [ "$(jq_status "$R" .renders.failed)" = 1 ] && [ "$(jq_status "$R" .renders.pending)" = 0 ]'
 check "shoebox status says it" '"$SB" --data "$R" status | grep -q "^renders  0 thumbnails to render, 1 failed"'
+# The API decodes nothing on the daemon's loop: a failed render is answered
+# from its record, a photo never tried is handed to the renderer.
+uuid_of() { # uuid_of FILE_NAME: the photo's id in R
+  sqlite3 "$R/shoebox.db" "SELECT hex(id) FROM photos WHERE file_name = '$1'" | tr 'A-F' 'a-f' |
+    sed -E 's/(.{8})(.{4})(.{4})(.{4})(.{12})/\1-\2-\3-\4-\5/'
+}
+rapi() { curl -s -D "$T_TMP/rh" -o "$T_TMP/rb" --unix-socket "$R/api.sock" -H "Authorization: Bearer $(cat "$R/api-token")" "http://x$1"; }
+CORRUPT=$(uuid_of zz_no_tables.jpg)
+check "the failed render's thumbnail: 404 with the recorded reason" \
+  'rapi /photos/$CORRUPT/thumb; grep -q "^HTTP/1.1 404" "$T_TMP/rh" && jq -r .error "$T_TMP/rb" | grep -q "rendering this photo failed (cannot render the image"'
+check "...and its medium; neither is tried again" \
+  'rapi /photos/$CORRUPT/medium; grep -q "^HTTP/1.1 404" "$T_TMP/rh" && jq -r .error "$T_TMP/rb" | grep -q "cannot render the image" && [ "$(grep -c "render: photo .*cannot render" "$R.log")" = "$tries" ] && [ "$(jq_status "$R" .renders.failed)" = 1 ]'
 ok "stop it again" stop_daemon "$R"
+# A photo the renderer never saw: imported by a daemon without render
+# threads, its queue row gone (as in a library from before the renderer).
+{ cat "$EXIF/Canon_40D.jpg"; printf 'bytes after the end: a photo of its own'; } >"$T_TMP/late.jpg"
+export SHOEBOX_RENDER_THREADS=0
+ok "a daemon without render threads" start_daemon "$R"
+unset SHOEBOX_RENDER_THREADS
+ok "it imports one more photo" "$SB" --data "$R" import "$T_TMP/late.jpg"
+ok "stop it" stop_daemon "$R"
+LATE=$(uuid_of late.jpg)
+sqlite3 "$R/shoebox.db" "DELETE FROM render_queue WHERE state = 'pending'"
+check "the photo has no thumbnail and no row in the render queue" \
+  '[ "$(sqlite3 "$R/shoebox.db" "SELECT count(*) FROM photos p WHERE p.file_name = '"'"'late.jpg'"'"' AND p.thumb_hash IS NULL AND NOT EXISTS (SELECT 1 FROM render_queue q WHERE q.photo_id = p.id)")" = 1 ]'
+ok "start it with its renderer" start_daemon "$R"
+check "its thumbnail asked for: queued for the renderer, 503 with Retry-After" \
+  'rapi /photos/$LATE/thumb; grep -q "^HTTP/1.1 503" "$T_TMP/rh" && grep -qi "^retry-after: " "$T_TMP/rh" && grep -q "has no thumbnail: queued for the renderer" "$R.log"'
+late_thumb() { rapi /photos/$LATE/thumb; grep -q "^HTTP/1.1 200" "$T_TMP/rh" && grep -qi "^content-type: image/jpeg" "$T_TMP/rh"; }
+ok "the renderer makes it, then it is served" until_true 60 late_thumb
+check "...its medium too, and the queue is empty again" \
+  'rapi /photos/$LATE/medium; grep -q "^HTTP/1.1 200" "$T_TMP/rh" && [ "$(jq_status "$R" .renders.pending)" = 0 ] && [ "$(jq_status "$R" .renders.failed)" = 1 ]'
+ok "stop it once more" stop_daemon "$R"
 
 # ---- a progress bar on a terminal ----
 if command -v script >/dev/null; then

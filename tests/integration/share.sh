@@ -118,6 +118,8 @@ sleep 2.5
 check "...and is refused once expired" '[ "$(curl -sk -o /dev/null -w "%{http_code}" "$SHORT")" = 404 ]'
 check "a deleted album's links are refused" \
   'L=$("$SB" --data "$A" share create --album "$ALB"); [ "$(curl -sk -o /dev/null -w "%{http_code}" "$L")" = 200 ] && "$SB" --data "$A" album delete "$ALB" >/dev/null && [ "$(curl -sk -o /dev/null -w "%{http_code}" "$L")" = 404 ]'
+check "no link is made for a deleted album" \
+  '! "$SB" --data "$A" share create --album "$ALB" 2>"$T_TMP/err" && grep -q "that album is deleted" "$T_TMP/err"'
 "$SB" --data "$A" album create "Again" >/dev/null
 ALB2=$("$SB" --data "$A" albums --json | jq -r '.[] | select(.name == "Again") | .id')
 "$SB" --data "$A" album add "$ALB2" "${P[@]}" >/dev/null

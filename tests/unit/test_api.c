@@ -389,11 +389,17 @@ SBX_TEST(share_tokens_checked_against_the_log)
     /* A deleted album ends its links; a restore brings them back. */
     struct sbx_op del = {.type = SBX_OP_ALBUM_DELETE};
     memcpy(del.id, album.id, 16);
+    CHECK_EQ_INT(sbx_share_target_alive(l.store, true, album.id), 0);
     REQUIRE(write1(&l, &del) == 0);
+    CHECK_EQ_INT(sbx_share_target_alive(l.store, true, album.id), SBX_ENOENT);
     CHECK_EQ_INT(sbx_share_resolve(l.store, lib_id, tok, strlen(tok), now, &got), SBX_ENOENT);
     del.type = SBX_OP_ALBUM_RESTORE;
     REQUIRE(write1(&l, &del) == 0);
+    CHECK_EQ_INT(sbx_share_target_alive(l.store, true, album.id), 0);
     CHECK_EQ_INT(sbx_share_resolve(l.store, lib_id, tok, strlen(tok), now, &got), 0);
+    /* An album's id is no photo's, and an id never created is nothing. */
+    CHECK_EQ_INT(sbx_share_target_alive(l.store, false, album.id), SBX_ENOENT);
+    CHECK_EQ_INT(sbx_share_target_alive(l.store, true, other), SBX_ENOENT);
     /* Revoked for good. */
     struct sbx_op rev = {.type = SBX_OP_SHARE_REVOKE};
     memcpy(rev.id, link.id, 16);
@@ -426,7 +432,36 @@ SBX_TEST(rebuild_sets_the_feed_floor)
     lib_close(&l);
 }
 
+SBX_TEST(error_codes_map_to_statuses)
+{
+    static const struct {
+        int err, status;
+    } want[] = {
+        {SBX_ENOENT, 404},    {SBX_EEXIST, 409},    {SBX_ESTATE, 409},    {SBX_EBUSY, 409},     {SBX_EINVAL, 400},
+        {SBX_EMALFORMED, 400}, {SBX_EAMBIGUOUS, 400}, {SBX_ETOOBIG, 400},  {SBX_EUNSUPPORTED, 400},
+        {SBX_EPERM, 403},     {SBX_EREFUSED, 403},  {SBX_ECRYPTO, 403},   {SBX_EEXPIRED, 410},  {SBX_ELOCKED, 503},
+        {SBX_EAGAIN, 503},    {SBX_ENOSPC, 507},    {SBX_ENOMEM, 500},    {SBX_EIO, 500},       {SBX_EDB, 500},
+        {SBX_ECORRUPT, 500},  {SBX_EPROTO, 500},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        if (sbx_api_status_for_error(want[i].err) != want[i].status)
+            printf("# %s: %d, want %d\n", sbx_strerror(want[i].err), sbx_api_status_for_error(want[i].err),
+                   want[i].status);
+        CHECK_EQ_INT(sbx_api_status_for_error(want[i].err), want[i].status);
+    }
+    /* Every code is an error status; no code or an unknown one is the
+     * server's own failure, never the client's. */
+    for (int e = SBX__ERR_BASE + 1; e < SBX__ERR_END; e++) {
+        int st = sbx_api_status_for_error(e);
+        CHECK(st >= 400 && st <= 599);
+    }
+    CHECK_EQ_INT(sbx_api_status_for_error(0), 500);
+    CHECK_EQ_INT(sbx_api_status_for_error(-1), 500);
+    CHECK_EQ_INT(sbx_api_status_for_error(SBX__ERR_END), 500);
+}
+
 SBX_TEST_MAIN(SBX_CASE(api_yaml_matches_route_table), SBX_CASE(route_matching),
               SBX_CASE(cursors_round_trip_and_refuse_tampering), SBX_CASE(range_parsing), SBX_CASE(query_and_escapes),
               SBX_CASE(durations), SBX_CASE(html_escape_and_camel_case), SBX_CASE(rate_limiter_buckets),
-              SBX_CASE(share_tokens_checked_against_the_log), SBX_CASE(rebuild_sets_the_feed_floor))
+              SBX_CASE(share_tokens_checked_against_the_log), SBX_CASE(rebuild_sets_the_feed_floor),
+              SBX_CASE(error_codes_map_to_statuses))
