@@ -63,7 +63,10 @@ cp -a "$A" "$E"
 rm "$E/device.key"
 check "missing key refused" '! timeout 10 "$SBD" --data "$E" 2>"$T_TMP/err" && grep -q "device key.*missing" "$T_TMP/err"'
 cp "$A/device.key" "$E/device.key"
-printf 'X' | dd of="$E/device.key" bs=1 seek=20 conv=notrunc status=none
+# Flip every bit of byte 20 (a fixed byte would already be there in one key of 256).
+b=$(od -An -tu1 -j20 -N1 "$E/device.key" | tr -d ' ')
+printf "\\$(printf '%03o' $((b ^ 255)))" | dd of="$E/device.key" bs=1 seek=20 conv=notrunc status=none
+check "key byte changed" '! cmp -s "$A/device.key" "$E/device.key"'
 check "damaged key refused" '! timeout 10 "$SBD" --data "$E" 2>"$T_TMP/err" && grep -q "damaged" "$T_TMP/err"'
 cp "$A/device.key" "$E/device.key"
 chmod 644 "$E/device.key"
