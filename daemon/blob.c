@@ -1593,16 +1593,20 @@ static int partial_reset(sbx_blobstore *bs, const uint8_t hash[HASH], const stru
 }
 
 /* After a whole-file mismatch: re-reads every present chunk and marks those
- * that no longer match missing. *bad counts them. */
+ * that no longer match missing. *bad counts them. The chunks are read
+ * before the transaction begins: a multi-gigabyte blob takes seconds to
+ * read, and the write lock held meanwhile would stall every other writer
+ * of the database (the daemon's loop among them). */
 static int recheck_chunks(sbx_blobstore *bs, const uint8_t hash[HASH], const struct row *r, int fd,
                           const uint8_t *file_id, size_t *bad)
 {
     *bad = 0;
     uint8_t *want = malloc((size_t)r->n_chunks * HASH + 1);
     uint8_t *buf = malloc(r->chunk_size);
+    uint8_t *is_bad = calloc((size_t)r->n_chunks + 1, 1);
     int rc = SBX_ENOMEM;
     bool nested = false, in_tx = false;
-    if (!want || !buf) goto fail;
+    if (!want || !buf || !is_bad) goto fail;
     sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_CHUNK_LIST);
     if (!st) { rc = SBX_EDB; goto fail; }
     sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
@@ -1614,25 +1618,32 @@ static int recheck_chunks(sbx_blobstore *bs, const uint8_t hash[HASH], const str
     }
     sqlite3_reset(st);
     if (n != r->n_chunks) { rc = SBX_ECORRUPT; goto fail; }
-    if ((rc = tx_begin(bs, &nested)) != 0) goto fail;
-    in_tx = true;
+    rc = 0;
     for (uint32_t i = 0; i < n; i++) {
         size_t len = chunk_len(r, i);
         uint8_t got[HASH];
         rc = read_plain_chunk(&bs->seal, fd, file_id, r->chunk_size, i, len, buf);
         if (rc == 0) rc = sha256(bs, buf, len, got);
         if (rc == SBX_ECORRUPT || (rc == 0 && memcmp(got, want + (size_t)i * HASH, HASH) != 0)) {
+            is_bad[i] = 1;
             (*bad)++;
-            rc = set_have(bs, hash, i, 0);
+            rc = 0;
         }
         if (rc) goto fail;
     }
+    if (*bad == 0) goto fail; /* rc is 0: nothing to mark */
+    if ((rc = tx_begin(bs, &nested)) != 0) goto fail;
+    in_tx = true;
+    for (uint32_t i = 0; i < n && rc == 0; i++)
+        if (is_bad[i]) rc = set_have(bs, hash, i, 0);
+    if (rc) goto fail;
     rc = tx_commit(bs, nested);
     in_tx = rc != 0;
 fail:
     if (in_tx) tx_rollback(bs, nested);
     free(want);
     free(buf);
+    free(is_bad);
     return rc;
 }
 

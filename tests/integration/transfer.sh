@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Blob transfers that resume from what is already on disk: a blob whose
+# every chunk was received before a crash is installed without asking for
+# a chunk; one with a chunk damaged on disk since gets that chunk again.
+. "$(dirname "$0")/lib.sh"
+: "${SBX_BLOBTOOL_BIN:?}"
+TOOL="$SBX_BLOBTOOL_BIN"
+FIX="$SHOEBOX_SHARED/fixtures/exif"
+PA=$(free_port) PB=$(free_port)
+A=$T_TMP/cam B=$T_TMP/laptop
+CHUNK=1048576
+
+# Big photos: a real JPEG with random bytes after its end, several chunks.
+mkdir -p "$T_TMP/big"
+for i in 1 2; do
+  { cat "$FIX/Canon_40D.jpg"; head -c $((5 * CHUNK + i * 4099)) /dev/urandom; } >"$T_TMP/big/big$i.jpg"
+done
+id_of() { "$SB" --data "$B" photos --json | jq -r --arg n "$1" '.[] | select(.file_name == $n) | .id'; }
+held() { sqlite3 "$B/shoebox.db" "SELECT count(*) FROM blobs WHERE kind = 'original' AND complete = 1"; }
+
+ok "init the camera" "$SB" --data "$A" init --name cam --role cache
+ok "start it" start_daemon "$A" --listen 127.0.0.1:$PA
+ok "import big photos" "$SB" --data "$A" import "$T_TMP/big"
+URI=$("$SB" --data "$A" pair --json | jq -r .uri)
+ok "a laptop joins (cache)" "$SB" --data "$B" join "$URI" --name laptop --role cache
+
+# 1. Every chunk already verified on disk, not installed: a resume.
+H1=$("$TOOL" partial "$B" "$T_TMP/big/big1.jpg")
+check "big1 is a partial blob with every chunk present" \
+  '[ "$(sqlite3 "$B/shoebox.db" "SELECT count(*) FROM blob_chunks WHERE have = 0 AND hex(hash) = upper(\"$H1\")")" = 0 ] && [ "$(held)" = 0 ]'
+# 2. Every chunk marked present, one of them damaged on disk since.
+H2=$("$TOOL" partial "$B" "$T_TMP/big/big2.jpg")
+printf 'damage' | dd of="$B/blobs/partial/$H2" bs=1 seek=$((2 * CHUNK + 777)) conv=notrunc status=none
+check "big2's partial file is damaged in chunk 2" '! cmp -s "$B/blobs/partial/$H2" "$T_TMP/big/big2.jpg"'
+
+ok "laptop starts" start_daemon "$B" --listen 127.0.0.1:$PB
+ok "get big1" "$SB" --data "$B" get "$(id_of big1.jpg)" --timeout 60 --out "$T_TMP/got1.jpg"
+check "big1 is byte-identical" 'cmp -s "$T_TMP/got1.jpg" "$T_TMP/big/big1.jpg"'
+check "big1 resumed with every chunk verified" 'grep -q "blob ${H1:0:12}: resuming a transfer, 6 of 6 chunks" "$B.log"'
+ok "get big2" "$SB" --data "$B" get "$(id_of big2.jpg)" --timeout 60 --out "$T_TMP/got2.jpg"
+check "big2 is byte-identical (the damaged chunk came again)" 'cmp -s "$T_TMP/got2.jpg" "$T_TMP/big/big2.jpg"'
+check "big2 resumed with every chunk verified first" 'grep -q "blob ${H2:0:12}: resuming a transfer, 6 of 6 chunks" "$B.log"'
+check "then found the damaged chunk" 'grep -q "blob ${H2:0:12}: 1 chunks were damaged on disk" "$B.log"'
+check "the laptop holds both" '[ "$(held)" = 2 ]'
+ok "laptop stops" stop_daemon "$B"
+ok "camera stops" stop_daemon "$A"
+finish
