@@ -85,6 +85,12 @@ struct job {
  * read a whole blob. */
 enum store_op {
     OP_NONE = 0,
+    /* The chunk list is in: record it and create the partial file at its
+     * full size, or resume the partial a crash left
+     * (sbx_blob_partial_begin). Preallocating is posix_fallocate, which
+     * on a file system without fallocate writes the whole size, zeros,
+     * through glibc's emulation: seconds for a video. */
+    OP_BEGIN,
     /* Every chunk is on disk and the blob did not verify whole: re-read
      * each chunk, mark the damaged ones missing (or learn that the chunk
      * list was wrong and delete the partial); or record a blob that
@@ -103,6 +109,13 @@ struct store_job {
     struct transfer *t; /* NULL once the transfer was dropped meanwhile */
     enum store_op op;
     uint8_t hash[32];
+    /* OP_BEGIN: the blob and its chunk list (a copy: the transfer may go
+     * while the job runs); whether a partial was there before. */
+    uint64_t size;
+    int kind;
+    uint8_t *list;
+    uint32_t n;
+    bool was_partial;
     int rc;
 };
 
@@ -343,6 +356,8 @@ static uint32_t state_from_store(struct sbx_daemon *d, struct transfer *t)
 }
 
 static void store_next(struct sbx_daemon *d);
+static void request_chunks(struct sbx_daemon *d, struct transfer *t);
+static void kick(struct sbx_daemon *d, struct transfer *t);
 
 /* The slow path of finishing: the whole blob did not match, so a store job
  * re-reads it and says which chunks are bad, or that the chunk list was
@@ -365,6 +380,36 @@ static void transfer_restart(struct sbx_daemon *d, struct transfer *t)
     t->state = NULL;
     t->begun = false;
     t->asked = false;
+}
+
+/* The partial blob is begun (on the loop thread): chunks verified before
+ * a crash are kept, the others asked for. */
+static void begin_done(struct sbx_daemon *d, struct transfer *t, int rc, bool was_partial)
+{
+    if (rc == SBX_EEXIST) {
+        transfer_free(d, t);
+        return;
+    }
+    if (rc != 0) {
+        transfer_defer(d, t, sbx_strerror(rc));
+        return;
+    }
+    free(t->state);
+    t->state = calloc((size_t)t->n_chunks + 1, 1);
+    if (!t->state) {
+        transfer_defer(d, t, "out of memory");
+        return;
+    }
+    uint32_t nm = state_from_store(d, t);
+    if (was_partial && nm != UINT32_MAX) {
+        char h[13];
+        short_hash(h, t->hash);
+        sbx_info("blob %s: resuming a transfer, %u of %u chunks already verified", h, (unsigned)(t->n_chunks - nm),
+                 (unsigned)t->n_chunks);
+    }
+    t->begun = true;
+    request_chunks(d, t);
+    kick(d, t); /* a resumed blob may have every chunk already */
 }
 
 /* What the finishing store job found (on the loop thread). */
@@ -443,8 +488,6 @@ static void request_all(struct sbx_daemon *d)
     for (int i = 0; i < MAX_TRANSFERS; i++)
         if (d->xfers->t[i].used) request_chunks(d, &d->xfers->t[i]);
 }
-
-static void kick(struct sbx_daemon *d, struct transfer *t);
 
 static void job_work(uv_work_t *req)
 {
@@ -602,6 +645,17 @@ static void store_work(uv_work_t *req)
     if (j->rc != 0) return;
     sbx_blobstore *bs = j->d->xfers->wblobs;
     switch (j->op) {
+    case OP_BEGIN: {
+        struct sbx_blob_info before;
+        j->was_partial = sbx_blob_stat(bs, j->hash, &before) == 0 && !before.complete;
+        j->rc = sbx_blob_partial_begin(bs, j->hash, j->size, (sbx_blob_kind)j->kind, j->list, j->n);
+        if (j->rc == SBX_ESTATE) {
+            /* A partial from another peer's (different) list: start over. */
+            sbx_blob_delete(bs, j->hash);
+            j->rc = sbx_blob_partial_begin(bs, j->hash, j->size, (sbx_blob_kind)j->kind, j->list, j->n);
+        }
+        break;
+    }
     case OP_FINISH:
         j->rc = sbx_blob_partial_finish(bs, j->hash);
         /* The chunk list itself was wrong: the partial goes, and the
@@ -622,10 +676,13 @@ static void store_done(uv_work_t *req, int status)
     d->xfers->sjob = NULL;
     int rc = status != 0 ? SBX_EIO : j->rc;
     enum store_op op = j->op;
+    bool was_partial = j->was_partial;
+    free(j->list);
     free(j);
     if (t) {
         t->sjob = NULL;
-        if (op == OP_FINISH) finish_done(d, t, rc);
+        if (op == OP_BEGIN) begin_done(d, t, rc, was_partial);
+        else if (op == OP_FINISH) finish_done(d, t, rc);
         request_all(d);
     }
     store_next(d);
@@ -647,7 +704,21 @@ static void store_next(struct sbx_daemon *d)
         j->op = t->store_op;
         memcpy(j->hash, t->hash, 32);
         t->store_op = OP_NONE;
+        if (j->op == OP_BEGIN) {
+            j->size = t->size;
+            j->kind = t->kind;
+            j->n = t->n_chunks;
+            j->list = malloc((size_t)t->n_chunks * 32 + 1);
+            if (j->list && t->list) memcpy(j->list, t->list, (size_t)t->n_chunks * 32);
+            if (!j->list || !t->list) {
+                free(j->list);
+                free(j);
+                transfer_defer(d, t, "out of memory");
+                continue;
+            }
+        }
         if (uv_queue_work(d->loop, &j->req, store_work, store_done) != 0) {
+            free(j->list);
             free(j);
             transfer_defer(d, t, "cannot queue work");
             continue;
@@ -690,39 +761,10 @@ static void on_info(sbx_peer *p, const uint8_t hash[32], uint64_t size, int kind
     memcpy(t->list + (size_t)first * 32, hashes, (size_t)n * 32);
     t->list_got += n;
     if (t->list_got < total) return;
-    struct sbx_blob_info before;
-    bool existed = sbx_blob_stat(d->blobs, hash, &before) == 0 && !before.complete;
+    /* The partial blob is begun by a store job (begin_done). */
     pipeline_drop(d, t);
-    int rc = sbx_blob_partial_begin(d->blobs, hash, size, (sbx_blob_kind)kind, t->list, total);
-    if (rc == SBX_ESTATE) {
-        /* A partial from another peer's (different) list: start over. */
-        sbx_blob_delete(d->blobs, hash);
-        rc = sbx_blob_partial_begin(d->blobs, hash, size, (sbx_blob_kind)kind, t->list, total);
-    }
-    if (rc == SBX_EEXIST) {
-        transfer_free(d, t);
-        return;
-    }
-    if (rc != 0) {
-        transfer_defer(d, t, sbx_strerror(rc));
-        return;
-    }
-    free(t->state);
-    t->state = calloc((size_t)total + 1, 1);
-    if (!t->state) {
-        transfer_defer(d, t, "out of memory");
-        return;
-    }
-    /* Resume: chunks verified before a crash are kept. */
-    uint32_t nm = state_from_store(d, t);
-    if (existed && nm != UINT32_MAX) {
-        char h[13];
-        short_hash(h, hash);
-        sbx_info("blob %s: resuming a transfer, %u of %u chunks already verified", h, (unsigned)(total - nm), total);
-    }
-    t->begun = true;
-    request_chunks(d, t);
-    kick(d, t); /* a resumed blob may have every chunk already */
+    t->store_op = OP_BEGIN;
+    store_next(d);
 }
 
 static void on_none(sbx_peer *p, const uint8_t hash[32])
