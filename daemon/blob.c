@@ -179,6 +179,7 @@ static const char SQL_CHUNK_LIST[] =
 static const char SQL_SET_HAVE[] =
     "UPDATE blob_chunks SET have = ?3 WHERE hash = ?1 AND idx = ?2";
 static const char SQL_RESET_HAVE[] = "UPDATE blob_chunks SET have = 0 WHERE hash = ?1";
+static const char SQL_ALL_HAVE[] = "UPDATE blob_chunks SET have = 1 WHERE hash = ?1";
 static const char SQL_MISSING[] =
     "SELECT idx FROM blob_chunks WHERE hash = ?1 AND have = 0 ORDER BY idx";
 static const char SQL_COUNT_HAVE[] =
@@ -1450,8 +1451,19 @@ int sbx_blob_partial_begin(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_B
         char path[PATH_MAX];
         struct stat st;
         partial_path(bs, hash, path);
-        if (stat(path, &st) == 0 && (uint64_t)st.st_size == disk_size(bs->enc, size, SBX_BLOB_CHUNK))
-            return 0; /* resume */
+        int found = stat(path, &st) == 0 ? 0 : errno;
+        if (found == 0 && (uint64_t)st.st_size == disk_size(bs->enc, size, SBX_BLOB_CHUNK)) return 0; /* resume */
+        if (found == ENOENT) {
+            /* No partial file: maybe an install renamed it into place and
+             * its record step failed. finish checks that file and records
+             * it; a blob complete and verified is not fetched again. */
+            rc = sbx_blob_partial_finish(bs, hash);
+            if (rc == 0) return SBX_EEXIST;
+            /* SBX_ESTATE: chunks missing, no file in place; SBX_ECORRUPT:
+             * a file in place did not verify (finish removed it). Both
+             * start over below. */
+            if (rc != SBX_ESTATE && rc != SBX_ECORRUPT) return rc;
+        }
     }
     /* New, or its file went missing: (re)create the file, then the rows
      * with every chunk missing. */
@@ -1657,7 +1669,6 @@ int sbx_blob_partial_finish(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_
     int64_t total = 0, have = 0;
     if ((rc = count_chunks(bs, hash, &total, &have)) != 0) return rc;
     if (total != r.n_chunks) return SBX_ECORRUPT;
-    if (have != total) return SBX_ESTATE;
 
     char src[PATH_MAX], dst[PATH_MAX];
     partial_path(bs, hash, src);
@@ -1667,9 +1678,14 @@ int sbx_blob_partial_finish(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_
     if (fd < 0 && errno != ENOENT) return errno_rc();
     if (fd < 0) {
         /* A crash between the rename and the row update leaves the file in
-         * place and the row partial: check it and record it. */
+         * place and the row partial: check it and record it. Whatever the
+         * rows say of its chunks: an install through a handle renames the
+         * file before its record step marks the last chunks present (in
+         * the same transaction as the blob complete), so a failed record
+         * leaves chunks marked missing that the file holds. */
         fd = open(dst, O_RDONLY | O_CLOEXEC);
         if (fd < 0 && errno != ENOENT) return errno_rc();
+        if (fd < 0 && have != total) return SBX_ESTATE;
         uint8_t file_id[FILE_ID];
         rc = fd < 0 ? SBX_ECORRUPT : bs->enc ? header_check(bs->k_hdr, fd, hash, r.size, file_id) : 0;
         if (rc == 0) rc = hash_fd(bs, fd, bs->enc ? file_id : NULL, r.size, r.chunk_size, got);
@@ -1680,6 +1696,10 @@ int sbx_blob_partial_finish(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_
         unlink(dst);
         rc = partial_reset(bs, hash, &r);
         return rc ? rc : SBX_ECORRUPT;
+    }
+    if (have != total) {
+        close(fd);
+        return SBX_ESTATE;
     }
     struct stat st;
     uint8_t file_id[FILE_ID];
@@ -1709,11 +1729,20 @@ int sbx_blob_partial_finish(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_
     if ((rc = fsync_parent(dst)) != 0) return rc;
     if ((rc = fsync_parent(src)) != 0) return rc;
 record:;
-    sqlite3_stmt *mark = sbx_store_stmt(bs->store, SQL_MARK_COMPLETE);
-    if (!mark) return SBX_EDB;
-    sqlite3_bind_blob(mark, 1, hash, HASH, SQLITE_STATIC);
-    sqlite3_bind_int64(mark, 2, sbx_now_ms());
-    return step_done(mark);
+    /* Complete, every chunk present: one transaction. */
+    bool nested;
+    if ((rc = tx_begin(bs, &nested)) != 0) return rc;
+    rc = exec_hash(bs, SQL_ALL_HAVE, hash, NULL);
+    sqlite3_stmt *mark = rc == 0 ? sbx_store_stmt(bs->store, SQL_MARK_COMPLETE) : NULL;
+    if (rc == 0 && !mark) rc = SBX_EDB;
+    if (rc == 0) {
+        sqlite3_bind_blob(mark, 1, hash, HASH, SQLITE_STATIC);
+        sqlite3_bind_int64(mark, 2, sbx_now_ms());
+        rc = step_done(mark);
+    }
+    if (rc == 0) rc = tx_commit(bs, nested);
+    if (rc) tx_rollback(bs, nested);
+    return rc;
 fail:
     if (fd >= 0) close(fd);
     return rc;

@@ -387,7 +387,11 @@ static void transfer_restart(struct sbx_daemon *d, struct transfer *t)
 static void begin_done(struct sbx_daemon *d, struct transfer *t, int rc, bool was_partial)
 {
     if (rc == SBX_EEXIST) {
-        transfer_free(d, t);
+        /* Held already. It was partial when the job began: an install
+         * whose record step failed, which begin checked and recorded now.
+         * That blob is received: announced, and its waiters woken. */
+        if (was_partial) transfer_done(d, t);
+        else transfer_free(d, t);
         return;
     }
     if (rc != 0) {
@@ -589,6 +593,14 @@ static void kick(struct sbx_daemon *d, struct transfer *t)
     }
     if (!t->pw) {
         int rc = sbx_blob_partial_open(d->blobs, t->hash, &t->pw);
+        if (rc == SBX_ENOENT || rc == SBX_ESTATE) {
+            /* The partial file or row is gone: an install whose record
+             * step failed renamed the file into place, or the blob was
+             * deleted or completed meanwhile. Beginning again sorts it out
+             * (begin checks and records a file in place). */
+            transfer_restart(d, t);
+            return;
+        }
         if (rc != 0) {
             transfer_defer(d, t, sbx_strerror(rc));
             return;

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Blob transfers that resume from what is already on disk: a blob whose
 # every chunk was received before a crash is installed without asking for
-# a chunk; one with a chunk damaged on disk since gets that chunk again.
+# a chunk; one with a chunk damaged on disk since gets that chunk again; a
+# blob installed under its name whose record step failed is recorded, not
+# fetched again (the peer serves only bad chunks, so a re-fetch could not
+# complete).
 . "$(dirname "$0")/lib.sh"
 : "${SBX_BLOBTOOL_BIN:?}"
 TOOL="$SBX_BLOBTOOL_BIN"
@@ -12,7 +15,7 @@ CHUNK=1048576
 
 # Big photos: a real JPEG with random bytes after its end, several chunks.
 mkdir -p "$T_TMP/big"
-for i in 1 2; do
+for i in 1 2 3; do
   { cat "$FIX/Canon_40D.jpg"; head -c $((5 * CHUNK + i * 4099)) /dev/urandom; } >"$T_TMP/big/big$i.jpg"
 done
 id_of() { "$SB" --data "$B" photos --json | jq -r --arg n "$1" '.[] | select(.file_name == $n) | .id'; }
@@ -42,6 +45,21 @@ check "big2 is byte-identical (the damaged chunk came again)" 'cmp -s "$T_TMP/go
 check "big2 resumed with every chunk verified first" 'grep -q "blob ${H2:0:12}: resuming a transfer, 6 of 6 chunks" "$B.log"'
 check "then found the damaged chunk" 'grep -q "blob ${H2:0:12}: 1 chunks were damaged on disk" "$B.log"'
 check "the laptop holds both" '[ "$(held)" = 2 ]'
+ok "laptop stops" stop_daemon "$B"
+
+# 3. Installed under its name, the row still partial; the camera now lies
+# on every chunk it serves, so only a blob recorded from disk completes.
+H3=$("$TOOL" partial "$B" "$T_TMP/big/big3.jpg" installed)
+check "big3 is in place but not recorded" \
+  '[ -e "$B/blobs/${H3:0:2}/${H3:2:2}/$H3" ] && [ ! -e "$B/blobs/partial/$H3" ] && [ "$(held)" = 2 ]'
+ok "camera stops" stop_daemon "$A"
+SHOEBOX_TEST_CORRUPT_CHUNKS=1 start_daemon "$A" --listen 127.0.0.1:$PA
+check "camera restarted (lying)" 'kill -0 "$(daemon_pid "$A")"'
+ok "laptop restarts" start_daemon "$B" --listen 127.0.0.1:$PB
+ok "get big3" "$SB" --data "$B" get "$(id_of big3.jpg)" --timeout 60 --out "$T_TMP/got3.jpg"
+check "big3 is byte-identical" 'cmp -s "$T_TMP/got3.jpg" "$T_TMP/big/big3.jpg"'
+check "big3 was recorded, no chunk fetched" '! grep -q "served a bad chunk [0-9]* of blob ${H3:0:12}" "$B.log"'
+check "the laptop holds all three" '[ "$(held)" = 3 ]'
 ok "laptop stops" stop_daemon "$B"
 ok "camera stops" stop_daemon "$A"
 finish
