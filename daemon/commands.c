@@ -527,26 +527,12 @@ static int photo_hash(struct cmd_ctx *c, const char *prefix, uint8_t hash[32], c
     return rc;
 }
 
-/* Test hook: SHOEBOX_TEST_EXPORT_GATE=PATH holds every export of an
- * original (shoebox get --out) until PATH exists, having created
- * PATH.waiting: a test can then see the daemon answer while a copy runs.
- * Bounded: it gives up waiting after a minute. */
-static void export_gate(void)
-{
-    const char *gate = getenv("SHOEBOX_TEST_EXPORT_GATE");
-    if (!gate) return;
-    char waiting[PATH_MAX + 16];
-    snprintf(waiting, sizeof waiting, "%s.waiting", gate);
-    FILE *w = fopen(waiting, "w");
-    if (w) fclose(w);
-    for (int i = 0; i < 6000 && access(gate, F_OK) != 0; i++) usleep(10000);
-}
-
 /* Copies an open blob to a file (written aside, synced, then renamed). On
  * the thread pool: it reads the whole original. */
 static int export_copy(sbx_blob_file *f, const char *out)
 {
-    export_gate();
+    /* Test hook: holds the copy (tests/integration/get.sh). */
+    sbx_test_gate("SHOEBOX_TEST_EXPORT_GATE");
     char tmp[PATH_MAX + 16];
     snprintf(tmp, sizeof tmp, "%s.shoebox-tmp", out);
     uint8_t *buf = malloc(1 << 20);

@@ -46,6 +46,17 @@ static bool fail_injected(const char *step)
     return true;
 }
 
+void sbx_test_gate(const char *env)
+{
+    const char *gate = getenv(env);
+    if (!gate) return;
+    char waiting[4096 + 16];
+    snprintf(waiting, sizeof waiting, "%s.waiting", gate);
+    FILE *w = fopen(waiting, "w");
+    if (w) fclose(w);
+    for (int i = 0; i < 6000 && access(gate, F_OK) != 0; i++) usleep(10000);
+}
+
 /* Undoes what open_library opened before networking, in reverse order:
  * the daemon is as it was before (locked, nothing of the library open),
  * and a later open_library starts from nothing. Only for failures up to

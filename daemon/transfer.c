@@ -653,6 +653,8 @@ static int worker_handles(struct sbx_daemon *d)
 static void store_work(uv_work_t *req)
 {
     struct store_job *j = req->data;
+    /* Test hook: holds every store job (tests/integration/transfer.sh). */
+    sbx_test_gate("SHOEBOX_TEST_STORE_GATE");
     j->rc = worker_handles(j->d);
     if (j->rc != 0) return;
     sbx_blobstore *bs = j->d->xfers->wblobs;

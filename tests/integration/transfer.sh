@@ -4,7 +4,8 @@
 # a chunk; one with a chunk damaged on disk since gets that chunk again; a
 # blob installed under its name whose record step failed is recorded, not
 # fetched again (the peer serves only bad chunks, so a re-fetch could not
-# complete).
+# complete). The work on the database and the whole file runs on the
+# thread pool: the daemon answers while it is held (a test hook).
 . "$(dirname "$0")/lib.sh"
 : "${SBX_BLOBTOOL_BIN:?}"
 TOOL="$SBX_BLOBTOOL_BIN"
@@ -15,7 +16,7 @@ CHUNK=1048576
 
 # Big photos: a real JPEG with random bytes after its end, several chunks.
 mkdir -p "$T_TMP/big"
-for i in 1 2 3; do
+for i in 1 2 3 4; do
   { cat "$FIX/Canon_40D.jpg"; head -c $((5 * CHUNK + i * 4099)) /dev/urandom; } >"$T_TMP/big/big$i.jpg"
 done
 id_of() { "$SB" --data "$B" photos --json | jq -r --arg n "$1" '.[] | select(.file_name == $n) | .id'; }
@@ -60,6 +61,21 @@ ok "get big3" "$SB" --data "$B" get "$(id_of big3.jpg)" --timeout 60 --out "$T_T
 check "big3 is byte-identical" 'cmp -s "$T_TMP/got3.jpg" "$T_TMP/big/big3.jpg"'
 check "big3 was recorded, no chunk fetched" '! grep -q "served a bad chunk [0-9]* of blob ${H3:0:12}" "$B.log"'
 check "the laptop holds all three" '[ "$(held)" = 3 ]'
+ok "laptop stops" stop_daemon "$B"
+ok "camera stops" stop_daemon "$A"
+
+# 4. A new blob, its partial begun by a store job that a test hook holds:
+# the daemon answers meanwhile, and the blob arrives once it is let go.
+GATE=$T_TMP/gate
+ok "camera restarts (honest)" start_daemon "$A" --listen 127.0.0.1:$PA
+SHOEBOX_TEST_STORE_GATE=$GATE ok "laptop restarts with the store job gate" start_daemon "$B" --listen 127.0.0.1:$PB
+"$SB" --data "$B" get "$(id_of big4.jpg)" --timeout 60 --out "$T_TMP/got4.jpg" >"$T_TMP/get4.out" 2>&1 &
+GET=$!
+ok "the store job waits at the gate" until_true 30 test -e "$GATE.waiting"
+check "the daemon answers while it is held" '[ "$(timeout 20 "$SB" --data "$B" status --json | jq .photos)" = 4 ]'
+touch "$GATE"
+check "get big4 ends well" 'wait $GET'
+check "big4 is byte-identical" 'cmp -s "$T_TMP/got4.jpg" "$T_TMP/big/big4.jpg"'
 ok "laptop stops" stop_daemon "$B"
 ok "camera stops" stop_daemon "$A"
 finish
