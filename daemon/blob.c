@@ -177,6 +177,7 @@ static const char SQL_CHUNK_LIST[] =
 static const char SQL_SET_HAVE[] =
     "UPDATE blob_chunks SET have = ?3 WHERE hash = ?1 AND idx = ?2";
 static const char SQL_RESET_HAVE[] = "UPDATE blob_chunks SET have = 0 WHERE hash = ?1";
+static const char SQL_ALL_HAVE[] = "UPDATE blob_chunks SET have = 1 WHERE hash = ?1";
 static const char SQL_MISSING[] =
     "SELECT idx FROM blob_chunks WHERE hash = ?1 AND have = 0 ORDER BY idx";
 static const char SQL_COUNT_HAVE[] =
@@ -1402,8 +1403,19 @@ int sbx_blob_partial_begin(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_B
         char path[PATH_MAX];
         struct stat st;
         partial_path(bs, hash, path);
-        if (stat(path, &st) == 0 && (uint64_t)st.st_size == disk_size(bs->enc, size, SBX_BLOB_CHUNK))
-            return 0; /* resume */
+        int found = stat(path, &st) == 0 ? 0 : errno;
+        if (found == 0 && (uint64_t)st.st_size == disk_size(bs->enc, size, SBX_BLOB_CHUNK)) return 0; /* resume */
+        if (found == ENOENT) {
+            /* No partial file: maybe an install renamed it into place and
+             * its record step failed. finish checks that file and records
+             * it; a blob complete and verified is not fetched again. */
+            rc = sbx_blob_partial_finish(bs, hash);
+            if (rc == 0) return SBX_EEXIST;
+            /* SBX_ESTATE: chunks missing, no file in place; SBX_ECORRUPT:
+             * a file in place did not verify (finish removed it). Both
+             * start over below. */
+            if (rc != SBX_ESTATE && rc != SBX_ECORRUPT) return rc;
+        }
     }
     /* New, or its file went missing: (re)create the file, then the rows
      * with every chunk missing. */
@@ -1545,16 +1557,20 @@ static int partial_reset(sbx_blobstore *bs, const uint8_t hash[HASH], const stru
 }
 
 /* After a whole-file mismatch: re-reads every present chunk and marks those
- * that no longer match missing. *bad counts them. */
+ * that no longer match missing. *bad counts them. The chunks are read
+ * before the transaction begins: a multi-gigabyte blob takes seconds to
+ * read, and the write lock held meanwhile would stall every other writer
+ * of the database (the daemon's loop among them). */
 static int recheck_chunks(sbx_blobstore *bs, const uint8_t hash[HASH], const struct row *r, int fd,
                           const uint8_t *file_id, size_t *bad)
 {
     *bad = 0;
     uint8_t *want = malloc((size_t)r->n_chunks * HASH + 1);
     uint8_t *buf = malloc(r->chunk_size);
+    uint8_t *is_bad = calloc((size_t)r->n_chunks + 1, 1);
     int rc = SBX_ENOMEM;
     bool nested = false, in_tx = false;
-    if (!want || !buf) goto fail;
+    if (!want || !buf || !is_bad) goto fail;
     sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_CHUNK_LIST);
     if (!st) { rc = SBX_EDB; goto fail; }
     sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
@@ -1566,25 +1582,32 @@ static int recheck_chunks(sbx_blobstore *bs, const uint8_t hash[HASH], const str
     }
     sqlite3_reset(st);
     if (n != r->n_chunks) { rc = SBX_ECORRUPT; goto fail; }
-    if ((rc = tx_begin(bs, &nested)) != 0) goto fail;
-    in_tx = true;
+    rc = 0;
     for (uint32_t i = 0; i < n; i++) {
         size_t len = chunk_len(r, i);
         uint8_t got[HASH];
         rc = read_plain_chunk(&bs->seal, fd, file_id, r->chunk_size, i, len, buf);
         if (rc == 0) sbx_sha256(buf, len, got);
         if (rc == SBX_ECORRUPT || (rc == 0 && memcmp(got, want + (size_t)i * HASH, HASH) != 0)) {
+            is_bad[i] = 1;
             (*bad)++;
-            rc = set_have(bs, hash, i, 0);
+            rc = 0;
         }
         if (rc) goto fail;
     }
+    if (*bad == 0) goto fail; /* rc is 0: nothing to mark */
+    if ((rc = tx_begin(bs, &nested)) != 0) goto fail;
+    in_tx = true;
+    for (uint32_t i = 0; i < n && rc == 0; i++)
+        if (is_bad[i]) rc = set_have(bs, hash, i, 0);
+    if (rc) goto fail;
     rc = tx_commit(bs, nested);
     in_tx = rc != 0;
 fail:
     if (in_tx) tx_rollback(bs, nested);
     free(want);
     free(buf);
+    free(is_bad);
     return rc;
 }
 
@@ -1598,7 +1621,6 @@ int sbx_blob_partial_finish(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_
     int64_t total = 0, have = 0;
     if ((rc = count_chunks(bs, hash, &total, &have)) != 0) return rc;
     if (total != r.n_chunks) return SBX_ECORRUPT;
-    if (have != total) return SBX_ESTATE;
 
     char src[PATH_MAX], dst[PATH_MAX];
     partial_path(bs, hash, src);
@@ -1608,9 +1630,14 @@ int sbx_blob_partial_finish(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_
     if (fd < 0 && errno != ENOENT) return errno_rc();
     if (fd < 0) {
         /* A crash between the rename and the row update leaves the file in
-         * place and the row partial: check it and record it. */
+         * place and the row partial: check it and record it. Whatever the
+         * rows say of its chunks: an install through a handle renames the
+         * file before its record step marks the last chunks present (in
+         * the same transaction as the blob complete), so a failed record
+         * leaves chunks marked missing that the file holds. */
         fd = open(dst, O_RDONLY | O_CLOEXEC);
         if (fd < 0 && errno != ENOENT) return errno_rc();
+        if (fd < 0 && have != total) return SBX_ESTATE;
         uint8_t file_id[FILE_ID];
         rc = fd < 0 ? SBX_ECORRUPT : bs->enc ? header_check(bs->k_hdr, fd, hash, r.size, file_id) : 0;
         if (rc == 0) rc = hash_fd(bs, fd, bs->enc ? file_id : NULL, r.size, r.chunk_size, got);
@@ -1621,6 +1648,10 @@ int sbx_blob_partial_finish(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_
         unlink(dst);
         rc = partial_reset(bs, hash, &r);
         return rc ? rc : SBX_ECORRUPT;
+    }
+    if (have != total) {
+        close(fd);
+        return SBX_ESTATE;
     }
     struct stat st;
     uint8_t file_id[FILE_ID];
@@ -1650,11 +1681,20 @@ int sbx_blob_partial_finish(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_
     if ((rc = fsync_parent(dst)) != 0) return rc;
     if ((rc = fsync_parent(src)) != 0) return rc;
 record:;
-    sqlite3_stmt *mark = sbx_store_stmt(bs->store, SQL_MARK_COMPLETE);
-    if (!mark) return SBX_EDB;
-    sqlite3_bind_blob(mark, 1, hash, HASH, SQLITE_STATIC);
-    sqlite3_bind_int64(mark, 2, sbx_now_ms());
-    return step_done(mark);
+    /* Complete, every chunk present: one transaction. */
+    bool nested;
+    if ((rc = tx_begin(bs, &nested)) != 0) return rc;
+    rc = exec_hash(bs, SQL_ALL_HAVE, hash, NULL);
+    sqlite3_stmt *mark = rc == 0 ? sbx_store_stmt(bs->store, SQL_MARK_COMPLETE) : NULL;
+    if (rc == 0 && !mark) rc = SBX_EDB;
+    if (rc == 0) {
+        sqlite3_bind_blob(mark, 1, hash, HASH, SQLITE_STATIC);
+        sqlite3_bind_int64(mark, 2, sbx_now_ms());
+        rc = step_done(mark);
+    }
+    if (rc == 0) rc = tx_commit(bs, nested);
+    if (rc) tx_rollback(bs, nested);
+    return rc;
 fail:
     if (fd >= 0) close(fd);
     return rc;

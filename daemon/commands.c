@@ -8,8 +8,10 @@
 #include "shoebox/limits.h"
 #include "shoebox/util.h"
 
+#include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
 
@@ -557,33 +559,96 @@ static int photo_hash(struct cmd_ctx *c, const char *prefix, uint8_t hash[32], c
     return rc;
 }
 
-/* Copies a held blob to a file (written aside, then renamed). */
-static int export_blob(struct sbx_daemon *d, const uint8_t hash[32], const char *out)
+/* Copies an open blob to a file (written aside, synced, then renamed). On
+ * the thread pool: it reads the whole original. */
+static int export_copy(sbx_blob_file *f, const char *out)
 {
-    sbx_blob_file *f = NULL;
-    int rc = sbx_blob_open(d->blobs, hash, &f);
-    if (rc != 0) return rc;
-    char tmp[4200];
+    /* Test hook: holds the copy (tests/integration/get.sh). */
+    sbx_test_gate("SHOEBOX_TEST_EXPORT_GATE");
+    char tmp[PATH_MAX + 16];
     snprintf(tmp, sizeof tmp, "%s.shoebox-tmp", out);
-    FILE *w = fopen(tmp, "wb");
+    uint8_t *buf = malloc(1 << 20);
+    FILE *w = buf ? fopen(tmp, "wb") : NULL;
     if (!w) {
-        sbx_blob_file_close(f);
-        return SBX_EIO;
+        free(buf);
+        return buf ? SBX_EIO : SBX_ENOMEM;
     }
-    static uint8_t buf[1 << 20];
+    int rc = 0;
     uint64_t off = 0, size = sbx_blob_file_size(f);
     while (rc == 0 && off < size) {
         size_t got = 0;
-        rc = sbx_blob_file_read(f, off, buf, sizeof buf, &got);
+        rc = sbx_blob_file_read(f, off, buf, 1 << 20, &got);
         if (rc == 0 && (got == 0 || fwrite(buf, 1, got, w) != got)) rc = SBX_EIO;
         off += got;
     }
-    sbx_blob_file_close(f);
+    free(buf);
     if (fflush(w) != 0 || fsync(fileno(w)) != 0) rc = rc ? rc : SBX_EIO;
     fclose(w);
     if (rc == 0 && rename(tmp, out) != 0) rc = SBX_EIO;
     if (rc != 0) unlink(tmp);
     return rc;
+}
+
+/* shoebox get --out: the copy runs on the thread pool (a multi-gigabyte
+ * video takes seconds, and the loop serves peers and the API meanwhile),
+ * and the control request is answered when it ends. */
+struct export_job {
+    uv_work_t req;
+    sbx_blob_file *f; /* opened on the loop (the store's thread), read on the pool */
+    char out[PATH_MAX];
+    json_t *result; /* the answer once written */
+    sbx_control_pending *reply;
+    int rc;
+};
+
+static void export_work(uv_work_t *req)
+{
+    struct export_job *j = req->data;
+    j->rc = export_copy(j->f, j->out);
+}
+
+static void export_done(uv_work_t *req, int status)
+{
+    struct export_job *j = req->data;
+    int rc = status != 0 ? SBX_EIO : j->rc;
+    json_t *resp;
+    if (rc == 0) {
+        resp = json_pack("{s:b, s:o}", "ok", 1, "result", j->result);
+    } else {
+        json_decref(j->result);
+        char msg[128];
+        snprintf(msg, sizeof msg, "cannot write the original: %s", sbx_strerror(rc));
+        resp = json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+    }
+    sbx_control_answer(j->reply, resp);
+    sbx_blob_file_close(j->f);
+    free(j);
+}
+
+/* Starts the copy of a held original to `out`, answering with `result`
+ * (taken) when it is written. */
+static int export_start(struct cmd_ctx *c, const uint8_t hash[32], const char *out, json_t *result)
+{
+    struct export_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        json_decref(result);
+        return SBX_ENOMEM;
+    }
+    int rc = sbx_blob_open(c->d->blobs, hash, &j->f);
+    if (rc != 0) {
+        json_decref(result);
+        free(j);
+        return rc;
+    }
+    snprintf(j->out, sizeof j->out, "%s", out);
+    j->result = result;
+    j->req.data = j;
+    j->reply = sbx_control_defer(c->d);
+    if ((rc = uv_queue_work(c->d->loop, &j->req, export_work, export_done)) != 0) {
+        /* Not queued: the callback never runs, so it runs here. */
+        export_done(&j->req, rc);
+    }
+    return 0;
 }
 
 static json_t *cmd_get(struct cmd_ctx *c)
@@ -593,15 +658,22 @@ static json_t *cmd_get(struct cmd_ctx *c)
     if (photo_hash(c, arg_str(c, "id"), hash, name, sizeof name) != 0) return NULL;
     const char *out = arg_str(c, "out");
     if (sbx_blob_has(c->d->blobs, hash) == 0) {
-        if (out) {
-            if (out[0] != '/') return fail(c, SBX_EINVAL, "--out must be an absolute path%s", "");
-            int rc = export_blob(c->d, hash, out);
-            if (rc != 0) return fail(c, rc, "cannot write the original: %s", sbx_strerror(rc));
-        }
         struct sbx_blob_info info;
         sbx_blob_stat(c->d->blobs, hash, &info);
-        return json_pack("{s:b, s:I, s:I, s:s}", "held", 1, "done", (json_int_t)info.size, "size",
-                         (json_int_t)info.size, "file_name", name);
+        json_t *result = json_pack("{s:b, s:I, s:I, s:s}", "held", 1, "done", (json_int_t)info.size, "size",
+                                   (json_int_t)info.size, "file_name", name);
+        if (!out) return result;
+        json_decref(result);
+        if (out[0] != '/') return fail(c, SBX_EINVAL, "--out must be an absolute path%s", "");
+        /* Room for the temp file's suffix. */
+        if (strlen(out) + sizeof ".shoebox-tmp" > PATH_MAX) return fail(c, SBX_ETOOBIG, "the --out path is too long%s", "");
+        /* Answered when the copy ends: only a control client can wait. */
+        if (!c->d->control_current) return fail(c, SBX_EINVAL, "--out is for the control socket%s", "");
+        result = json_pack("{s:b, s:I, s:I, s:s}", "held", 1, "done", (json_int_t)info.size, "size",
+                           (json_int_t)info.size, "file_name", name);
+        int rc = export_start(c, hash, out, result);
+        if (rc != 0) return fail(c, rc, "cannot write the original: %s", sbx_strerror(rc));
+        return json_object(); /* dropped: export_done answers */
     }
     int rc = sbx_transfer_want(c->d, hash);
     if (rc != 0) return fail(c, rc, "cannot fetch the original: %s", sbx_strerror(rc));

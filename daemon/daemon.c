@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,6 +30,53 @@ static const char *key_problem(int rc)
            : rc == SBX_ECRYPTO  ? "sealed with another passphrase: wrong passphrase"
            : rc == SBX_ELOCKED  ? "sealed: the library is encrypted and needs its passphrase"
                                 : sbx_strerror(rc);
+}
+
+/* Test hook: SHOEBOX_TEST_FAIL_OPEN=import or render makes the first
+ * opening of the library fail at that step (after the engine, the transfers
+ * and the blob store are open; import: after the importer is set up too),
+ * so a test can see that a failed unlock leaves nothing open and that the
+ * next one works. */
+static bool fail_injected(const char *step)
+{
+    static bool used;
+    const char *v = getenv("SHOEBOX_TEST_FAIL_OPEN");
+    if (used || !v || strcmp(v, step) != 0) return false;
+    used = true;
+    return true;
+}
+
+void sbx_test_gate(const char *env)
+{
+    const char *gate = getenv(env);
+    if (!gate) return;
+    char waiting[4096 + 16];
+    snprintf(waiting, sizeof waiting, "%s.waiting", gate);
+    FILE *w = fopen(waiting, "w");
+    if (w) fclose(w);
+    for (int i = 0; i < 6000 && access(gate, F_OK) != 0; i++) usleep(10000);
+}
+
+/* Undoes what open_library opened before networking, in reverse order:
+ * the daemon is as it was before (locked, nothing of the library open),
+ * and a later open_library starts from nothing. Only for failures up to
+ * and including sbx_render_start: a renderer that started has loop handles
+ * of its own, which close asynchronously (a failure after it is fatal). */
+static void close_library(struct sbx_daemon *d)
+{
+    sbx_render_stop(d);
+    sbx_render_close(d);
+    sbx_import_close(d);
+    sbx_transfer_free(d);
+    sbx_blobstore_close(d->blobs);
+    d->blobs = NULL;
+    sbx_engine_close(d->engine);
+    d->engine = NULL;
+    sbx_store_close(d->store);
+    d->store = NULL;
+    sbx_identity_wipe(&d->id);
+    d->device_name[0] = '\0';
+    d->test_corrupt_chunks = false;
 }
 
 /* Opens the key, the database and the engine, then starts networking:
@@ -77,11 +125,12 @@ static int open_library(struct sbx_daemon *d, const struct sbx_daemon_options *o
         return rc;
     }
     rc = sbx_import_init(d);
+    if (rc == 0 && fail_injected("import")) rc = SBX_EIO;
     if (rc != 0) {
         snprintf(errmsg, size, "cannot prepare imports: %s", sbx_strerror(rc));
         return rc;
     }
-    rc = sbx_render_start(d);
+    rc = fail_injected("render") ? SBX_EIO : sbx_render_start(d);
     if (rc != 0) {
         snprintf(errmsg, size, "cannot start the renderer: %s", sbx_strerror(rc));
         return rc;
@@ -191,12 +240,11 @@ int sbx_daemon_unlock(struct sbx_daemon *d, const char *pass, size_t passlen, ch
         return rc;
     }
     if (rc != 0) {
-        /* Back to locked, with nothing of the library open. */
-        sbx_engine_close(d->engine);
-        d->engine = NULL;
-        sbx_store_close(d->store);
-        d->store = NULL;
-        sbx_identity_wipe(&d->id);
+        /* Back to locked, with nothing of the library open: the engine,
+         * the transfers, the blob store, the importer and a renderer that
+         * failed to start all go, so a retry starts from nothing (none of
+         * them points at a closed store). */
+        close_library(d);
         d->locked = true;
         return rc;
     }

@@ -211,6 +211,12 @@ json_t *sbx_photo_json(sqlite3_stmt *st);
 int sbx_resolve_id(struct sbx_daemon *d, const char *what, const char *table, const char *prefix, uint8_t out[16],
                    char *err, size_t errsz);
 
+/* Test hook for work moved off the loop thread: when the environment
+ * variable `env` names a PATH, creates PATH.waiting and waits (at most a
+ * minute) until PATH exists, so a test can check that the daemon answers
+ * while that work runs. Call it on a worker thread only. */
+void sbx_test_gate(const char *env);
+
 /* An RFC 3339 UTC string for ms since the epoch. */
 json_t *sbx_json_time(int64_t ms);
 

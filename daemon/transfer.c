@@ -17,11 +17,19 @@
  * place), one job at a time per blob, and the loop thread records what a
  * job made durable in the database when it returns. Received chunks wait
  * for their job in a queue whose size bounds the memory: no more chunks
- * are asked for while it is full. */
+ * are asked for while it is full.
+ *
+ * The loop thread never reads a whole blob: a blob resumed with every
+ * chunk present is installed by a job like any other (which reads back and
+ * hashes what it did not receive), and the work that needs the database
+ * and the whole file at once (finding the damaged chunks of a blob that
+ * did not verify) runs on the thread pool too, as a store job, with the
+ * transfers' own database connection. */
 #include "conn.h"
 #include "daemon.h"
 
 #include "shoebox/blob.h"
+#include "shoebox/datadir.h"
 #include "shoebox/devid.h"
 #include "shoebox/err.h"
 #include "shoebox/limits.h"
@@ -73,6 +81,44 @@ struct job {
     int flush_rc, install_rc;
 };
 
+/* Store jobs: blob store work that reads or writes the database and may
+ * read a whole blob. */
+enum store_op {
+    OP_NONE = 0,
+    /* The chunk list is in: record it and create the partial file at its
+     * full size, or resume the partial a crash left
+     * (sbx_blob_partial_begin). Preallocating is posix_fallocate, which
+     * on a file system without fallocate writes the whole size, zeros,
+     * through glibc's emulation: seconds for a video. */
+    OP_BEGIN,
+    /* Every chunk is on disk and the blob did not verify whole: re-read
+     * each chunk, mark the damaged ones missing (or learn that the chunk
+     * list was wrong and delete the partial); or record a blob that
+     * verifies. sbx_blob_partial_finish. */
+    OP_FINISH,
+};
+
+/* A store job runs on the thread pool with the transfers' own database
+ * connection and blob store handle (the loop's connection serves the loop
+ * thread only). One runs at a time, since a connection serves one thread
+ * at a time; the others wait for their turn in their transfer
+ * (transfer.store_op). */
+struct store_job {
+    uv_work_t req;
+    struct sbx_daemon *d;
+    struct transfer *t; /* NULL once the transfer was dropped meanwhile */
+    enum store_op op;
+    uint8_t hash[32];
+    /* OP_BEGIN: the blob and its chunk list (a copy: the transfer may go
+     * while the job runs); whether a partial was there before. */
+    uint64_t size;
+    int kind;
+    uint8_t *list;
+    uint32_t n;
+    bool was_partial;
+    int rc;
+};
+
 struct transfer {
     bool used;
     uint8_t hash[32];
@@ -88,6 +134,8 @@ struct transfer {
     struct rx *q; /* received, waiting for a job */
     size_t nq, qcap;
     struct job *job; /* running on the thread pool */
+    enum store_op store_op; /* waiting for the store job's turn */
+    struct store_job *sjob; /* running on the thread pool */
     size_t n_unsynced; /* written since the last sync */
     uint8_t asked_key[32];
     bool asked;
@@ -114,6 +162,11 @@ struct sbx_transfers {
     struct backoff wait[256];
     size_t n_wait;
     size_t n_queued; /* chunks in queues and jobs, over every transfer (see MAX_PIPELINE) */
+    struct store_job *sjob; /* the store job running, if any */
+    /* The store jobs' database connection and blob store handle, opened by
+     * the first store job: only store jobs use them, one at a time. */
+    sbx_store *wstore;
+    sbx_blobstore *wblobs;
 };
 
 static bool key_in(const uint8_t (*keys)[32], size_t n, const uint8_t *key)
@@ -155,7 +208,8 @@ static struct backoff *backoff_for(struct sbx_daemon *d, const uint8_t hash[32],
 }
 
 /* Drops the pipeline of a transfer: queued chunks are freed, a running job
- * finishes on its own and then closes the handle. */
+ * finishes on its own and then closes the handle; a store job waiting for
+ * its turn is forgotten, a running one finishes on its own. */
 static void pipeline_drop(struct sbx_daemon *d, struct transfer *t)
 {
     for (size_t i = 0; i < t->nq; i++) free(t->q[i].buf);
@@ -171,6 +225,11 @@ static void pipeline_drop(struct sbx_daemon *d, struct transfer *t)
     }
     t->pw = NULL;
     t->n_unsynced = 0;
+    if (t->sjob) {
+        t->sjob->t = NULL;
+        t->sjob = NULL;
+    }
+    t->store_op = OP_NONE;
 }
 
 static void transfer_free(struct sbx_daemon *d, struct transfer *t)
@@ -296,15 +355,72 @@ static uint32_t state_from_store(struct sbx_daemon *d, struct transfer *t)
     return (uint32_t)nm;
 }
 
-/* The slow path of finishing, on the loop thread: the whole blob did not
- * match (or a resumed blob had every chunk already), so the store re-reads
- * it and says which chunks are bad, or that the chunk list was. */
+static void store_next(struct sbx_daemon *d);
+static void request_chunks(struct sbx_daemon *d, struct transfer *t);
+static void kick(struct sbx_daemon *d, struct transfer *t);
+
+/* The slow path of finishing: the whole blob did not match, so a store job
+ * re-reads it and says which chunks are bad, or that the chunk list was
+ * (finish_done). */
 static void finish_slow(struct sbx_daemon *d, struct transfer *t)
 {
     pipeline_drop(d, t);
+    t->store_op = OP_FINISH;
+    store_next(d);
+}
+
+/* Forgets the chunk list and asks for it again. */
+static void transfer_restart(struct sbx_daemon *d, struct transfer *t)
+{
+    pipeline_drop(d, t);
+    free(t->list);
+    t->list = NULL;
+    t->list_got = 0;
+    free(t->state);
+    t->state = NULL;
+    t->begun = false;
+    t->asked = false;
+}
+
+/* The partial blob is begun (on the loop thread): chunks verified before
+ * a crash are kept, the others asked for. */
+static void begin_done(struct sbx_daemon *d, struct transfer *t, int rc, bool was_partial)
+{
+    if (rc == SBX_EEXIST) {
+        /* Held already. It was partial when the job began: an install
+         * whose record step failed, which begin checked and recorded now.
+         * That blob is received: announced, and its waiters woken. */
+        if (was_partial) transfer_done(d, t);
+        else transfer_free(d, t);
+        return;
+    }
+    if (rc != 0) {
+        transfer_defer(d, t, sbx_strerror(rc));
+        return;
+    }
+    free(t->state);
+    t->state = calloc((size_t)t->n_chunks + 1, 1);
+    if (!t->state) {
+        transfer_defer(d, t, "out of memory");
+        return;
+    }
+    uint32_t nm = state_from_store(d, t);
+    if (was_partial && nm != UINT32_MAX) {
+        char h[13];
+        short_hash(h, t->hash);
+        sbx_info("blob %s: resuming a transfer, %u of %u chunks already verified", h, (unsigned)(t->n_chunks - nm),
+                 (unsigned)t->n_chunks);
+    }
+    t->begun = true;
+    request_chunks(d, t);
+    kick(d, t); /* a resumed blob may have every chunk already */
+}
+
+/* What the finishing store job found (on the loop thread). */
+static void finish_done(struct sbx_daemon *d, struct transfer *t, int rc)
+{
     char h[13];
     short_hash(h, t->hash);
-    int rc = sbx_blob_partial_finish(d->blobs, t->hash);
     if (rc == 0) {
         transfer_done(d, t);
         return;
@@ -312,20 +428,15 @@ static void finish_slow(struct sbx_daemon *d, struct transfer *t)
     if (rc == SBX_ECORRUPT) {
         /* Chunks damaged on disk since: the store marked them missing. */
         uint32_t n = state_from_store(d, t);
-        if (n == 0) transfer_defer(d, t, "the blob does not verify");
+        if (n == 0 || n == UINT32_MAX) transfer_defer(d, t, "the blob does not verify");
+        else sbx_warn("blob %s: %u chunks were damaged on disk: fetching them again", h, (unsigned)n);
         return;
     }
     if (rc == SBX_ECRYPTO) {
+        /* The job deleted the partial blob. */
         sbx_warn("blob %s: the chunk list served was wrong; starting over with another peer", h);
-        sbx_blob_delete(d->blobs, t->hash);
         if (t->asked) key_add(t->excluded, &t->n_excluded, t->asked_key);
-        free(t->list);
-        t->list = NULL;
-        t->list_got = 0;
-        free(t->state);
-        t->state = NULL;
-        t->begun = false;
-        t->asked = false;
+        transfer_restart(d, t);
         return;
     }
     transfer_defer(d, t, sbx_strerror(rc));
@@ -381,8 +492,6 @@ static void request_all(struct sbx_daemon *d)
     for (int i = 0; i < MAX_TRANSFERS; i++)
         if (d->xfers->t[i].used) request_chunks(d, &d->xfers->t[i]);
 }
-
-static void kick(struct sbx_daemon *d, struct transfer *t);
 
 static void job_work(uv_work_t *req)
 {
@@ -472,20 +581,26 @@ static void job_done(uv_work_t *req, int status)
  * is running; syncs and installs the file when its time has come. */
 static void kick(struct sbx_daemon *d, struct transfer *t)
 {
-    if (!t->used || !t->begun || t->job || !t->state) return;
+    if (!t->used || !t->begun || t->job || !t->state || t->store_op || t->sjob) return;
     uint32_t written = count_state(t, CH_WRITTEN);
     bool complete_after = written + (uint32_t)(t->nq < JOB_CHUNKS ? t->nq : JOB_CHUNKS) == t->n_chunks;
     if (t->nq == 0) {
-        if (written == t->n_chunks && !t->pw) {
-            finish_slow(d, t); /* resumed with every chunk already there */
-            return;
-        }
-        /* Idle with chunks written and not synced: sync them now. */
+        /* A blob resumed with every chunk already there goes on: its job
+         * installs it (reading back and hashing every chunk, off this
+         * thread). Idle with chunks written and not synced: sync them now. */
         bool idle = count_state(t, CH_IN_FLIGHT) == 0;
         if (!(t->n_unsynced > 0 && idle) && written != t->n_chunks) return;
     }
     if (!t->pw) {
         int rc = sbx_blob_partial_open(d->blobs, t->hash, &t->pw);
+        if (rc == SBX_ENOENT || rc == SBX_ESTATE) {
+            /* The partial file or row is gone: an install whose record
+             * step failed renamed the file into place, or the blob was
+             * deleted or completed meanwhile. Beginning again sorts it out
+             * (begin checks and records a file in place). */
+            transfer_restart(d, t);
+            return;
+        }
         if (rc != 0) {
             transfer_defer(d, t, sbx_strerror(rc));
             return;
@@ -498,21 +613,134 @@ static void kick(struct sbx_daemon *d, struct transfer *t)
     j->t = t;
     j->pw = t->pw;
     j->n = t->nq < JOB_CHUNKS ? t->nq : JOB_CHUNKS;
-    memcpy(j->rx, t->q, j->n * sizeof *j->rx);
-    memmove(t->q, t->q + j->n, (t->nq - j->n) * sizeof *t->q);
-    t->nq -= j->n;
+    if (j->n > 0) {
+        /* A job with no chunk installs (a resumed blob) or syncs. */
+        memcpy(j->rx, t->q, j->n * sizeof *j->rx);
+        memmove(t->q, t->q + j->n, (t->nq - j->n) * sizeof *t->q);
+        t->nq -= j->n;
+    }
     j->install = complete_after;
     bool idle_after = t->nq == 0 && count_state(t, CH_IN_FLIGHT) == 0;
     j->flush = t->n_unsynced + j->n >= SYNC_BATCH || idle_after;
     if (uv_queue_work(d->loop, &j->req, job_work, job_done) != 0) {
         /* Only with a bad loop; put the chunks back. */
-        memmove(t->q + j->n, t->q, t->nq * sizeof *t->q);
-        memcpy(t->q, j->rx, j->n * sizeof *j->rx);
-        t->nq += j->n;
+        if (j->n > 0) {
+            memmove(t->q + j->n, t->q, t->nq * sizeof *t->q);
+            memcpy(t->q, j->rx, j->n * sizeof *j->rx);
+            t->nq += j->n;
+        }
         free(j);
         return;
     }
     t->job = j;
+}
+
+/* ---- store jobs ---- */
+
+/* The store jobs' own connection and blob store handle (on the pool). */
+static int worker_handles(struct sbx_daemon *d)
+{
+    struct sbx_transfers *x = d->xfers;
+    if (x->wblobs) return 0;
+    char path[4096], err[256] = "";
+    int rc = sbx_datadir_path(path, sizeof path, d->data_dir, SBX_FILE_DB);
+    if (rc == 0 && !x->wstore) rc = sbx_store_open_sibling(&x->wstore, d->store, path, err, sizeof err);
+    if (rc == 0) rc = sbx_blobstore_open(&x->wblobs, d->data_dir, x->wstore);
+    if (rc != 0) sbx_warn("transfers: cannot open the database for blob work: %s %s", sbx_strerror(rc), err);
+    return rc;
+}
+
+static void store_work(uv_work_t *req)
+{
+    struct store_job *j = req->data;
+    /* Test hook: holds every store job (tests/integration/transfer.sh). */
+    sbx_test_gate("SHOEBOX_TEST_STORE_GATE");
+    j->rc = worker_handles(j->d);
+    if (j->rc != 0) return;
+    sbx_blobstore *bs = j->d->xfers->wblobs;
+    switch (j->op) {
+    case OP_BEGIN: {
+        struct sbx_blob_info before;
+        j->was_partial = sbx_blob_stat(bs, j->hash, &before) == 0 && !before.complete;
+        j->rc = sbx_blob_partial_begin(bs, j->hash, j->size, (sbx_blob_kind)j->kind, j->list, j->n);
+        if (j->rc == SBX_ESTATE) {
+            /* A partial from another peer's (different) list: start over. */
+            sbx_blob_delete(bs, j->hash);
+            j->rc = sbx_blob_partial_begin(bs, j->hash, j->size, (sbx_blob_kind)j->kind, j->list, j->n);
+        }
+        break;
+    }
+    case OP_FINISH:
+        j->rc = sbx_blob_partial_finish(bs, j->hash);
+        /* The chunk list itself was wrong: the partial goes, and the
+         * transfer starts over with another peer's list. */
+        if (j->rc == SBX_ECRYPTO) sbx_blob_delete(bs, j->hash);
+        break;
+    case OP_NONE:
+        break;
+    }
+}
+
+static void store_done(uv_work_t *req, int status)
+{
+    struct store_job *j = req->data;
+    struct sbx_daemon *d = j->d;
+    struct transfer *t = j->t;
+    SBX_ASSERT(d->xfers->sjob == j);
+    d->xfers->sjob = NULL;
+    int rc = status != 0 ? SBX_EIO : j->rc;
+    enum store_op op = j->op;
+    bool was_partial = j->was_partial;
+    free(j->list);
+    free(j);
+    if (t) {
+        t->sjob = NULL;
+        if (op == OP_BEGIN) begin_done(d, t, rc, was_partial);
+        else if (op == OP_FINISH) finish_done(d, t, rc);
+        request_all(d);
+    }
+    store_next(d);
+}
+
+/* Starts the next store job a transfer waits for, unless one runs. */
+static void store_next(struct sbx_daemon *d)
+{
+    struct sbx_transfers *x = d->xfers;
+    if (x->sjob || d->stopping) return;
+    for (int i = 0; i < MAX_TRANSFERS; i++) {
+        struct transfer *t = &x->t[i];
+        if (!t->used || t->store_op == OP_NONE) continue;
+        struct store_job *j = calloc(1, sizeof *j);
+        if (!j) return; /* tried again when a transfer asks */
+        j->req.data = j;
+        j->d = d;
+        j->t = t;
+        j->op = t->store_op;
+        memcpy(j->hash, t->hash, 32);
+        t->store_op = OP_NONE;
+        if (j->op == OP_BEGIN) {
+            j->size = t->size;
+            j->kind = t->kind;
+            j->n = t->n_chunks;
+            j->list = malloc((size_t)t->n_chunks * 32 + 1);
+            if (j->list && t->list) memcpy(j->list, t->list, (size_t)t->n_chunks * 32);
+            if (!j->list || !t->list) {
+                free(j->list);
+                free(j);
+                transfer_defer(d, t, "out of memory");
+                continue;
+            }
+        }
+        if (uv_queue_work(d->loop, &j->req, store_work, store_done) != 0) {
+            free(j->list);
+            free(j);
+            transfer_defer(d, t, "cannot queue work");
+            continue;
+        }
+        t->sjob = j;
+        x->sjob = j;
+        return;
+    }
 }
 
 /* ---- peer callbacks ---- */
@@ -531,7 +759,9 @@ static void on_info(sbx_peer *p, const uint8_t hash[32], uint64_t size, int kind
         request_chunks(d, t);
         return;
     }
-    if (t->job || t->nq) return; /* the last attempt's writes are still draining */
+    /* The last attempt's writes are still draining, or a store job
+     * decides. */
+    if (t->job || t->nq || t->store_op || t->sjob) return;
     uint32_t total = (uint32_t)((size + SBX_BLOB_CHUNK - 1) / SBX_BLOB_CHUNK);
     if (!t->list || t->size != size) {
         free(t->list);
@@ -545,39 +775,10 @@ static void on_info(sbx_peer *p, const uint8_t hash[32], uint64_t size, int kind
     memcpy(t->list + (size_t)first * 32, hashes, (size_t)n * 32);
     t->list_got += n;
     if (t->list_got < total) return;
-    struct sbx_blob_info before;
-    bool existed = sbx_blob_stat(d->blobs, hash, &before) == 0 && !before.complete;
+    /* The partial blob is begun by a store job (begin_done). */
     pipeline_drop(d, t);
-    int rc = sbx_blob_partial_begin(d->blobs, hash, size, (sbx_blob_kind)kind, t->list, total);
-    if (rc == SBX_ESTATE) {
-        /* A partial from another peer's (different) list: start over. */
-        sbx_blob_delete(d->blobs, hash);
-        rc = sbx_blob_partial_begin(d->blobs, hash, size, (sbx_blob_kind)kind, t->list, total);
-    }
-    if (rc == SBX_EEXIST) {
-        transfer_free(d, t);
-        return;
-    }
-    if (rc != 0) {
-        transfer_defer(d, t, sbx_strerror(rc));
-        return;
-    }
-    free(t->state);
-    t->state = calloc((size_t)total + 1, 1);
-    if (!t->state) {
-        transfer_defer(d, t, "out of memory");
-        return;
-    }
-    /* Resume: chunks verified before a crash are kept. */
-    uint32_t nm = state_from_store(d, t);
-    if (existed && nm != UINT32_MAX) {
-        char h[13];
-        short_hash(h, hash);
-        sbx_info("blob %s: resuming a transfer, %u of %u chunks already verified", h, (unsigned)(total - nm), total);
-    }
-    t->begun = true;
-    request_chunks(d, t);
-    kick(d, t); /* a resumed blob may have every chunk already */
+    t->store_op = OP_BEGIN;
+    store_next(d);
 }
 
 static void on_none(sbx_peer *p, const uint8_t hash[32])
@@ -718,6 +919,8 @@ void sbx_transfer_tick(struct sbx_daemon *d)
     for (int i = 0; i < MAX_TRANSFERS; i++) {
         struct transfer *t = &d->xfers->t[i];
         if (!t->used) continue;
+        /* A store job decides what comes next for it. */
+        if (t->store_op || t->sjob) continue;
         if (!t->begun) {
             if (t->asked && now - t->asked_at < INFO_TIMEOUT_MS && session_for_key(d, t->asked_key)) continue;
             struct conn *c = pick_session(d, t);
@@ -745,19 +948,13 @@ void sbx_transfer_tick(struct sbx_daemon *d)
                 kick(d, t);
                 continue;
             }
-            pipeline_drop(d, t);
-            t->begun = false;
-            t->asked = false;
             /* Ask again (another peer, maybe): the list starts over. */
-            free(t->list);
-            t->list = NULL;
-            t->list_got = 0;
-            free(t->state);
-            t->state = NULL;
+            transfer_restart(d, t);
             continue;
         }
         request_chunks(d, t);
     }
+    store_next(d);
 }
 
 /* A new peer may hold what no peer could serve until now: blobs waiting
@@ -817,7 +1014,7 @@ int sbx_transfer_want(struct sbx_daemon *d, const uint8_t hash[32])
         for (int i = 0; i < MAX_TRANSFERS; i++) {
             const struct transfer *o = &d->xfers->t[i];
             if (o->on_demand) continue;
-            if (!o->job) {
+            if (!o->job && !o->sjob) {
                 victim = i;
                 break;
             }
@@ -858,6 +1055,8 @@ void sbx_transfer_free(struct sbx_daemon *d)
                 sbx_blob_partial_record(t->pw);
             transfer_free(d, t);
         }
+    sbx_blobstore_close(d->xfers->wblobs);
+    sbx_store_close(d->xfers->wstore);
     free(d->xfers);
     d->xfers = NULL;
 }

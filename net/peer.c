@@ -78,10 +78,12 @@ struct sbx_peer {
     uint8_t **rx_raw;
     size_t *rx_len;
     size_t rx_n, rx_bytes;
-    /* Chunks the remote asked for, served in pieces as the output drains. */
+    /* Chunks the remote asked for, served in pieces as the output drains.
+     * Only the request at the head has its blob open (serve_start). */
     struct serve {
         uint8_t hash[32];
         uint32_t idx;
+        bool started;
         sbx_blob_file *f;
         uint64_t off, end;
     } serve[SBX_MAX_SERVE_QUEUE];
@@ -313,13 +315,35 @@ static size_t send_entries(sbx_peer *p, const uint8_t **raw, const size_t *len, 
     return k;
 }
 
+/* Done with the request at the head. The next chunk of the same blob (a
+ * transfer asks for a blob's chunks in a row) takes over its open file;
+ * otherwise the file is closed. */
 static void serve_pop(sbx_peer *p)
 {
     struct serve *sv = &p->serve[p->serve_head];
-    sbx_blob_file_close(sv->f);
-    sv->f = NULL;
     p->serve_head = (p->serve_head + 1) % SBX_MAX_SERVE_QUEUE;
     p->serve_n--;
+    struct serve *next = p->serve_n > 0 ? &p->serve[p->serve_head] : NULL;
+    if (sv->f && next && !next->f && memcmp(next->hash, sv->hash, 32) == 0) next->f = sv->f;
+    else sbx_blob_file_close(sv->f);
+    sv->f = NULL;
+    sv->started = false;
+}
+
+/* The request at the head is served now: its blob is opened here, not
+ * when the request came. A remote may queue SBX_MAX_SERVE_QUEUE requests,
+ * and an open blob holds a descriptor (and, encrypted, a chunk-sized
+ * buffer), so a session holds one open blob, not one per request. False
+ * when the chunk cannot be served (no such blob, or past its end). */
+static bool serve_start(sbx_peer *p, struct serve *sv)
+{
+    sv->started = true;
+    if (!sv->f && (!p->cfg.blobs || sbx_blob_open(p->cfg.blobs, sv->hash, &sv->f) != 0)) return false;
+    uint64_t size = sbx_blob_file_size(sv->f), start = (uint64_t)sv->idx * SBX_BLOB_CHUNK;
+    if (start >= size && !(size == 0 && sv->idx == 0)) return false;
+    sv->off = start;
+    sv->end = start + SBX_BLOB_CHUNK < size ? start + SBX_BLOB_CHUNK : size;
+    return true;
 }
 
 /* A msgpack packer into a small fixed buffer: the header of a chunk piece. */
@@ -348,6 +372,15 @@ static int serve_pieces(sbx_peer *p)
 {
     while (p->serve_n > 0 && out_pending(p) < SBX_MAX_PEER_OUTPUT) {
         struct serve *sv = &p->serve[p->serve_head];
+        if (!sv->started && !serve_start(p, sv)) {
+            uint8_t h[32];
+            uint32_t idx = sv->idx;
+            memcpy(h, sv->hash, 32);
+            serve_pop(p);
+            int rc = send_hash_msg(p, MSG_CHUNK_NONE, h, true, idx);
+            if (rc != 0) return rc;
+            continue;
+        }
         size_t want = sv->end - sv->off < SBX_CHUNK_PIECE ? (size_t)(sv->end - sv->off) : SBX_CHUNK_PIECE, got = 0;
         uint64_t chunk_start = (uint64_t)sv->idx * SBX_BLOB_CHUNK;
         struct fixbuf hdr = {.n = 0};
@@ -714,19 +747,14 @@ static int on_chunk_get(sbx_peer *p, const msgpack_object_array *m, const char *
     const uint8_t *hash = (const uint8_t *)m->ptr[1].via.bin.ptr;
     uint32_t idx = (uint32_t)m->ptr[2].via.u64;
     if (p->serve_n == SBX_MAX_SERVE_QUEUE) return *why = "too many chunk requests", SBX_EPROTO;
-    sbx_blob_file *f = NULL;
-    if (!p->cfg.blobs || sbx_blob_open(p->cfg.blobs, hash, &f) != 0) return send_hash_msg(p, MSG_CHUNK_NONE, hash, true, idx);
-    uint64_t size = sbx_blob_file_size(f), start = (uint64_t)idx * SBX_BLOB_CHUNK;
-    if (start >= size && !(size == 0 && idx == 0)) {
-        sbx_blob_file_close(f);
-        return send_hash_msg(p, MSG_CHUNK_NONE, hash, true, idx);
-    }
+    /* Queued as asked; the blob is opened when its turn comes (a chunk it
+     * cannot serve is answered "none" then, in order). */
     struct serve *sv = &p->serve[(p->serve_head + p->serve_n) % SBX_MAX_SERVE_QUEUE];
+    SBX_ASSERT(sv->f == NULL);
     memcpy(sv->hash, hash, 32);
     sv->idx = idx;
-    sv->f = f;
-    sv->off = start;
-    sv->end = start + SBX_BLOB_CHUNK < size ? start + SBX_BLOB_CHUNK : size;
+    sv->started = false;
+    sv->off = sv->end = 0;
     p->serve_n++;
     return serve_pieces(p);
 }

@@ -127,7 +127,12 @@ void sbx_blob_writer_abort(sbx_blob_writer *w);
  * its full size (preallocated: a full disk shows up now, as SBX_ENOSPC, not
  * midway). Calling it again for a partial with the same size and chunk
  * hashes resumes it (0, verified chunks kept); with other ones it is
- * SBX_ESTATE (sbx_blob_delete it first). SBX_EEXIST when already held. */
+ * SBX_ESTATE (sbx_blob_delete it first). SBX_EEXIST when already held,
+ * and when the partial's file is already in place under the blob's name
+ * (an install whose record step failed): begin then checks and records it
+ * (sbx_blob_partial_finish), so a blob complete and verified is not
+ * fetched again. That check hashes the whole file: call begin off the
+ * event loop. */
 int sbx_blob_partial_begin(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES],
                            uint64_t size, sbx_blob_kind kind, const uint8_t *chunk_hashes,
                            size_t n);
@@ -165,7 +170,11 @@ int sbx_blob_partial_missing(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH
  * that no longer match their hash are marked missing and the result is
  * SBX_ECORRUPT (fetch them again, finish again); when every chunk matches,
  * the chunk hash list itself was wrong: SBX_ECRYPTO (delete the partial and
- * begin again with another peer's list). 0 when already complete. */
+ * begin again with another peer's list). 0 when already complete. A file
+ * already in place under the blob's name (an install whose record step
+ * failed, with chunks maybe still marked missing) is hashed and, when it
+ * matches, recorded complete with every chunk present; when it does not,
+ * it is removed and the partial starts over (SBX_ECORRUPT). */
 int sbx_blob_partial_finish(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES]);
 
 /* ---- Partial blobs through a handle: the transfer pipeline -------------

@@ -3,6 +3,14 @@
  *   sbx-blobtool put DATA_DIR FILE...     store files as original blobs
  *   sbx-blobtool get DATA_DIR HEX OUT     read a blob back into OUT
  *   sbx-blobtool verify DATA_DIR HEX      re-hash a blob from disk
+ *   sbx-blobtool partial DATA_DIR FILE [installed]
+ *                                         leave FILE as a partial original
+ *                                         blob with every chunk present (as
+ *                                         a transfer killed before its
+ *                                         install would); "installed": in
+ *                                         place under its name but not
+ *                                         recorded (an install whose record
+ *                                         step failed)
  *   sbx-blobtool scan DIR [-s STRING]... [-d NUMBER]... [-w FILE]...
  *
  * put/get/verify open the data dir's store and blob store as the daemon
@@ -156,10 +164,55 @@ static int open_dir(const char *dir, sbx_store **s, sbx_blobstore **bs)
     return rc;
 }
 
+/* A partial blob of FILE with every chunk present; installed: the handle
+ * also installs it (verified, renamed into place) and is closed without
+ * recording that. Prints the blob's hash. */
+static int cmd_partial(sbx_blobstore *bs, const char *path, bool installed)
+{
+    uint8_t *buf = NULL, hash[32], *chunks = NULL;
+    size_t len = 0;
+    sbx_blob_partial *p = NULL;
+    int rc = sbx_file_read(path, 1u << 30, &buf, &len);
+    size_t n = (len + SBX_BLOB_CHUNK - 1) / SBX_BLOB_CHUNK;
+    if (rc == 0 && !(chunks = malloc(n * 32 + 1))) rc = SBX_ENOMEM;
+    if (rc != 0) goto fail;
+    sbx_blob_sha256(buf, len, hash);
+    for (size_t i = 0; i < n; i++) {
+        size_t off = i * SBX_BLOB_CHUNK, cl = len - off < SBX_BLOB_CHUNK ? len - off : SBX_BLOB_CHUNK;
+        sbx_blob_sha256(buf + off, cl, chunks + i * 32);
+    }
+    if ((rc = sbx_blob_partial_begin(bs, hash, len, SBX_BLOB_ORIGINAL, chunks, n)) != 0) goto fail;
+    if (installed) {
+        if ((rc = sbx_blob_partial_open(bs, hash, &p)) != 0) goto fail;
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            size_t off = i * SBX_BLOB_CHUNK, cl = len - off < SBX_BLOB_CHUNK ? len - off : SBX_BLOB_CHUNK;
+            rc = sbx_blob_partial_put(p, (uint32_t)i, buf + off, cl);
+        }
+        if (rc == 0) rc = sbx_blob_partial_install(p);
+    } else {
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            size_t off = i * SBX_BLOB_CHUNK, cl = len - off < SBX_BLOB_CHUNK ? len - off : SBX_BLOB_CHUNK;
+            rc = sbx_blob_partial_write_chunk(bs, hash, (uint32_t)i, buf + off, cl, 0);
+        }
+    }
+fail:
+    sbx_blob_partial_close(p);
+    free(chunks);
+    free(buf);
+    if (rc != 0) {
+        fprintf(stderr, "sbx-blobtool: partial %s: %s\n", path, sbx_strerror(rc));
+        return 1;
+    }
+    char hex[65];
+    sbx_hex_encode(hex, hash, 32);
+    printf("%s\n", hex);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (sodium_init() < 0 || argc < 3) {
-        fprintf(stderr, "usage: sbx-blobtool put|get|verify|scan DIR ...\n");
+        fprintf(stderr, "usage: sbx-blobtool put|get|verify|partial|scan DIR ...\n");
         return 2;
     }
     const char *cmd = argv[1];
@@ -205,6 +258,8 @@ int main(int argc, char **argv)
             }
             free(buf);
         }
+    } else if (strcmp(cmd, "partial") == 0 && (argc == 4 || (argc == 5 && strcmp(argv[4], "installed") == 0))) {
+        status = cmd_partial(bs, argv[3], argc == 5);
     } else {
         fprintf(stderr, "sbx-blobtool: bad command\n");
         status = 2;

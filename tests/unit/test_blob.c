@@ -933,6 +933,74 @@ SBX_TEST(handle_resume_reads_back)
     env_close(&e);
 }
 
+/* An install whose record step failed leaves the file in place under the
+ * blob's name and the row partial, its last chunks still marked missing:
+ * beginning the blob again checks that file and records it (no re-fetch);
+ * a file in place that does not verify is removed and the blob starts
+ * over. */
+SBX_TEST(begin_records_an_installed_blob)
+{
+    struct env e;
+    REQUIRE(env_open(&e) == 0);
+    size_t len = 3 * MiB + 5;
+    uint8_t *data = random_buf(len, 23);
+    uint8_t hash[32], chunks[4 * 32];
+    size_t n, nm = 0;
+    uint32_t missing[8];
+    sbx_blob_sha256(data, len, hash);
+    chunk_hashes_of(data, len, chunks, &n);
+    REQUIRE(n == 4);
+    char part[256], path[256];
+    partial_file(&e, hash, part, sizeof part);
+    layout_path(&e, hash, path, sizeof path);
+
+    REQUIRE(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_ORIGINAL, chunks, n) == 0);
+    sbx_blob_partial *p = NULL;
+    REQUIRE(sbx_blob_partial_open(e.bs, hash, &p) == 0);
+    /* Two chunks recorded, then the rest put and the blob installed; the
+     * record step never happens (its transaction failed). */
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 0, data, C), 0);
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 1, data + C, C), 0);
+    CHECK_EQ_INT(sbx_blob_partial_flush(p), 0);
+    CHECK_EQ_INT(sbx_blob_partial_record(p), 0);
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 2, data + 2 * C, C), 0);
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 3, data + 3 * C, clen_of(len, 3)), 0);
+    CHECK_EQ_INT(sbx_blob_partial_install(p), 0);
+    sbx_blob_partial_close(p);
+    CHECK(access(part, F_OK) != 0 && access(path, F_OK) == 0);
+    CHECK_EQ_INT(sbx_blob_has(e.bs, hash), SBX_ENOENT);
+    CHECK_EQ_INT(sbx_blob_partial_missing(e.bs, hash, missing, 8, &nm), 0);
+    CHECK_EQ_INT(nm, 2);
+
+    /* "Restart", and the transfer begins the blob again. */
+    close_handles(&e);
+    REQUIRE(open_handles(&e) == 0);
+    CHECK_EQ_INT(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_ORIGINAL, chunks, n), SBX_EEXIST);
+    CHECK_EQ_INT(sbx_blob_has(e.bs, hash), 0);
+    CHECK(access(part, F_OK) != 0);
+    struct sbx_blob_info info;
+    CHECK_EQ_INT(sbx_blob_stat(e.bs, hash, &info), 0);
+    CHECK(info.complete && info.n_have == 4);
+    check_blob(&e, hash, data, len);
+
+    /* The same state with the file in place damaged: removed, and the
+     * partial starts over with every chunk missing. */
+    CHECK_EQ_INT(sbx_blob_delete(e.bs, hash), 0);
+    REQUIRE(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_ORIGINAL, chunks, n) == 0);
+    REQUIRE(sbx_blob_partial_open(e.bs, hash, &p) == 0);
+    for (uint32_t i = 0; i < n; i++) CHECK_EQ_INT(sbx_blob_partial_put(p, i, data + (size_t)i * C, clen_of(len, i)), 0);
+    CHECK_EQ_INT(sbx_blob_partial_install(p), 0);
+    sbx_blob_partial_close(p);
+    flip_byte(path, disk_off(C + 3));
+    CHECK_EQ_INT(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_ORIGINAL, chunks, n), 0);
+    CHECK(access(path, F_OK) != 0 && access(part, F_OK) == 0);
+    CHECK_EQ_INT(sbx_blob_has(e.bs, hash), SBX_ENOENT);
+    CHECK_EQ_INT(sbx_blob_partial_missing(e.bs, hash, missing, 8, &nm), 0);
+    CHECK_EQ_INT(nm, 4);
+    free(data);
+    env_close(&e);
+}
+
 /* Every chunk matches a lying list, the whole does not: install refuses and
  * the slow path says the list lied. */
 SBX_TEST(handle_lying_chunk_list)
@@ -1262,6 +1330,7 @@ SBX_TEST_MAIN(SBX_CASE(round_trip_sizes), SBX_CASE(kinds_are_recorded),
               SBX_CASE(partial_transfer_resumes_after_restart),
               SBX_CASE(partial_damage_found_at_finish), SBX_CASE(partial_with_lying_chunk_list),
               SBX_CASE(handle_pipeline_any_order), SBX_CASE(handle_resume_reads_back),
+              SBX_CASE(begin_records_an_installed_blob),
               SBX_CASE(handle_lying_chunk_list),
               SBX_CASE(empty_partial_blob), SBX_CASE(flipped_byte_detected_by_verify),
               SBX_CASE(range_reads), SBX_CASE(joins_the_callers_transaction),

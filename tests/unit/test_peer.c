@@ -1,6 +1,7 @@
 /* The peer session, sans-I/O: two sessions joined by in-memory pipes. */
 #include "sbx_test.h"
 #include "workload.h"
+#include "shoebox/blob.h"
 #include "shoebox/engine.h"
 #include "shoebox/err.h"
 #include "shoebox/limits.h"
@@ -8,6 +9,7 @@
 #include "shoebox/peer.h"
 #include "shoebox/util.h"
 
+#include <dirent.h>
 #include <sodium.h>
 #include <unistd.h>
 
@@ -23,6 +25,10 @@ struct node {
     char reason[200];
     uint8_t psk[32];
     bool invite_open;
+    /* Blobs: a store to serve from, chunks heard of. */
+    sbx_blobstore *blobs;
+    const struct sbx_peer_blob_cb *blob_cb;
+    int chunks_data, chunks_none;
 };
 
 static int node_open(struct node *n)
@@ -57,6 +63,7 @@ static int joiner(struct node *n, const struct node *f)
 static void node_close(struct node *n)
 {
     sbx_peer_free(n->peer);
+    sbx_blobstore_close(n->blobs);
     sbx_engine_close(n->engine);
     sbx_store_close(n->store);
     char cmd[128];
@@ -87,7 +94,7 @@ static int start(struct node *n, bool initiator, const uint8_t *psk, const uint8
     struct sbx_peer_config cfg = {
         .initiator = initiator, .id = &n->id, .engine = n->engine, .psk = psk, .expect_key = expect,
         .name = initiator ? "joiner" : "inviter", .join_role = SBX_ROLE_CACHE, .find_invite = find_invite,
-        .platform = "linux", .app_version = "test",
+        .platform = "linux", .app_version = "test", .blobs = n->blobs, .blob_cb = n->blob_cb,
     };
     return sbx_peer_new(&n->peer, &cfg, on_event, n, now);
 }
@@ -213,6 +220,88 @@ SBX_TEST(partial_reads_and_backpressure)
     digest(&a, da);
     digest(&b, db);
     CHECK_EQ_STR(da, db);
+    node_close(&a);
+    node_close(&b);
+}
+
+static void on_chunk(sbx_peer *p, const uint8_t hash[32], uint32_t idx, const uint8_t *data, size_t len)
+{
+    struct node *n = sbx_peer_data(p);
+    (void)hash;
+    (void)idx;
+    if (data && len == SBX_BLOB_CHUNK) n->chunks_data++;
+    else if (!data) n->chunks_none++;
+}
+
+static const struct sbx_peer_blob_cb chunk_cb = {.chunk = on_chunk};
+
+/* Open descriptors of this process. */
+static int open_fds(void)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    if (!dir) return -1;
+    int n = 0;
+    while (readdir(dir)) n++;
+    closedir(dir);
+    return n;
+}
+
+/* A peer asked for many chunks holds the blob of the one it serves open,
+ * not one per request waiting in its queue; a chunk it does not hold is
+ * still answered "none". */
+SBX_TEST(queued_chunk_requests_hold_no_files)
+{
+    struct node a, b;
+    REQUIRE(founder(&a) == 0);
+    REQUIRE(joiner(&b, &a) == 0);
+    REQUIRE(add_member(&a, &b) == 0);
+    REQUIRE(seed_log(&a, &b) == 0);
+    REQUIRE(sbx_blobstore_open(&a.blobs, a.dir, a.store) == 0);
+    enum { N = SBX_MAX_CHUNKS_IN_FLIGHT - 1 };
+    uint8_t hashes[N + 1][32];
+    uint8_t *buf = malloc(SBX_BLOB_CHUNK);
+    REQUIRE(buf != NULL);
+    for (int i = 0; i < N; i++) {
+        randombytes_buf(buf, SBX_BLOB_CHUNK);
+        REQUIRE(sbx_blob_put_buf(a.blobs, buf, SBX_BLOB_CHUNK, SBX_BLOB_ORIGINAL, hashes[i], NULL) == 0);
+    }
+    free(buf);
+    randombytes_buf(hashes[N], 32); /* held by nobody */
+    b.blob_cb = &chunk_cb;
+    REQUIRE(start(&a, false, NULL, NULL, T0) == 0);
+    REQUIRE(start(&b, true, NULL, NULL, T0) == 0);
+    pump_pair(&a, &b, T0 + 100, 0);
+    REQUIRE(sbx_peer_is_ready(a.peer) && sbx_peer_is_ready(b.peer));
+
+    int before = open_fds();
+    /* The unknown blob in the middle of the queue. */
+    for (int i = 0; i <= N; i++) {
+        int k = i < N / 2 ? i : i == N / 2 ? N : i - 1;
+        REQUIRE(sbx_peer_chunk_get(b.peer, hashes[k], 0) == 0);
+    }
+    /* The requests reach A; its output fills up (its bound is a few
+     * chunks) and nobody drains it yet: the rest wait in its queue. */
+    const uint8_t *bytes;
+    size_t len;
+    sbx_peer_output(b.peer, &bytes, &len);
+    REQUIRE(len > 0);
+    uint8_t *copy = malloc(len);
+    memcpy(copy, bytes, len);
+    sbx_peer_output_consume(b.peer, len);
+    REQUIRE(sbx_peer_input(a.peer, copy, len, T0 + 200) == 0);
+    free(copy);
+    sbx_peer_output(a.peer, &bytes, &len);
+    CHECK(len >= SBX_MAX_PEER_OUTPUT && len < (size_t)(N - 2) * SBX_BLOB_CHUNK);
+    int during = open_fds();
+    CHECK(during - before <= 1);
+    if (during - before > 1) printf("# %d blob files open for queued requests\n", during - before);
+
+    pump_pair(&a, &b, T0 + 300, 0);
+    CHECK_EQ_INT(b.chunks_data, N);
+    CHECK_EQ_INT(b.chunks_none, 1);
+    CHECK_EQ_INT(sbx_peer_chunks_in_flight(b.peer), 0);
+    CHECK_EQ_INT(open_fds(), before);
+    CHECK(!sbx_peer_is_closed(a.peer) && !sbx_peer_is_closed(b.peer));
     node_close(&a);
     node_close(&b);
 }
@@ -370,6 +459,7 @@ int main(void)
     static const struct sbx_test_case cases[] = {
         SBX_CASE(members_sync_both_ways),
         SBX_CASE(partial_reads_and_backpressure),
+        SBX_CASE(queued_chunk_requests_hold_no_files),
         SBX_CASE(pairing_admits_the_joiner),
         SBX_CASE(pairing_with_a_wrong_or_used_secret_fails),
         SBX_CASE(stranger_is_dropped_after_handshake),
