@@ -29,6 +29,7 @@
 #include "daemon.h"
 
 #include "shoebox/blob.h"
+#include "shoebox/chunkbuf.h"
 #include "shoebox/datadir.h"
 #include "shoebox/devid.h"
 #include "shoebox/err.h"
@@ -212,7 +213,7 @@ static struct backoff *backoff_for(struct sbx_daemon *d, const uint8_t hash[32],
  * its turn is forgotten, a running one finishes on its own. */
 static void pipeline_drop(struct sbx_daemon *d, struct transfer *t)
 {
-    for (size_t i = 0; i < t->nq; i++) free(t->q[i].buf);
+    for (size_t i = 0; i < t->nq; i++) sbx_chunkbuf_put(t->q[i].buf);
     d->xfers->n_queued -= t->nq;
     free(t->q);
     t->q = NULL;
@@ -498,7 +499,7 @@ static void job_work(uv_work_t *req)
     struct job *j = req->data;
     for (size_t i = 0; i < j->n; i++) {
         j->rc[i] = sbx_blob_partial_put(j->pw, j->rx[i].idx, j->rx[i].buf, j->rx[i].len);
-        free(j->rx[i].buf);
+        sbx_chunkbuf_put(j->rx[i].buf);
         j->rx[i].buf = NULL;
     }
     /* Installing syncs the file itself; a flush first would be a second
@@ -515,7 +516,7 @@ static void job_done(uv_work_t *req, int status)
     d->xfers->n_queued -= j->n;
     if (status != 0 || !t) {
         /* Cancelled, or the transfer was dropped meanwhile. */
-        for (size_t i = 0; i < j->n; i++) free(j->rx[i].buf);
+        for (size_t i = 0; i < j->n; i++) sbx_chunkbuf_put(j->rx[i].buf);
         if (!t) sbx_blob_partial_close(j->pw);
         else t->job = NULL;
         /* Its chunks were not written: asked for again. */
@@ -816,7 +817,7 @@ static void on_chunk_take(sbx_peer *p, const uint8_t hash[32], uint32_t idx, uin
     const uint8_t *rk = sbx_peer_remote_key(p);
     if (!t || !t->begun || !t->state || idx >= t->n_chunks || !rk || t->state[idx] == CH_WRITTEN ||
         t->state[idx] == CH_QUEUED) {
-        free(data);
+        sbx_chunkbuf_put(data);
         return;
     }
     t->state[idx] = CH_MISSING;
@@ -824,7 +825,7 @@ static void on_chunk_take(sbx_peer *p, const uint8_t hash[32], uint32_t idx, uin
         size_t cap = t->qcap ? t->qcap * 2 : 8;
         struct rx *q = realloc(t->q, cap * sizeof *q);
         if (!q) {
-            free(data); /* asked again later */
+            sbx_chunkbuf_put(data); /* asked again later */
             return;
         }
         t->q = q;
@@ -915,6 +916,9 @@ void sbx_transfer_tick(struct sbx_daemon *d)
     if (!d->xfers || !d->blobs) return;
     if (d->xfers->n_held && sbx_now_ms() - d->xfers->held_since >= 1000) flush_held(d);
     refill(d);
+    bool any = false;
+    for (int i = 0; i < MAX_TRANSFERS && !any; i++) any = d->xfers->t[i].used;
+    if (!any) sbx_chunkbuf_trim(); /* nothing to receive: no spare buffers */
     int64_t now = sbx_now_ms();
     for (int i = 0; i < MAX_TRANSFERS; i++) {
         struct transfer *t = &d->xfers->t[i];

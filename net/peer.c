@@ -1,5 +1,6 @@
 /* The peer session. See include/shoebox/peer.h and docs/protocol.md. */
 #include "shoebox/peer.h"
+#include "shoebox/chunkbuf.h"
 #include "shoebox/blob.h"
 #include "shoebox/err.h"
 #include "shoebox/frame.h"
@@ -768,7 +769,7 @@ static struct want *find_want(sbx_peer *p, const uint8_t *hash, uint32_t idx)
 
 static void want_drop(struct want *w)
 {
-    free(w->buf);
+    sbx_chunkbuf_put(w->buf);
     memset(w, 0, sizeof *w);
 }
 
@@ -783,7 +784,7 @@ static int on_chunk_data(sbx_peer *p, const msgpack_object_array *m, const char 
     if (!w) return *why = "a chunk nobody asked for", SBX_EPROTO;
     uint64_t off = m->ptr[3].via.u64, total = m->ptr[4].via.u64, n = m->ptr[5].via.bin.size;
     if (!w->buf) {
-        w->buf = malloc(total + 1);
+        w->buf = sbx_chunkbuf_get(); /* total <= SBX_BLOB_CHUNK, checked above */
         if (!w->buf) return *why = "out of memory", SBX_ENOMEM;
         w->len = (size_t)total;
     }
@@ -805,7 +806,7 @@ static int on_chunk_data(sbx_peer *p, const msgpack_object_array *m, const char 
         return 0;
     }
     if (p->cfg.blob_cb && p->cfg.blob_cb->chunk) p->cfg.blob_cb->chunk(p, h, idx, buf, len);
-    free(buf);
+    sbx_chunkbuf_put(buf);
     return 0;
 }
 

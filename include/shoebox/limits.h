@@ -146,6 +146,12 @@
  * and a device can hold in memory. */
 #define SBX_MAX_BLOB_BYTES (64ull << 30)
 #define SBX_MAX_BLOB_CHUNKS (SBX_MAX_BLOB_BYTES / SBX_BLOB_CHUNK)
+/* Received chunk buffers kept for reuse once returned (net/chunkbuf.c):
+ * more than a receiver has in flight (16 per peer, 24 queued), so a steady
+ * transfer never maps fresh pages. Spares exist only after that many were
+ * in use at once, so they add nothing to the peak; an idle daemon unmaps
+ * them (sbx_chunkbuf_trim). */
+#define SBX_MAX_FREE_CHUNKBUFS 48u
 /* LAN discovery (net/discovery.c). An announcement carries at most this many
  * TCP ports (IPv4 and IPv6 listeners, a pairing port, ...). */
 #define SBX_MAX_DISCOVERY_PORTS 4u

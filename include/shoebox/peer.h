@@ -55,8 +55,8 @@ struct sbx_peer_blob_cb {
      * data NULL when the remote could not serve it. */
     void (*chunk)(sbx_peer *p, const uint8_t hash[32], uint32_t idx, const uint8_t *data, size_t len);
     /* Optional: a whole chunk arrived, and the callee takes the buffer
-     * (malloc'd; it frees it): a receiver that keeps the chunk for later
-     * saves a copy of it. When set, it gets the chunks with data, and
+     * (an sbx_chunkbuf: page-aligned, given back with sbx_chunkbuf_put): a
+     * receiver that keeps the chunk for later saves a copy of it. When set, it gets the chunks with data, and
      * chunk above only the "could not serve" ones. */
     void (*chunk_take)(sbx_peer *p, const uint8_t hash[32], uint32_t idx, uint8_t *data, size_t len);
 };
