@@ -13,6 +13,7 @@
  * swapped for another blob's, and a range read decrypts only the chunks it
  * touches. A chunk that fails its tag is SBX_ECORRUPT: never handed out. */
 #include "shoebox/blob.h"
+#include "shoebox/chunkbuf.h"
 #include "shoebox/crypt.h"
 #include "shoebox/err.h"
 #include "shoebox/log.h"
@@ -27,7 +28,6 @@
 #include <sqlite3.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -378,13 +378,13 @@ static int direct_pwrite(int fd, int *dfd, uint8_t *bounce, const uint8_t *bytes
     return rc;
 }
 
-/* A page-aligned buffer of BOUNCE_SIZE bytes in its own mapping, not the
- * heap: page-aligned heap blocks of a chunk's size fragment glibc's heap
- * (a receiving daemon's RSS doubled). NULL when none can be had. */
+/* A page-aligned buffer of BOUNCE_SIZE bytes: a recycled chunk buffer, so
+ * a receiver opening a handle per blob does not fault in fresh pages for
+ * each. NULL when none can be had. */
 static uint8_t *bounce_map(void)
 {
-    void *m = mmap(NULL, BOUNCE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return m == MAP_FAILED ? NULL : m;
+    _Static_assert(BOUNCE_SIZE <= SBX_CHUNKBUF_BYTES, "a sealed record fits a chunk buffer");
+    return sbx_chunkbuf_get();
 }
 
 /* ---- Encryption --------------------------------------------------------- */
@@ -890,7 +890,7 @@ void sbx_blobstore_close(sbx_blobstore *bs)
     if (!bs) return;
     sbx_blob_batch_abort(bs);
     sealer_free(&bs->seal);
-    if (bs->bounce) munmap(bs->bounce, BOUNCE_SIZE);
+    sbx_chunkbuf_put(bs->bounce);
     sodium_memzero(bs->k_name, sizeof bs->k_name);
     sodium_memzero(bs->k_hdr, sizeof bs->k_hdr);
     free(bs);
@@ -1714,7 +1714,7 @@ struct sbx_blob_partial {
     uint8_t *where; /* PC_* per chunk */
     int fd;
     int dfd; /* the same file with O_DIRECT, or -1 */
-    uint8_t *bounce; /* page-aligned, a record's size (mmap'd), or NULL */
+    uint8_t *bounce; /* page-aligned, a record's size (an sbx_chunkbuf), or NULL */
     bool enc;
     uint8_t file_id[FILE_ID];
     struct sealer seal;
@@ -1738,7 +1738,7 @@ void sbx_blob_partial_close(sbx_blob_partial *p)
     if (!p) return;
     if (p->fd >= 0) close(p->fd);
     if (p->dfd >= 0) close(p->dfd);
-    if (p->bounce) munmap(p->bounce, BOUNCE_SIZE);
+    sbx_chunkbuf_put(p->bounce);
     if (p->enc) sealer_free(&p->seal);
     free(p->want);
     free(p->where);

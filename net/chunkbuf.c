@@ -11,7 +11,7 @@
 #include "shoebox/limits.h"
 #include "shoebox/util.h"
 
-_Static_assert(SBX_BLOB_CHUNK % 4096 == 0, "a chunk is whole pages");
+_Static_assert(SBX_CHUNKBUF_BYTES % 4096 == 0, "a buffer is whole pages");
 
 /* Returned by the pool threads that wrote them, taken by the loop thread
  * that receives: a short critical section under one lock. */
@@ -26,7 +26,7 @@ uint8_t *sbx_chunkbuf_get(void)
     if (n_spare > 0) b = spare[--n_spare];
     pthread_mutex_unlock(&lock);
     if (b) return b;
-    void *m = mmap(NULL, SBX_BLOB_CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *m = mmap(NULL, SBX_CHUNKBUF_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return m == MAP_FAILED ? NULL : m;
 }
 
@@ -38,7 +38,7 @@ void sbx_chunkbuf_put(uint8_t *buf)
     bool kept = n_spare < SBX_MAX_FREE_CHUNKBUFS;
     if (kept) spare[n_spare++] = buf;
     pthread_mutex_unlock(&lock);
-    if (!kept) munmap(buf, SBX_BLOB_CHUNK);
+    if (!kept) munmap(buf, SBX_CHUNKBUF_BYTES);
 }
 
 void sbx_chunkbuf_trim(void)
@@ -49,5 +49,5 @@ void sbx_chunkbuf_trim(void)
     for (unsigned i = 0; i < n; i++) drop[i] = spare[i];
     n_spare = 0;
     pthread_mutex_unlock(&lock);
-    for (unsigned i = 0; i < n; i++) munmap(drop[i], SBX_BLOB_CHUNK);
+    for (unsigned i = 0; i < n; i++) munmap(drop[i], SBX_CHUNKBUF_BYTES);
 }

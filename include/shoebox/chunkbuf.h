@@ -12,7 +12,14 @@
 
 #include <stdint.h>
 
-/* Holds SBX_BLOB_CHUNK bytes, starts on a page boundary. NULL when no
+#include "shoebox/limits.h"
+
+/* A chunk, or a sealed record of one (a chunk and its 40 bytes of nonce
+ * and tag) starting anywhere within its first page: the blob store seals
+ * records into these at their file offset's alignment. */
+#define SBX_CHUNKBUF_BYTES (SBX_BLOB_CHUNK + 8192u)
+
+/* Holds SBX_CHUNKBUF_BYTES bytes, starts on a page boundary. NULL when no
  * memory can be had. */
 uint8_t *sbx_chunkbuf_get(void);
 /* Gives a buffer back (NULL is fine): kept for the next get, up to
