@@ -1428,8 +1428,6 @@ int sbx_blob_partial_begin(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_B
     return rc;
 }
 
-static int partial_reset(sbx_blobstore *bs, const uint8_t hash[HASH], const struct row *r);
-
 /* The row of a partial blob (not complete). */
 static int partial_row(sbx_blobstore *bs, const uint8_t hash[HASH], struct row *r)
 {
@@ -1444,84 +1442,6 @@ static int open_partial(sbx_blobstore *bs, const uint8_t hash[HASH], int flags, 
     partial_path(bs, hash, path);
     *fd = open(path, flags | O_CLOEXEC);
     return *fd < 0 ? errno_rc() : 0;
-}
-
-int sbx_blob_partial_write_chunk(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES],
-                                 uint32_t idx, const void *data, size_t len, int flags)
-{
-    if (!bs || !hash || (!data && len)) return SBX_EINVAL;
-    struct row r;
-    int rc = partial_row(bs, hash, &r);
-    if (rc) return rc;
-    if (idx >= r.n_chunks || len != chunk_len(&r, idx)) return SBX_EINVAL;
-    sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_CHUNK);
-    if (!st) return SBX_EDB;
-    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, idx);
-    uint8_t want[HASH] = {0};
-    int have = 0;
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == HASH) {
-        memcpy(want, sqlite3_column_blob(st, 0), HASH);
-        have = sqlite3_column_int(st, 1);
-        rc = 0;
-    } else {
-        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SBX_ECORRUPT : sbx_store_err(rc);
-    }
-    sqlite3_reset(st);
-    if (rc) return rc;
-    uint8_t got[HASH];
-    sbx_sha256(data, len, got);
-    if (memcmp(got, want, HASH) != 0) return SBX_ECRYPTO;
-    if (have) return 0; /* the same bytes are already there */
-    int fd;
-    if ((rc = open_partial(bs, hash, bs->enc ? O_RDWR : O_WRONLY, &fd)) != 0) return rc;
-    uint64_t at = rec_off(bs->enc, r.chunk_size, idx);
-    size_t n = bs->enc ? len + REC_OVERHEAD : len;
-    const uint8_t *bytes = data;
-    if (bs->enc) {
-        uint8_t file_id[FILE_ID];
-        rc = header_check(bs->k_hdr, fd, hash, r.size, file_id);
-        if (rc == SBX_ECORRUPT) {
-            /* A damaged header makes every chunk of the file unreadable:
-             * start the file over (all chunks missing) with this one. */
-            close(fd);
-            if ((rc = partial_reset(bs, hash, &r)) != 0) return rc;
-            if ((rc = open_partial(bs, hash, O_RDWR, &fd)) != 0) return rc;
-            rc = header_check(bs->k_hdr, fd, hash, r.size, file_id);
-        }
-        if (rc == 0) rc = seal_chunk(&bs->seal, file_id, idx, data, len);
-        bytes = bs->seal.rec;
-    }
-    if (rc == 0) rc = pwrite_all(fd, bytes, n, at);
-    /* The bytes must be on disk before the row says they are. */
-    if (rc == 0 && !(flags & SBX_BLOB_NOSYNC) && fdatasync(fd) != 0) rc = errno_rc();
-    if (rc == 0 && (flags & SBX_BLOB_NOSYNC)) kick_writeback(fd, at, n);
-    if (close(fd) != 0 && rc == 0) rc = errno_rc();
-    if (rc == 0 && !(flags & SBX_BLOB_NOSYNC)) rc = set_have(bs, hash, idx, 1);
-    return rc;
-}
-
-int sbx_blob_partial_sync(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES],
-                          const uint32_t *idx, size_t n)
-{
-    if (!bs || !hash || (n && !idx)) return SBX_EINVAL;
-    struct row r;
-    int rc = partial_row(bs, hash, &r);
-    if (rc) return rc;
-    for (size_t i = 0; i < n; i++)
-        if (idx[i] >= r.n_chunks) return SBX_EINVAL;
-    int fd;
-    if ((rc = open_partial(bs, hash, O_RDWR, &fd)) != 0) return rc;
-    rc = fdatasync(fd) == 0 ? 0 : errno_rc();
-    close(fd);
-    if (rc) return rc;
-    bool nested;
-    if ((rc = tx_begin(bs, &nested)) != 0) return rc;
-    for (size_t i = 0; i < n && rc == 0; i++) rc = set_have(bs, hash, idx[i], 1);
-    if (rc == 0) rc = tx_commit(bs, nested);
-    if (rc) tx_rollback(bs, nested);
-    return rc;
 }
 
 int sbx_blob_partial_missing(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES],
