@@ -173,7 +173,7 @@ static const char SQL_ADD_CHUNK[] =
 static const char SQL_CHUNK[] =
     "SELECT chunk_hash, have FROM blob_chunks WHERE hash = ?1 AND idx = ?2";
 static const char SQL_CHUNK_LIST[] =
-    "SELECT idx, chunk_hash FROM blob_chunks WHERE hash = ?1 ORDER BY idx";
+    "SELECT idx, chunk_hash, have FROM blob_chunks WHERE hash = ?1 ORDER BY idx";
 static const char SQL_SET_HAVE[] =
     "UPDATE blob_chunks SET have = ?3 WHERE hash = ?1 AND idx = ?2";
 static const char SQL_RESET_HAVE[] = "UPDATE blob_chunks SET have = 0 WHERE hash = ?1";
@@ -689,6 +689,34 @@ static int count_chunks(sbx_blobstore *bs, const uint8_t hash[HASH], int64_t *to
     }
     sqlite3_reset(st);
     return rc == SQLITE_ROW ? 0 : sbx_store_err(rc);
+}
+
+/* Reads the chunk list of a blob of n chunks: the first min(n, cap) chunk
+ * hashes, in order, into out, and with `have` (n bytes) whether each chunk
+ * is present (1) or not (0). The rows must be exactly chunks 0..n-1, each
+ * with a 32-byte hash: the rows steer what is accepted and served, so a
+ * damaged or foreign list is SBX_ECORRUPT, never a partial answer. */
+static int chunk_list(sbx_blobstore *bs, const uint8_t hash[HASH], uint32_t n, uint8_t *out, size_t cap,
+                      uint8_t *have)
+{
+    sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_CHUNK_LIST);
+    if (!st) return SBX_EDB;
+    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
+    uint32_t i = 0;
+    int rc;
+    /* Bounded: a row past the n-th ends the loop as corrupt. */
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (i == n || sqlite3_column_int64(st, 0) != i || sqlite3_column_bytes(st, 1) != HASH) {
+            rc = SQLITE_CORRUPT;
+            break;
+        }
+        if (i < cap) memcpy(out + (size_t)i * HASH, sqlite3_column_blob(st, 1), HASH);
+        if (have) have[i] = sqlite3_column_int(st, 2) != 0;
+        i++;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return sbx_store_err(rc);
+    return i == n ? 0 : SBX_ECORRUPT;
 }
 
 static int set_have(sbx_blobstore *bs, const uint8_t hash[HASH], uint32_t idx, int have)
@@ -1358,29 +1386,17 @@ static int partial_create(sbx_blobstore *bs, const uint8_t hash[HASH], uint64_t 
     return rc;
 }
 
-/* Does the recorded chunk list equal `chunks`? */
-static int same_chunks(sbx_blobstore *bs, const uint8_t hash[HASH], const uint8_t *chunks, size_t n,
+/* Is the recorded chunk list of a partial blob of n chunks `chunks`? A
+ * list damaged in the database is not: the caller starts over. */
+static int same_chunks(sbx_blobstore *bs, const uint8_t hash[HASH], const uint8_t *chunks, uint32_t n,
                        bool *same)
 {
-    sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_CHUNK_LIST);
-    if (!st) return SBX_EDB;
-    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
-    size_t i = 0;
-    int rc;
-    *same = true;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (i >= n || sqlite3_column_int64(st, 0) != (int64_t)i ||
-            sqlite3_column_bytes(st, 1) != HASH ||
-            memcmp(sqlite3_column_blob(st, 1), chunks + i * HASH, HASH) != 0) {
-            *same = false;
-            break;
-        }
-        i++;
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sbx_store_err(rc);
-    if (i != n) *same = false;
-    return 0;
+    uint8_t *list = malloc((size_t)n * HASH + 1);
+    if (!list) return SBX_ENOMEM;
+    int rc = chunk_list(bs, hash, n, list, n, NULL);
+    *same = rc == 0 && (n == 0 || memcmp(list, chunks, (size_t)n * HASH) == 0);
+    free(list);
+    return rc == SBX_ECORRUPT ? 0 : rc;
 }
 
 int sbx_blob_partial_begin(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES],
@@ -1398,8 +1414,9 @@ int sbx_blob_partial_begin(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_B
         /* Recorded but its file is gone: fetch it again. */
     } else if (rc == 0) {
         bool same;
-        if ((rc = same_chunks(bs, hash, chunk_hashes, n, &same)) != 0) return rc;
-        if (!same || r.size != size || r.chunk_size != SBX_BLOB_CHUNK) return SBX_ESTATE;
+        if (r.size != size || r.chunk_size != SBX_BLOB_CHUNK) return SBX_ESTATE;
+        if ((rc = same_chunks(bs, hash, chunk_hashes, r.n_chunks, &same)) != 0) return rc;
+        if (!same) return SBX_ESTATE;
         char path[PATH_MAX];
         struct stat st;
         partial_path(bs, hash, path);
@@ -1491,18 +1508,8 @@ static int recheck_chunks(sbx_blobstore *bs, const uint8_t hash[HASH], const str
     int rc = SBX_ENOMEM;
     bool nested = false, in_tx = false;
     if (!want || !buf || !is_bad) goto fail;
-    sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_CHUNK_LIST);
-    if (!st) { rc = SBX_EDB; goto fail; }
-    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
-    uint32_t n = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < r->n_chunks) {
-        if (sqlite3_column_int64(st, 0) != n || sqlite3_column_bytes(st, 1) != HASH) break;
-        memcpy(want + (size_t)n * HASH, sqlite3_column_blob(st, 1), HASH);
-        n++;
-    }
-    sqlite3_reset(st);
-    if (n != r->n_chunks) { rc = SBX_ECORRUPT; goto fail; }
-    rc = 0;
+    uint32_t n = r->n_chunks;
+    if ((rc = chunk_list(bs, hash, n, want, n, NULL)) != 0) goto fail;
     for (uint32_t i = 0; i < n; i++) {
         size_t len = chunk_len(r, i);
         uint8_t got[HASH];
@@ -1693,19 +1700,8 @@ int sbx_blob_partial_open(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BY
     if (p->enc && (rc = sealer_init(&p->seal, bs->seal.key, REC_MAX)) != 0) goto fail;
     /* The chunk list and what is already present: both are fixed while the
      * handle is open (only the handle writes this partial). */
-    sqlite3_stmt *st = sbx_store_stmt(bs->store, "SELECT idx, chunk_hash, have FROM blob_chunks WHERE hash = ?1 "
-                                                 "ORDER BY idx");
-    if (!st) { rc = SBX_EDB; goto fail; }
-    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
-    uint32_t n = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < r.n_chunks) {
-        if (sqlite3_column_int64(st, 0) != n || sqlite3_column_bytes(st, 1) != HASH) break;
-        memcpy(p->want + (size_t)n * HASH, sqlite3_column_blob(st, 1), HASH);
-        p->where[n] = sqlite3_column_int(st, 2) ? PC_RECORDED : PC_MISSING;
-        n++;
-    }
-    sqlite3_reset(st);
-    if (n != r.n_chunks) { rc = SBX_ECORRUPT; goto fail; }
+    if ((rc = chunk_list(bs, hash, r.n_chunks, p->want, r.n_chunks, p->where)) != 0) goto fail;
+    for (uint32_t i = 0; i < r.n_chunks; i++) p->where[i] = p->where[i] ? PC_RECORDED : PC_MISSING;
     if ((rc = open_partial(bs, hash, O_RDWR, &p->fd)) != 0) goto fail;
     if (p->enc) {
         rc = header_check(bs->k_hdr, p->fd, hash, r.size, p->file_id);
@@ -1926,22 +1922,8 @@ int sbx_blob_chunk_hashes(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BY
     struct row r;
     int rc = row_get(bs, hash, &r);
     if (rc) return rc;
-    sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_CHUNK_LIST);
-    if (!st) return SBX_EDB;
-    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
-    size_t i = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (sqlite3_column_int64(st, 0) != (int64_t)i || sqlite3_column_bytes(st, 1) != HASH) {
-            rc = SQLITE_CORRUPT;
-            break;
-        }
-        if (i < cap) memcpy(out + i * HASH, sqlite3_column_blob(st, 1), HASH);
-        i++;
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) return sbx_store_err(rc);
-    if (i != r.n_chunks) return SBX_ECORRUPT;
-    *n = i;
+    if ((rc = chunk_list(bs, hash, r.n_chunks, out, cap, NULL)) != 0) return rc;
+    *n = r.n_chunks;
     return 0;
 }
 

@@ -1072,6 +1072,53 @@ SBX_TEST(handle_lying_chunk_list)
     env_close(&e);
 }
 
+/* The chunk rows steer what is accepted and served: a list with a gap, a
+ * hash of the wrong size or a row too many is corrupt wherever it is read,
+ * and a partial whose list is damaged is not resumed but begun again. */
+SBX_TEST(damaged_chunk_list_refused)
+{
+    static const char *const damage[] = {
+        "DELETE FROM blob_chunks WHERE idx = 1",
+        "UPDATE blob_chunks SET chunk_hash = substr(chunk_hash, 1, 31) WHERE idx = 2",
+        "INSERT INTO blob_chunks(hash, idx, chunk_hash, have) SELECT hash, 3, chunk_hash, have "
+        "FROM blob_chunks WHERE idx = 0",
+    };
+    struct env e;
+    REQUIRE(env_open(&e) == 0);
+    size_t len = 2 * C + 9;
+    uint8_t *data = random_buf(len, 31);
+    uint8_t hash[32], chunks[3 * 32], got[3 * 32];
+    size_t n, n2 = 0;
+    sbx_blob_sha256(data, len, hash);
+    chunk_hashes_of(data, len, chunks, &n);
+    REQUIRE(n == 3);
+    sbx_blob_partial *p = NULL;
+    for (size_t k = 0; k < SBX_ARRAY_LEN(damage); k++) {
+        /* A complete blob's list, as offered to a peer. */
+        REQUIRE(sbx_blob_put_buf(e.bs, data, len, SBX_BLOB_ORIGINAL, hash, NULL) == 0);
+        CHECK_EQ_INT(sbx_blob_chunk_hashes(e.bs, hash, got, 3, &n2), 0);
+        CHECK(n2 == 3 && memcmp(got, chunks, sizeof chunks) == 0);
+        REQUIRE(sqlite3_exec(sbx_store_db(e.s), damage[k], NULL, NULL, NULL) == SQLITE_OK);
+        CHECK_EQ_INT(sbx_blob_chunk_hashes(e.bs, hash, got, 3, &n2), SBX_ECORRUPT);
+        CHECK_EQ_INT(sbx_blob_chunk_hashes(e.bs, hash, NULL, 0, &n2), SBX_ECORRUPT);
+        REQUIRE(sbx_blob_delete(e.bs, hash) == 0);
+        /* A partial's list, as a handle or a resume reads it. */
+        REQUIRE(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_ORIGINAL, chunks, n) == 0);
+        REQUIRE(sqlite3_exec(sbx_store_db(e.s), damage[k], NULL, NULL, NULL) == SQLITE_OK);
+        CHECK_EQ_INT(sbx_blob_partial_open(e.bs, hash, &p), SBX_ECORRUPT);
+        CHECK(p == NULL);
+        CHECK_EQ_INT(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_ORIGINAL, chunks, n), SBX_ESTATE);
+        REQUIRE(sbx_blob_delete(e.bs, hash) == 0);
+        REQUIRE(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_ORIGINAL, chunks, n) == 0);
+        CHECK_EQ_INT(recv_chunks(&e, hash, data, len, NULL, 0), 0);
+        CHECK_EQ_INT(sbx_blob_partial_finish(e.bs, hash), 0);
+        check_blob(&e, hash, data, len);
+        REQUIRE(sbx_blob_delete(e.bs, hash) == 0);
+    }
+    free(data);
+    env_close(&e);
+}
+
 SBX_TEST(empty_partial_blob)
 {
     struct env e;
@@ -1369,7 +1416,7 @@ SBX_TEST_MAIN(SBX_CASE(round_trip_sizes), SBX_CASE(kinds_are_recorded),
               SBX_CASE(partial_damage_found_at_finish), SBX_CASE(partial_with_lying_chunk_list),
               SBX_CASE(handle_pipeline_any_order), SBX_CASE(handle_resume_reads_back),
               SBX_CASE(begin_records_an_installed_blob),
-              SBX_CASE(handle_lying_chunk_list),
+              SBX_CASE(handle_lying_chunk_list), SBX_CASE(damaged_chunk_list_refused),
               SBX_CASE(empty_partial_blob), SBX_CASE(flipped_byte_detected_by_verify),
               SBX_CASE(range_reads), SBX_CASE(joins_the_callers_transaction),
               SBX_CASE(touch_updates_last_access), SBX_CASE(open_sweeps_crash_debris),
