@@ -1493,6 +1493,42 @@ static int partial_reset(sbx_blobstore *bs, const uint8_t hash[HASH], const stru
     return rc;
 }
 
+/* Moves a partial file, verified whole and synced, under the blob's name,
+ * durably: the fan-out directories, the rename, then an fsync of both
+ * directories, so that a crash can neither lose the new name nor bring
+ * back the partial one. */
+static int rename_durable(sbx_blobstore *bs, const uint8_t hash[HASH], const char *src, const char *dst)
+{
+    int rc = ensure_fanout(bs, hash);
+    if (rc) return rc;
+    if (rename(src, dst) != 0) return errno_rc();
+    if ((rc = fsync_parent(dst)) != 0) return rc;
+    return fsync_parent(src);
+}
+
+/* Records a blob installed under its name: complete, every chunk present,
+ * in one transaction (or a savepoint in the caller's). */
+static int mark_complete(sbx_blobstore *bs, const uint8_t hash[HASH])
+{
+    bool nested;
+    sqlite3_stmt *mark;
+    int rc = tx_begin(bs, &nested);
+    if (rc) return rc;
+    if ((rc = exec_hash(bs, SQL_ALL_HAVE, hash, NULL)) != 0) goto fail;
+    if (!(mark = sbx_store_stmt(bs->store, SQL_MARK_COMPLETE))) {
+        rc = SBX_EDB;
+        goto fail;
+    }
+    sqlite3_bind_blob(mark, 1, hash, HASH, SQLITE_STATIC);
+    sqlite3_bind_int64(mark, 2, sbx_now_ms());
+    if ((rc = step_done(mark)) != 0) goto fail;
+    if ((rc = tx_commit(bs, nested)) != 0) goto fail;
+    return 0;
+fail:
+    tx_rollback(bs, nested);
+    return rc;
+}
+
 /* After a whole-file mismatch: re-reads every present chunk and marks those
  * that no longer match missing. *bad counts them. The chunks are read
  * before the transaction begins: a multi-gigabyte blob takes seconds to
@@ -1570,7 +1606,7 @@ int sbx_blob_partial_finish(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_
         if (rc == 0) rc = hash_fd(bs, fd, bs->enc ? file_id : NULL, r.size, r.chunk_size, got);
         if (fd >= 0) close(fd);
         if (rc == 0 && memcmp(got, hash, HASH) != 0) rc = SBX_ECORRUPT;
-        if (rc == 0) goto record;
+        if (rc == 0) return mark_complete(bs, hash);
         if (rc != SBX_ECORRUPT) return rc;
         unlink(dst);
         rc = partial_reset(bs, hash, &r);
@@ -1603,25 +1639,8 @@ int sbx_blob_partial_finish(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_
     if (fsync(fd) != 0) { rc = errno_rc(); goto fail; }
     close(fd);
     fd = -1;
-    if ((rc = ensure_fanout(bs, hash)) != 0) return rc;
-    if (rename(src, dst) != 0) return errno_rc();
-    if ((rc = fsync_parent(dst)) != 0) return rc;
-    if ((rc = fsync_parent(src)) != 0) return rc;
-record:;
-    /* Complete, every chunk present: one transaction. */
-    bool nested;
-    if ((rc = tx_begin(bs, &nested)) != 0) return rc;
-    rc = exec_hash(bs, SQL_ALL_HAVE, hash, NULL);
-    sqlite3_stmt *mark = rc == 0 ? sbx_store_stmt(bs->store, SQL_MARK_COMPLETE) : NULL;
-    if (rc == 0 && !mark) rc = SBX_EDB;
-    if (rc == 0) {
-        sqlite3_bind_blob(mark, 1, hash, HASH, SQLITE_STATIC);
-        sqlite3_bind_int64(mark, 2, sbx_now_ms());
-        rc = step_done(mark);
-    }
-    if (rc == 0) rc = tx_commit(bs, nested);
-    if (rc) tx_rollback(bs, nested);
-    return rc;
+    if ((rc = rename_durable(bs, hash, src, dst)) != 0) return rc;
+    return mark_complete(bs, hash);
 fail:
     if (fd >= 0) close(fd);
     return rc;
@@ -1844,12 +1863,10 @@ int sbx_blob_partial_install(sbx_blob_partial *p)
     if (fsync(p->fd) != 0) return errno_rc();
     for (uint32_t i = 0; i < p->n_chunks; i++)
         if (p->where[i] == PC_WRITTEN) p->where[i] = PC_DURABLE;
-    if ((rc = ensure_fanout(p->bs, p->hash)) != 0) return rc;
-    if (rename(p->src, p->dst) != 0) return errno_rc();
     /* Not installed until the rename is durable: on an error here the file
-     * is in place and the row partial, which sbx_blob_partial_finish
+     * may be in place and the row partial, which sbx_blob_partial_finish
      * checks and records. */
-    if ((rc = fsync_parent(p->dst)) != 0 || (rc = fsync_parent(p->src)) != 0) return rc;
+    if ((rc = rename_durable(p->bs, p->hash, p->src, p->dst)) != 0) return rc;
     p->installed = true;
     return 0;
 }
@@ -1858,27 +1875,22 @@ int sbx_blob_partial_record(sbx_blob_partial *p)
 {
     if (!p) return SBX_EINVAL;
     sbx_blobstore *bs = p->bs;
-    bool nested, any = p->installed;
-    for (uint32_t i = 0; i < p->n_chunks; i++) any |= p->where[i] == PC_DURABLE;
-    if (!any) return 0;
-    int rc = tx_begin(bs, &nested);
+    int rc = 0;
+    if (p->installed) {
+        /* Installed: install synced the file, so every chunk is durable and
+         * the blob is recorded complete with all of them present. */
+        rc = mark_complete(bs, p->hash);
+    } else {
+        bool nested, any = false;
+        for (uint32_t i = 0; i < p->n_chunks; i++) any |= p->where[i] == PC_DURABLE;
+        if (!any) return 0;
+        if ((rc = tx_begin(bs, &nested)) != 0) return rc;
+        for (uint32_t i = 0; i < p->n_chunks && rc == 0; i++)
+            if (p->where[i] == PC_DURABLE) rc = set_have(bs, p->hash, i, 1);
+        if (rc == 0) rc = tx_commit(bs, nested);
+        if (rc) tx_rollback(bs, nested);
+    }
     if (rc) return rc;
-    for (uint32_t i = 0; i < p->n_chunks && rc == 0; i++)
-        if (p->where[i] == PC_DURABLE) rc = set_have(bs, p->hash, i, 1);
-    if (rc == 0 && p->installed) {
-        sqlite3_stmt *mark = sbx_store_stmt(bs->store, SQL_MARK_COMPLETE);
-        if (!mark) rc = SBX_EDB;
-        else {
-            sqlite3_bind_blob(mark, 1, p->hash, HASH, SQLITE_STATIC);
-            sqlite3_bind_int64(mark, 2, sbx_now_ms());
-            rc = step_done(mark);
-        }
-    }
-    if (rc == 0) rc = tx_commit(bs, nested);
-    if (rc) {
-        tx_rollback(bs, nested);
-        return rc;
-    }
     for (uint32_t i = 0; i < p->n_chunks; i++)
         if (p->where[i] == PC_DURABLE) p->where[i] = PC_RECORDED;
     return 0;
