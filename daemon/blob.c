@@ -194,11 +194,12 @@ static uint32_t chunks_for(uint64_t size, uint32_t chunk_size)
     return (uint32_t)((size + chunk_size - 1) / chunk_size);
 }
 
-static size_t chunk_len(const struct row *r, uint32_t idx)
+/* The length of chunk idx of a blob of `size` bytes: chunk_size, less for
+ * the last chunk. */
+static size_t chunk_len(uint64_t size, uint32_t chunk_size, uint32_t idx)
 {
-    uint64_t off = (uint64_t)idx * r->chunk_size;
-    uint64_t left = r->size - off;
-    return (size_t)(left < r->chunk_size ? left : r->chunk_size);
+    uint64_t left = size - (uint64_t)idx * chunk_size;
+    return (size_t)(left < chunk_size ? left : chunk_size);
 }
 
 /* The file name of a blob: its SHA-256 in hex, or in an encrypted store a
@@ -274,19 +275,6 @@ static int ensure_fanout(const sbx_blobstore *bs, const uint8_t hash[HASH])
 static void kick_writeback(int fd, uint64_t off, uint64_t len)
 {
     (void)sync_file_range(fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
-}
-
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return errno_rc();
-        if (w == 0) return SBX_EIO;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
 }
 
 static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off)
@@ -579,7 +567,7 @@ static void hash_buf(const uint8_t *p, size_t len, uint32_t n, uint8_t whole[HAS
     sbx_sha256_init(&w);
     for (uint32_t i = 0; i < n; i++) {
         size_t off = (size_t)i * SBX_BLOB_CHUNK;
-        size_t clen = len - off < SBX_BLOB_CHUNK ? len - off : SBX_BLOB_CHUNK;
+        size_t clen = chunk_len(len, SBX_BLOB_CHUNK, i);
         sbx_sha256_init(&c);
         sbx_sha256_update2(&w, &c, p + off, clen);
         sbx_sha256_final(&c, chunks + (size_t)i * HASH);
@@ -599,11 +587,10 @@ static int hash_fd(sbx_blobstore *bs, int fd, const uint8_t *file_id, uint64_t s
     if (!buf) return SBX_ENOMEM;
     sbx_sha256_init(&ctx);
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    for (uint64_t off = 0, idx = 0; off < size; idx++) {
-        size_t want = size - off < chunk_size ? (size_t)(size - off) : chunk_size;
-        if ((rc = read_plain_chunk(&bs->seal, fd, file_id, chunk_size, (uint32_t)idx, want, buf)) != 0) goto fail;
+    for (uint32_t idx = 0, n = chunks_for(size, chunk_size); idx < n; idx++) {
+        size_t want = chunk_len(size, chunk_size, idx);
+        if ((rc = read_plain_chunk(&bs->seal, fd, file_id, chunk_size, idx, want, buf)) != 0) goto fail;
         sbx_sha256_update(&ctx, buf, want);
-        off += want;
     }
     sbx_sha256_final(&ctx, out);
 fail:
@@ -727,6 +714,24 @@ static int set_have(sbx_blobstore *bs, const uint8_t hash[HASH], uint32_t idx, i
     sqlite3_bind_int64(st, 2, idx);
     sqlite3_bind_int(st, 3, have);
     return step_done(st);
+}
+
+/* Sets have = `have` on every chunk i < n with sel[i] == match: one
+ * transaction (or a savepoint in the caller's), none when no chunk
+ * matches. */
+static int set_have_where(sbx_blobstore *bs, const uint8_t hash[HASH], const uint8_t *sel, uint8_t match,
+                          uint32_t n, int have)
+{
+    bool nested, any = false;
+    for (uint32_t i = 0; i < n; i++) any |= sel[i] == match;
+    if (!any) return 0;
+    int rc = tx_begin(bs, &nested);
+    if (rc) return rc;
+    for (uint32_t i = 0; i < n && rc == 0; i++)
+        if (sel[i] == match) rc = set_have(bs, hash, i, have);
+    if (rc == 0) rc = tx_commit(bs, nested);
+    if (rc) tx_rollback(bs, nested);
+    return rc;
 }
 
 static int exec_hash(sbx_blobstore *bs, const char *sql, const uint8_t hash[HASH], int *changes)
@@ -1029,7 +1034,7 @@ int sbx_blob_put_buf(sbx_blobstore *bs, const void *data, size_t len, sbx_blob_k
     }
     for (uint32_t i = 0; i < n && rc == 0; i++) {
         size_t off = (size_t)i * SBX_BLOB_CHUNK;
-        size_t clen = len - off < SBX_BLOB_CHUNK ? len - off : SBX_BLOB_CHUNK;
+        size_t clen = chunk_len(len, SBX_BLOB_CHUNK, i);
         if (bs->enc) {
             uint64_t at = rec_off(true, SBX_BLOB_CHUNK, i);
             rc = seal_chunk(&bs->seal, hdr, i, p + off, clen);
@@ -1248,7 +1253,8 @@ int sbx_blob_writer_write(sbx_blob_writer *w, const void *data, size_t len)
         w->err = rc;
         return rc;
     }
-    if (rc == 0) rc = write_all(w->fd, data, len);
+    /* At the end of what is written so far: the hasher counted len in. */
+    if (rc == 0) rc = pwrite_all(w->fd, data, len, w->h.size - len);
     uint64_t whole = w->h.size - w->h.fill; /* up to the last chunk boundary */
     if (rc == 0 && whole > w->kicked) {
         kick_writeback(w->fd, w->kicked, whole - w->kicked);
@@ -1542,12 +1548,11 @@ static int recheck_chunks(sbx_blobstore *bs, const uint8_t hash[HASH], const str
     uint8_t *buf = malloc(r->chunk_size);
     uint8_t *is_bad = calloc((size_t)r->n_chunks + 1, 1);
     int rc = SBX_ENOMEM;
-    bool nested = false, in_tx = false;
     if (!want || !buf || !is_bad) goto fail;
     uint32_t n = r->n_chunks;
     if ((rc = chunk_list(bs, hash, n, want, n, NULL)) != 0) goto fail;
     for (uint32_t i = 0; i < n; i++) {
-        size_t len = chunk_len(r, i);
+        size_t len = chunk_len(r->size, r->chunk_size, i);
         uint8_t got[HASH];
         rc = read_plain_chunk(&bs->seal, fd, file_id, r->chunk_size, i, len, buf);
         if (rc == 0) sbx_sha256(buf, len, got);
@@ -1558,16 +1563,8 @@ static int recheck_chunks(sbx_blobstore *bs, const uint8_t hash[HASH], const str
         }
         if (rc) goto fail;
     }
-    if (*bad == 0) goto fail; /* rc is 0: nothing to mark */
-    if ((rc = tx_begin(bs, &nested)) != 0) goto fail;
-    in_tx = true;
-    for (uint32_t i = 0; i < n && rc == 0; i++)
-        if (is_bad[i]) rc = set_have(bs, hash, i, 0);
-    if (rc) goto fail;
-    rc = tx_commit(bs, nested);
-    in_tx = rc != 0;
+    rc = set_have_where(bs, hash, is_bad, 1, n, 0);
 fail:
-    if (in_tx) tx_rollback(bs, nested);
     free(want);
     free(buf);
     free(is_bad);
@@ -1673,12 +1670,6 @@ struct sbx_blob_partial {
     char src[PATH_MAX], dst[PATH_MAX];
 };
 
-static size_t pchunk_len(const sbx_blob_partial *p, uint32_t idx)
-{
-    uint64_t left = p->size - (uint64_t)idx * p->chunk_size;
-    return (size_t)(left < p->chunk_size ? left : p->chunk_size);
-}
-
 void sbx_blob_partial_close(sbx_blob_partial *p)
 {
     if (!p) return;
@@ -1770,7 +1761,7 @@ static int whole_advance(sbx_blob_partial *p, uint32_t idx, const uint8_t *data)
 {
     while (p->hashed < p->n_chunks && p->where[p->hashed] != PC_MISSING) {
         uint32_t i = p->hashed;
-        size_t len = pchunk_len(p, i);
+        size_t len = chunk_len(p->size, p->chunk_size, i);
         const uint8_t *bytes = data;
         if (i != idx || !data) {
             if (!p->scratch && !(p->scratch = malloc(p->chunk_size))) return SBX_ENOMEM;
@@ -1788,7 +1779,7 @@ static int whole_advance(sbx_blob_partial *p, uint32_t idx, const uint8_t *data)
 int sbx_blob_partial_put(sbx_blob_partial *p, uint32_t idx, const void *data, size_t len)
 {
     if (!p || (!data && len) || p->installed) return SBX_EINVAL;
-    if (idx >= p->n_chunks || len != pchunk_len(p, idx)) return SBX_EINVAL;
+    if (idx >= p->n_chunks || len != chunk_len(p->size, p->chunk_size, idx)) return SBX_EINVAL;
     if (p->where[idx] != PC_MISSING) return 0; /* verified and written before */
     uint8_t got[HASH];
     int rc;
@@ -1874,22 +1865,10 @@ int sbx_blob_partial_install(sbx_blob_partial *p)
 int sbx_blob_partial_record(sbx_blob_partial *p)
 {
     if (!p) return SBX_EINVAL;
-    sbx_blobstore *bs = p->bs;
-    int rc = 0;
-    if (p->installed) {
-        /* Installed: install synced the file, so every chunk is durable and
-         * the blob is recorded complete with all of them present. */
-        rc = mark_complete(bs, p->hash);
-    } else {
-        bool nested, any = false;
-        for (uint32_t i = 0; i < p->n_chunks; i++) any |= p->where[i] == PC_DURABLE;
-        if (!any) return 0;
-        if ((rc = tx_begin(bs, &nested)) != 0) return rc;
-        for (uint32_t i = 0; i < p->n_chunks && rc == 0; i++)
-            if (p->where[i] == PC_DURABLE) rc = set_have(bs, p->hash, i, 1);
-        if (rc == 0) rc = tx_commit(bs, nested);
-        if (rc) tx_rollback(bs, nested);
-    }
+    /* Installed: install synced the file, so every chunk is durable and the
+     * blob is recorded complete with all of them present. */
+    int rc = p->installed ? mark_complete(p->bs, p->hash)
+                          : set_have_where(p->bs, p->hash, p->where, PC_DURABLE, p->n_chunks, 1);
     if (rc) return rc;
     for (uint32_t i = 0; i < p->n_chunks; i++)
         if (p->where[i] == PC_DURABLE) p->where[i] = PC_RECORDED;
@@ -2016,8 +1995,7 @@ int sbx_blob_file_read(sbx_blob_file *f, uint64_t offset, void *buf, size_t len,
         uint64_t pos = offset + done;
         uint32_t idx = (uint32_t)(pos / cs);
         size_t within = (size_t)(pos % cs);
-        uint64_t left = f->size - (uint64_t)idx * cs;
-        size_t clen = left < cs ? (size_t)left : cs;
+        size_t clen = chunk_len(f->size, cs, idx);
         size_t n = clen - within < want - done ? clen - within : want - done;
         int rc = 0;
         if (f->cached != (int64_t)idx && within == 0 && n == clen) {
@@ -2103,7 +2081,7 @@ int sbx_blob_read_chunk(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTE
     int rc = row_get(bs, hash, &r);
     if (rc) return rc;
     if (idx >= r.n_chunks) return SBX_EINVAL;
-    size_t clen = chunk_len(&r, idx);
+    size_t clen = chunk_len(r.size, r.chunk_size, idx);
     if (clen > cap) return SBX_ETOOBIG;
     int fd;
     uint8_t file_id[FILE_ID];

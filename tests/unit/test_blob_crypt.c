@@ -59,13 +59,19 @@ static void fill(uint8_t *p, size_t n, uint32_t seed)
     }
 }
 
-static void path_of(const struct env *e, const uint8_t hash[32], char out[256])
+/* The file name of a blob: a keyed hash of its hash, in hex. */
+static void name_of(const uint8_t hash[32], char hex[65])
 {
     uint8_t k[32], name[32];
-    char hex[65];
     sbx_subkey_derive(k, key, SBX_SUBKEY_BLOB_NAME);
     crypto_generichash(name, 32, hash, 32, k, 32);
     sbx_hex_encode(hex, name, 32);
+}
+
+static void path_of(const struct env *e, const uint8_t hash[32], char out[256])
+{
+    char hex[65];
+    name_of(hash, hex);
     snprintf(out, 256, "%s/blobs/%.2s/%.2s/%s", e->dir, hex, hex + 2, hex);
 }
 
@@ -324,11 +330,8 @@ SBX_TEST(partial_transfer_heals_a_damaged_header)
     /* The partial file's header is damaged: chunk 0 can no longer be read,
      * so the next handle starts the file over and chunk 0 is missing
      * again. */
-    uint8_t k[32], name[32];
     char hex[65], part[256];
-    sbx_subkey_derive(k, key, SBX_SUBKEY_BLOB_NAME);
-    crypto_generichash(name, 32, hash, 32, k, 32);
-    sbx_hex_encode(hex, name, 32);
+    name_of(hash, hex);
     snprintf(part, sizeof part, "%s/blobs/partial/%s", e.dir, hex);
     int fd = open(part, O_RDWR);
     uint8_t x = 0xFF;
