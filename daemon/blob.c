@@ -173,7 +173,7 @@ static const char SQL_ADD_CHUNK[] =
 static const char SQL_CHUNK[] =
     "SELECT chunk_hash, have FROM blob_chunks WHERE hash = ?1 AND idx = ?2";
 static const char SQL_CHUNK_LIST[] =
-    "SELECT idx, chunk_hash FROM blob_chunks WHERE hash = ?1 ORDER BY idx";
+    "SELECT idx, chunk_hash, have FROM blob_chunks WHERE hash = ?1 ORDER BY idx";
 static const char SQL_SET_HAVE[] =
     "UPDATE blob_chunks SET have = ?3 WHERE hash = ?1 AND idx = ?2";
 static const char SQL_RESET_HAVE[] = "UPDATE blob_chunks SET have = 0 WHERE hash = ?1";
@@ -194,11 +194,12 @@ static uint32_t chunks_for(uint64_t size, uint32_t chunk_size)
     return (uint32_t)((size + chunk_size - 1) / chunk_size);
 }
 
-static size_t chunk_len(const struct row *r, uint32_t idx)
+/* The length of chunk idx of a blob of `size` bytes: chunk_size, less for
+ * the last chunk. */
+static size_t chunk_len(uint64_t size, uint32_t chunk_size, uint32_t idx)
 {
-    uint64_t off = (uint64_t)idx * r->chunk_size;
-    uint64_t left = r->size - off;
-    return (size_t)(left < r->chunk_size ? left : r->chunk_size);
+    uint64_t left = size - (uint64_t)idx * chunk_size;
+    return (size_t)(left < chunk_size ? left : chunk_size);
 }
 
 /* The file name of a blob: its SHA-256 in hex, or in an encrypted store a
@@ -274,19 +275,6 @@ static int ensure_fanout(const sbx_blobstore *bs, const uint8_t hash[HASH])
 static void kick_writeback(int fd, uint64_t off, uint64_t len)
 {
     (void)sync_file_range(fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
-}
-
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return errno_rc();
-        if (w == 0) return SBX_EIO;
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
 }
 
 static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off)
@@ -579,7 +567,7 @@ static void hash_buf(const uint8_t *p, size_t len, uint32_t n, uint8_t whole[HAS
     sbx_sha256_init(&w);
     for (uint32_t i = 0; i < n; i++) {
         size_t off = (size_t)i * SBX_BLOB_CHUNK;
-        size_t clen = len - off < SBX_BLOB_CHUNK ? len - off : SBX_BLOB_CHUNK;
+        size_t clen = chunk_len(len, SBX_BLOB_CHUNK, i);
         sbx_sha256_init(&c);
         sbx_sha256_update2(&w, &c, p + off, clen);
         sbx_sha256_final(&c, chunks + (size_t)i * HASH);
@@ -599,11 +587,10 @@ static int hash_fd(sbx_blobstore *bs, int fd, const uint8_t *file_id, uint64_t s
     if (!buf) return SBX_ENOMEM;
     sbx_sha256_init(&ctx);
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    for (uint64_t off = 0, idx = 0; off < size; idx++) {
-        size_t want = size - off < chunk_size ? (size_t)(size - off) : chunk_size;
-        if ((rc = read_plain_chunk(&bs->seal, fd, file_id, chunk_size, (uint32_t)idx, want, buf)) != 0) goto fail;
+    for (uint32_t idx = 0, n = chunks_for(size, chunk_size); idx < n; idx++) {
+        size_t want = chunk_len(size, chunk_size, idx);
+        if ((rc = read_plain_chunk(&bs->seal, fd, file_id, chunk_size, idx, want, buf)) != 0) goto fail;
         sbx_sha256_update(&ctx, buf, want);
-        off += want;
     }
     sbx_sha256_final(&ctx, out);
 fail:
@@ -691,6 +678,34 @@ static int count_chunks(sbx_blobstore *bs, const uint8_t hash[HASH], int64_t *to
     return rc == SQLITE_ROW ? 0 : sbx_store_err(rc);
 }
 
+/* Reads the chunk list of a blob of n chunks: the first min(n, cap) chunk
+ * hashes, in order, into out, and with `have` (n bytes) whether each chunk
+ * is present (1) or not (0). The rows must be exactly chunks 0..n-1, each
+ * with a 32-byte hash: the rows steer what is accepted and served, so a
+ * damaged or foreign list is SBX_ECORRUPT, never a partial answer. */
+static int chunk_list(sbx_blobstore *bs, const uint8_t hash[HASH], uint32_t n, uint8_t *out, size_t cap,
+                      uint8_t *have)
+{
+    sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_CHUNK_LIST);
+    if (!st) return SBX_EDB;
+    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
+    uint32_t i = 0;
+    int rc;
+    /* Bounded: a row past the n-th ends the loop as corrupt. */
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (i == n || sqlite3_column_int64(st, 0) != i || sqlite3_column_bytes(st, 1) != HASH) {
+            rc = SQLITE_CORRUPT;
+            break;
+        }
+        if (i < cap) memcpy(out + (size_t)i * HASH, sqlite3_column_blob(st, 1), HASH);
+        if (have) have[i] = sqlite3_column_int(st, 2) != 0;
+        i++;
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return sbx_store_err(rc);
+    return i == n ? 0 : SBX_ECORRUPT;
+}
+
 static int set_have(sbx_blobstore *bs, const uint8_t hash[HASH], uint32_t idx, int have)
 {
     sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_SET_HAVE);
@@ -699,6 +714,24 @@ static int set_have(sbx_blobstore *bs, const uint8_t hash[HASH], uint32_t idx, i
     sqlite3_bind_int64(st, 2, idx);
     sqlite3_bind_int(st, 3, have);
     return step_done(st);
+}
+
+/* Sets have = `have` on every chunk i < n with sel[i] == match: one
+ * transaction (or a savepoint in the caller's), none when no chunk
+ * matches. */
+static int set_have_where(sbx_blobstore *bs, const uint8_t hash[HASH], const uint8_t *sel, uint8_t match,
+                          uint32_t n, int have)
+{
+    bool nested, any = false;
+    for (uint32_t i = 0; i < n; i++) any |= sel[i] == match;
+    if (!any) return 0;
+    int rc = tx_begin(bs, &nested);
+    if (rc) return rc;
+    for (uint32_t i = 0; i < n && rc == 0; i++)
+        if (sel[i] == match) rc = set_have(bs, hash, i, have);
+    if (rc == 0) rc = tx_commit(bs, nested);
+    if (rc) tx_rollback(bs, nested);
+    return rc;
 }
 
 static int exec_hash(sbx_blobstore *bs, const char *sql, const uint8_t hash[HASH], int *changes)
@@ -1001,7 +1034,7 @@ int sbx_blob_put_buf(sbx_blobstore *bs, const void *data, size_t len, sbx_blob_k
     }
     for (uint32_t i = 0; i < n && rc == 0; i++) {
         size_t off = (size_t)i * SBX_BLOB_CHUNK;
-        size_t clen = len - off < SBX_BLOB_CHUNK ? len - off : SBX_BLOB_CHUNK;
+        size_t clen = chunk_len(len, SBX_BLOB_CHUNK, i);
         if (bs->enc) {
             uint64_t at = rec_off(true, SBX_BLOB_CHUNK, i);
             rc = seal_chunk(&bs->seal, hdr, i, p + off, clen);
@@ -1220,7 +1253,8 @@ int sbx_blob_writer_write(sbx_blob_writer *w, const void *data, size_t len)
         w->err = rc;
         return rc;
     }
-    if (rc == 0) rc = write_all(w->fd, data, len);
+    /* At the end of what is written so far: the hasher counted len in. */
+    if (rc == 0) rc = pwrite_all(w->fd, data, len, w->h.size - len);
     uint64_t whole = w->h.size - w->h.fill; /* up to the last chunk boundary */
     if (rc == 0 && whole > w->kicked) {
         kick_writeback(w->fd, w->kicked, whole - w->kicked);
@@ -1358,29 +1392,17 @@ static int partial_create(sbx_blobstore *bs, const uint8_t hash[HASH], uint64_t 
     return rc;
 }
 
-/* Does the recorded chunk list equal `chunks`? */
-static int same_chunks(sbx_blobstore *bs, const uint8_t hash[HASH], const uint8_t *chunks, size_t n,
+/* Is the recorded chunk list of a partial blob of n chunks `chunks`? A
+ * list damaged in the database is not: the caller starts over. */
+static int same_chunks(sbx_blobstore *bs, const uint8_t hash[HASH], const uint8_t *chunks, uint32_t n,
                        bool *same)
 {
-    sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_CHUNK_LIST);
-    if (!st) return SBX_EDB;
-    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
-    size_t i = 0;
-    int rc;
-    *same = true;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (i >= n || sqlite3_column_int64(st, 0) != (int64_t)i ||
-            sqlite3_column_bytes(st, 1) != HASH ||
-            memcmp(sqlite3_column_blob(st, 1), chunks + i * HASH, HASH) != 0) {
-            *same = false;
-            break;
-        }
-        i++;
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sbx_store_err(rc);
-    if (i != n) *same = false;
-    return 0;
+    uint8_t *list = malloc((size_t)n * HASH + 1);
+    if (!list) return SBX_ENOMEM;
+    int rc = chunk_list(bs, hash, n, list, n, NULL);
+    *same = rc == 0 && (n == 0 || memcmp(list, chunks, (size_t)n * HASH) == 0);
+    free(list);
+    return rc == SBX_ECORRUPT ? 0 : rc;
 }
 
 int sbx_blob_partial_begin(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES],
@@ -1398,8 +1420,9 @@ int sbx_blob_partial_begin(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_B
         /* Recorded but its file is gone: fetch it again. */
     } else if (rc == 0) {
         bool same;
-        if ((rc = same_chunks(bs, hash, chunk_hashes, n, &same)) != 0) return rc;
-        if (!same || r.size != size || r.chunk_size != SBX_BLOB_CHUNK) return SBX_ESTATE;
+        if (r.size != size || r.chunk_size != SBX_BLOB_CHUNK) return SBX_ESTATE;
+        if ((rc = same_chunks(bs, hash, chunk_hashes, r.n_chunks, &same)) != 0) return rc;
+        if (!same) return SBX_ESTATE;
         char path[PATH_MAX];
         struct stat st;
         partial_path(bs, hash, path);
@@ -1428,8 +1451,6 @@ int sbx_blob_partial_begin(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_B
     return rc;
 }
 
-static int partial_reset(sbx_blobstore *bs, const uint8_t hash[HASH], const struct row *r);
-
 /* The row of a partial blob (not complete). */
 static int partial_row(sbx_blobstore *bs, const uint8_t hash[HASH], struct row *r)
 {
@@ -1444,84 +1465,6 @@ static int open_partial(sbx_blobstore *bs, const uint8_t hash[HASH], int flags, 
     partial_path(bs, hash, path);
     *fd = open(path, flags | O_CLOEXEC);
     return *fd < 0 ? errno_rc() : 0;
-}
-
-int sbx_blob_partial_write_chunk(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES],
-                                 uint32_t idx, const void *data, size_t len, int flags)
-{
-    if (!bs || !hash || (!data && len)) return SBX_EINVAL;
-    struct row r;
-    int rc = partial_row(bs, hash, &r);
-    if (rc) return rc;
-    if (idx >= r.n_chunks || len != chunk_len(&r, idx)) return SBX_EINVAL;
-    sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_CHUNK);
-    if (!st) return SBX_EDB;
-    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, idx);
-    uint8_t want[HASH] = {0};
-    int have = 0;
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == HASH) {
-        memcpy(want, sqlite3_column_blob(st, 0), HASH);
-        have = sqlite3_column_int(st, 1);
-        rc = 0;
-    } else {
-        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SBX_ECORRUPT : sbx_store_err(rc);
-    }
-    sqlite3_reset(st);
-    if (rc) return rc;
-    uint8_t got[HASH];
-    sbx_sha256(data, len, got);
-    if (memcmp(got, want, HASH) != 0) return SBX_ECRYPTO;
-    if (have) return 0; /* the same bytes are already there */
-    int fd;
-    if ((rc = open_partial(bs, hash, bs->enc ? O_RDWR : O_WRONLY, &fd)) != 0) return rc;
-    uint64_t at = rec_off(bs->enc, r.chunk_size, idx);
-    size_t n = bs->enc ? len + REC_OVERHEAD : len;
-    const uint8_t *bytes = data;
-    if (bs->enc) {
-        uint8_t file_id[FILE_ID];
-        rc = header_check(bs->k_hdr, fd, hash, r.size, file_id);
-        if (rc == SBX_ECORRUPT) {
-            /* A damaged header makes every chunk of the file unreadable:
-             * start the file over (all chunks missing) with this one. */
-            close(fd);
-            if ((rc = partial_reset(bs, hash, &r)) != 0) return rc;
-            if ((rc = open_partial(bs, hash, O_RDWR, &fd)) != 0) return rc;
-            rc = header_check(bs->k_hdr, fd, hash, r.size, file_id);
-        }
-        if (rc == 0) rc = seal_chunk(&bs->seal, file_id, idx, data, len);
-        bytes = bs->seal.rec;
-    }
-    if (rc == 0) rc = pwrite_all(fd, bytes, n, at);
-    /* The bytes must be on disk before the row says they are. */
-    if (rc == 0 && !(flags & SBX_BLOB_NOSYNC) && fdatasync(fd) != 0) rc = errno_rc();
-    if (rc == 0 && (flags & SBX_BLOB_NOSYNC)) kick_writeback(fd, at, n);
-    if (close(fd) != 0 && rc == 0) rc = errno_rc();
-    if (rc == 0 && !(flags & SBX_BLOB_NOSYNC)) rc = set_have(bs, hash, idx, 1);
-    return rc;
-}
-
-int sbx_blob_partial_sync(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES],
-                          const uint32_t *idx, size_t n)
-{
-    if (!bs || !hash || (n && !idx)) return SBX_EINVAL;
-    struct row r;
-    int rc = partial_row(bs, hash, &r);
-    if (rc) return rc;
-    for (size_t i = 0; i < n; i++)
-        if (idx[i] >= r.n_chunks) return SBX_EINVAL;
-    int fd;
-    if ((rc = open_partial(bs, hash, O_RDWR, &fd)) != 0) return rc;
-    rc = fdatasync(fd) == 0 ? 0 : errno_rc();
-    close(fd);
-    if (rc) return rc;
-    bool nested;
-    if ((rc = tx_begin(bs, &nested)) != 0) return rc;
-    for (size_t i = 0; i < n && rc == 0; i++) rc = set_have(bs, hash, idx[i], 1);
-    if (rc == 0) rc = tx_commit(bs, nested);
-    if (rc) tx_rollback(bs, nested);
-    return rc;
 }
 
 int sbx_blob_partial_missing(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES],
@@ -1556,6 +1499,42 @@ static int partial_reset(sbx_blobstore *bs, const uint8_t hash[HASH], const stru
     return rc;
 }
 
+/* Moves a partial file, verified whole and synced, under the blob's name,
+ * durably: the fan-out directories, the rename, then an fsync of both
+ * directories, so that a crash can neither lose the new name nor bring
+ * back the partial one. */
+static int rename_durable(sbx_blobstore *bs, const uint8_t hash[HASH], const char *src, const char *dst)
+{
+    int rc = ensure_fanout(bs, hash);
+    if (rc) return rc;
+    if (rename(src, dst) != 0) return errno_rc();
+    if ((rc = fsync_parent(dst)) != 0) return rc;
+    return fsync_parent(src);
+}
+
+/* Records a blob installed under its name: complete, every chunk present,
+ * in one transaction (or a savepoint in the caller's). */
+static int mark_complete(sbx_blobstore *bs, const uint8_t hash[HASH])
+{
+    bool nested;
+    sqlite3_stmt *mark;
+    int rc = tx_begin(bs, &nested);
+    if (rc) return rc;
+    if ((rc = exec_hash(bs, SQL_ALL_HAVE, hash, NULL)) != 0) goto fail;
+    if (!(mark = sbx_store_stmt(bs->store, SQL_MARK_COMPLETE))) {
+        rc = SBX_EDB;
+        goto fail;
+    }
+    sqlite3_bind_blob(mark, 1, hash, HASH, SQLITE_STATIC);
+    sqlite3_bind_int64(mark, 2, sbx_now_ms());
+    if ((rc = step_done(mark)) != 0) goto fail;
+    if ((rc = tx_commit(bs, nested)) != 0) goto fail;
+    return 0;
+fail:
+    tx_rollback(bs, nested);
+    return rc;
+}
+
 /* After a whole-file mismatch: re-reads every present chunk and marks those
  * that no longer match missing. *bad counts them. The chunks are read
  * before the transaction begins: a multi-gigabyte blob takes seconds to
@@ -1569,22 +1548,11 @@ static int recheck_chunks(sbx_blobstore *bs, const uint8_t hash[HASH], const str
     uint8_t *buf = malloc(r->chunk_size);
     uint8_t *is_bad = calloc((size_t)r->n_chunks + 1, 1);
     int rc = SBX_ENOMEM;
-    bool nested = false, in_tx = false;
     if (!want || !buf || !is_bad) goto fail;
-    sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_CHUNK_LIST);
-    if (!st) { rc = SBX_EDB; goto fail; }
-    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
-    uint32_t n = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < r->n_chunks) {
-        if (sqlite3_column_int64(st, 0) != n || sqlite3_column_bytes(st, 1) != HASH) break;
-        memcpy(want + (size_t)n * HASH, sqlite3_column_blob(st, 1), HASH);
-        n++;
-    }
-    sqlite3_reset(st);
-    if (n != r->n_chunks) { rc = SBX_ECORRUPT; goto fail; }
-    rc = 0;
+    uint32_t n = r->n_chunks;
+    if ((rc = chunk_list(bs, hash, n, want, n, NULL)) != 0) goto fail;
     for (uint32_t i = 0; i < n; i++) {
-        size_t len = chunk_len(r, i);
+        size_t len = chunk_len(r->size, r->chunk_size, i);
         uint8_t got[HASH];
         rc = read_plain_chunk(&bs->seal, fd, file_id, r->chunk_size, i, len, buf);
         if (rc == 0) sbx_sha256(buf, len, got);
@@ -1595,16 +1563,8 @@ static int recheck_chunks(sbx_blobstore *bs, const uint8_t hash[HASH], const str
         }
         if (rc) goto fail;
     }
-    if (*bad == 0) goto fail; /* rc is 0: nothing to mark */
-    if ((rc = tx_begin(bs, &nested)) != 0) goto fail;
-    in_tx = true;
-    for (uint32_t i = 0; i < n && rc == 0; i++)
-        if (is_bad[i]) rc = set_have(bs, hash, i, 0);
-    if (rc) goto fail;
-    rc = tx_commit(bs, nested);
-    in_tx = rc != 0;
+    rc = set_have_where(bs, hash, is_bad, 1, n, 0);
 fail:
-    if (in_tx) tx_rollback(bs, nested);
     free(want);
     free(buf);
     free(is_bad);
@@ -1643,7 +1603,7 @@ int sbx_blob_partial_finish(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_
         if (rc == 0) rc = hash_fd(bs, fd, bs->enc ? file_id : NULL, r.size, r.chunk_size, got);
         if (fd >= 0) close(fd);
         if (rc == 0 && memcmp(got, hash, HASH) != 0) rc = SBX_ECORRUPT;
-        if (rc == 0) goto record;
+        if (rc == 0) return mark_complete(bs, hash);
         if (rc != SBX_ECORRUPT) return rc;
         unlink(dst);
         rc = partial_reset(bs, hash, &r);
@@ -1676,25 +1636,8 @@ int sbx_blob_partial_finish(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_
     if (fsync(fd) != 0) { rc = errno_rc(); goto fail; }
     close(fd);
     fd = -1;
-    if ((rc = ensure_fanout(bs, hash)) != 0) return rc;
-    if (rename(src, dst) != 0) return errno_rc();
-    if ((rc = fsync_parent(dst)) != 0) return rc;
-    if ((rc = fsync_parent(src)) != 0) return rc;
-record:;
-    /* Complete, every chunk present: one transaction. */
-    bool nested;
-    if ((rc = tx_begin(bs, &nested)) != 0) return rc;
-    rc = exec_hash(bs, SQL_ALL_HAVE, hash, NULL);
-    sqlite3_stmt *mark = rc == 0 ? sbx_store_stmt(bs->store, SQL_MARK_COMPLETE) : NULL;
-    if (rc == 0 && !mark) rc = SBX_EDB;
-    if (rc == 0) {
-        sqlite3_bind_blob(mark, 1, hash, HASH, SQLITE_STATIC);
-        sqlite3_bind_int64(mark, 2, sbx_now_ms());
-        rc = step_done(mark);
-    }
-    if (rc == 0) rc = tx_commit(bs, nested);
-    if (rc) tx_rollback(bs, nested);
-    return rc;
+    if ((rc = rename_durable(bs, hash, src, dst)) != 0) return rc;
+    return mark_complete(bs, hash);
 fail:
     if (fd >= 0) close(fd);
     return rc;
@@ -1726,12 +1669,6 @@ struct sbx_blob_partial {
     bool installed;   /* verified whole, synced, renamed into place */
     char src[PATH_MAX], dst[PATH_MAX];
 };
-
-static size_t pchunk_len(const sbx_blob_partial *p, uint32_t idx)
-{
-    uint64_t left = p->size - (uint64_t)idx * p->chunk_size;
-    return (size_t)(left < p->chunk_size ? left : p->chunk_size);
-}
 
 void sbx_blob_partial_close(sbx_blob_partial *p)
 {
@@ -1773,19 +1710,8 @@ int sbx_blob_partial_open(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BY
     if (p->enc && (rc = sealer_init(&p->seal, bs->seal.key, REC_MAX)) != 0) goto fail;
     /* The chunk list and what is already present: both are fixed while the
      * handle is open (only the handle writes this partial). */
-    sqlite3_stmt *st = sbx_store_stmt(bs->store, "SELECT idx, chunk_hash, have FROM blob_chunks WHERE hash = ?1 "
-                                                 "ORDER BY idx");
-    if (!st) { rc = SBX_EDB; goto fail; }
-    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
-    uint32_t n = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < r.n_chunks) {
-        if (sqlite3_column_int64(st, 0) != n || sqlite3_column_bytes(st, 1) != HASH) break;
-        memcpy(p->want + (size_t)n * HASH, sqlite3_column_blob(st, 1), HASH);
-        p->where[n] = sqlite3_column_int(st, 2) ? PC_RECORDED : PC_MISSING;
-        n++;
-    }
-    sqlite3_reset(st);
-    if (n != r.n_chunks) { rc = SBX_ECORRUPT; goto fail; }
+    if ((rc = chunk_list(bs, hash, r.n_chunks, p->want, r.n_chunks, p->where)) != 0) goto fail;
+    for (uint32_t i = 0; i < r.n_chunks; i++) p->where[i] = p->where[i] ? PC_RECORDED : PC_MISSING;
     if ((rc = open_partial(bs, hash, O_RDWR, &p->fd)) != 0) goto fail;
     if (p->enc) {
         rc = header_check(bs->k_hdr, p->fd, hash, r.size, p->file_id);
@@ -1835,7 +1761,7 @@ static int whole_advance(sbx_blob_partial *p, uint32_t idx, const uint8_t *data)
 {
     while (p->hashed < p->n_chunks && p->where[p->hashed] != PC_MISSING) {
         uint32_t i = p->hashed;
-        size_t len = pchunk_len(p, i);
+        size_t len = chunk_len(p->size, p->chunk_size, i);
         const uint8_t *bytes = data;
         if (i != idx || !data) {
             if (!p->scratch && !(p->scratch = malloc(p->chunk_size))) return SBX_ENOMEM;
@@ -1853,7 +1779,7 @@ static int whole_advance(sbx_blob_partial *p, uint32_t idx, const uint8_t *data)
 int sbx_blob_partial_put(sbx_blob_partial *p, uint32_t idx, const void *data, size_t len)
 {
     if (!p || (!data && len) || p->installed) return SBX_EINVAL;
-    if (idx >= p->n_chunks || len != pchunk_len(p, idx)) return SBX_EINVAL;
+    if (idx >= p->n_chunks || len != chunk_len(p->size, p->chunk_size, idx)) return SBX_EINVAL;
     if (p->where[idx] != PC_MISSING) return 0; /* verified and written before */
     uint8_t got[HASH];
     int rc;
@@ -1928,12 +1854,10 @@ int sbx_blob_partial_install(sbx_blob_partial *p)
     if (fsync(p->fd) != 0) return errno_rc();
     for (uint32_t i = 0; i < p->n_chunks; i++)
         if (p->where[i] == PC_WRITTEN) p->where[i] = PC_DURABLE;
-    if ((rc = ensure_fanout(p->bs, p->hash)) != 0) return rc;
-    if (rename(p->src, p->dst) != 0) return errno_rc();
     /* Not installed until the rename is durable: on an error here the file
-     * is in place and the row partial, which sbx_blob_partial_finish
+     * may be in place and the row partial, which sbx_blob_partial_finish
      * checks and records. */
-    if ((rc = fsync_parent(p->dst)) != 0 || (rc = fsync_parent(p->src)) != 0) return rc;
+    if ((rc = rename_durable(p->bs, p->hash, p->src, p->dst)) != 0) return rc;
     p->installed = true;
     return 0;
 }
@@ -1941,28 +1865,11 @@ int sbx_blob_partial_install(sbx_blob_partial *p)
 int sbx_blob_partial_record(sbx_blob_partial *p)
 {
     if (!p) return SBX_EINVAL;
-    sbx_blobstore *bs = p->bs;
-    bool nested, any = p->installed;
-    for (uint32_t i = 0; i < p->n_chunks; i++) any |= p->where[i] == PC_DURABLE;
-    if (!any) return 0;
-    int rc = tx_begin(bs, &nested);
+    /* Installed: install synced the file, so every chunk is durable and the
+     * blob is recorded complete with all of them present. */
+    int rc = p->installed ? mark_complete(p->bs, p->hash)
+                          : set_have_where(p->bs, p->hash, p->where, PC_DURABLE, p->n_chunks, 1);
     if (rc) return rc;
-    for (uint32_t i = 0; i < p->n_chunks && rc == 0; i++)
-        if (p->where[i] == PC_DURABLE) rc = set_have(bs, p->hash, i, 1);
-    if (rc == 0 && p->installed) {
-        sqlite3_stmt *mark = sbx_store_stmt(bs->store, SQL_MARK_COMPLETE);
-        if (!mark) rc = SBX_EDB;
-        else {
-            sqlite3_bind_blob(mark, 1, p->hash, HASH, SQLITE_STATIC);
-            sqlite3_bind_int64(mark, 2, sbx_now_ms());
-            rc = step_done(mark);
-        }
-    }
-    if (rc == 0) rc = tx_commit(bs, nested);
-    if (rc) {
-        tx_rollback(bs, nested);
-        return rc;
-    }
     for (uint32_t i = 0; i < p->n_chunks; i++)
         if (p->where[i] == PC_DURABLE) p->where[i] = PC_RECORDED;
     return 0;
@@ -2006,22 +1913,8 @@ int sbx_blob_chunk_hashes(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BY
     struct row r;
     int rc = row_get(bs, hash, &r);
     if (rc) return rc;
-    sqlite3_stmt *st = sbx_store_stmt(bs->store, SQL_CHUNK_LIST);
-    if (!st) return SBX_EDB;
-    sqlite3_bind_blob(st, 1, hash, HASH, SQLITE_STATIC);
-    size_t i = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (sqlite3_column_int64(st, 0) != (int64_t)i || sqlite3_column_bytes(st, 1) != HASH) {
-            rc = SQLITE_CORRUPT;
-            break;
-        }
-        if (i < cap) memcpy(out + i * HASH, sqlite3_column_blob(st, 1), HASH);
-        i++;
-    }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) return sbx_store_err(rc);
-    if (i != r.n_chunks) return SBX_ECORRUPT;
-    *n = i;
+    if ((rc = chunk_list(bs, hash, r.n_chunks, out, cap, NULL)) != 0) return rc;
+    *n = r.n_chunks;
     return 0;
 }
 
@@ -2102,8 +1995,7 @@ int sbx_blob_file_read(sbx_blob_file *f, uint64_t offset, void *buf, size_t len,
         uint64_t pos = offset + done;
         uint32_t idx = (uint32_t)(pos / cs);
         size_t within = (size_t)(pos % cs);
-        uint64_t left = f->size - (uint64_t)idx * cs;
-        size_t clen = left < cs ? (size_t)left : cs;
+        size_t clen = chunk_len(f->size, cs, idx);
         size_t n = clen - within < want - done ? clen - within : want - done;
         int rc = 0;
         if (f->cached != (int64_t)idx && within == 0 && n == clen) {
@@ -2189,7 +2081,7 @@ int sbx_blob_read_chunk(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTE
     int rc = row_get(bs, hash, &r);
     if (rc) return rc;
     if (idx >= r.n_chunks) return SBX_EINVAL;
-    size_t clen = chunk_len(&r, idx);
+    size_t clen = chunk_len(r.size, r.chunk_size, idx);
     if (clen > cap) return SBX_ETOOBIG;
     int fd;
     uint8_t file_id[FILE_ID];

@@ -137,28 +137,6 @@ int sbx_blob_partial_begin(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_B
                            uint64_t size, sbx_blob_kind kind, const uint8_t *chunk_hashes,
                            size_t n);
 
-enum {
-    /* write_chunk skips the fdatasync and leaves the chunk marked missing;
-     * sbx_blob_partial_sync then syncs once and marks a batch present. Use it
-     * to amortize fsyncs on slow disks: a crash before the sync only costs
-     * the batch being fetched again. */
-    SBX_BLOB_NOSYNC = 1 << 0,
-};
-
-/* Verifies the chunk against its recorded hash (SBX_ECRYPTO on mismatch,
- * nothing written), writes it at idx * chunk_size, fdatasyncs it and marks
- * it present. `len` must be the chunk's exact length (the last chunk is
- * shorter): SBX_EINVAL otherwise, and for idx out of range. A chunk already
- * present is not written again (0). SBX_ENOENT: no such partial blob;
- * SBX_ESTATE: the blob is already complete. */
-int sbx_blob_partial_write_chunk(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES],
-                                 uint32_t idx, const void *data, size_t len, int flags);
-
-/* After writes with SBX_BLOB_NOSYNC: one fdatasync, then marks these chunks
- * present in one transaction. Only pass chunks that write_chunk accepted. */
-int sbx_blob_partial_sync(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES],
-                          const uint32_t *idx, size_t n);
-
 /* The missing chunks in ascending order: *n is how many are missing, and the
  * first min(*n, cap) of them are written to idx. A complete blob has none. */
 int sbx_blob_partial_missing(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES],
@@ -178,12 +156,14 @@ int sbx_blob_partial_missing(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH
 int sbx_blob_partial_finish(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BYTES]);
 
 /* ---- Partial blobs through a handle: the transfer pipeline -------------
- * The same guarantees as write_chunk, sync and finish above, split so that
- * the heavy work (verifying, sealing, writing, syncing, hashing) runs off
- * the store's thread: open and record use the database (the store's
- * thread); put, flush and install touch only the handle and the file (any
- * thread). One thread at a time per handle, and only one handle (and no
- * write_chunk) per partial blob at a time.
+ * The chunks of a begun partial blob arrive through a handle: put verifies
+ * and writes them, flush makes them durable, record marks them present (so
+ * a resume never trusts an unwritten chunk), and install completes the blob
+ * as finish does. The steps are split so that the heavy work (verifying,
+ * sealing, writing, syncing, hashing) runs off the store's thread: open and
+ * record use the database (the store's thread); put, flush and install
+ * touch only the handle and the file (any thread). One thread at a time per
+ * handle, and only one handle per partial blob at a time.
  *
  * The whole blob's SHA-256 is computed as chunks land: a chunk that
  * extends the hashed prefix is hashed from memory (chunk 0 even in the same
@@ -200,9 +180,10 @@ int sbx_blob_partial_open(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_BY
                           sbx_blob_partial **out);
 
 /* Verifies chunk idx against its recorded hash (SBX_ECRYPTO on mismatch,
- * nothing written; SBX_EINVAL for a wrong length or index) and writes it,
- * not synced. 0 without writing when the chunk is already on disk. Any
- * thread. */
+ * nothing written) and writes it, not synced. `len` must be the chunk's
+ * exact length (the last chunk is shorter): SBX_EINVAL otherwise, and for
+ * idx out of range. 0 without writing when the chunk is already on disk.
+ * Any thread. */
 int sbx_blob_partial_put(sbx_blob_partial *p, uint32_t idx, const void *data, size_t len);
 
 /* One fdatasync: every chunk put so far is durable, and the next record

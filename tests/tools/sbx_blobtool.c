@@ -182,19 +182,15 @@ static int cmd_partial(sbx_blobstore *bs, const char *path, bool installed)
         sbx_blob_sha256(buf + off, cl, chunks + i * 32);
     }
     if ((rc = sbx_blob_partial_begin(bs, hash, len, SBX_BLOB_ORIGINAL, chunks, n)) != 0) goto fail;
-    if (installed) {
-        if ((rc = sbx_blob_partial_open(bs, hash, &p)) != 0) goto fail;
-        for (size_t i = 0; i < n && rc == 0; i++) {
-            size_t off = i * SBX_BLOB_CHUNK, cl = len - off < SBX_BLOB_CHUNK ? len - off : SBX_BLOB_CHUNK;
-            rc = sbx_blob_partial_put(p, (uint32_t)i, buf + off, cl);
-        }
-        if (rc == 0) rc = sbx_blob_partial_install(p);
-    } else {
-        for (size_t i = 0; i < n && rc == 0; i++) {
-            size_t off = i * SBX_BLOB_CHUNK, cl = len - off < SBX_BLOB_CHUNK ? len - off : SBX_BLOB_CHUNK;
-            rc = sbx_blob_partial_write_chunk(bs, hash, (uint32_t)i, buf + off, cl, 0);
-        }
+    if ((rc = sbx_blob_partial_open(bs, hash, &p)) != 0) goto fail;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        size_t off = i * SBX_BLOB_CHUNK, cl = len - off < SBX_BLOB_CHUNK ? len - off : SBX_BLOB_CHUNK;
+        rc = sbx_blob_partial_put(p, (uint32_t)i, buf + off, cl);
     }
+    /* Installed: in place, never recorded. Otherwise every chunk made
+     * durable and recorded present, the blob left partial. */
+    if (rc == 0) rc = installed ? sbx_blob_partial_install(p) : sbx_blob_partial_flush(p);
+    if (rc == 0 && !installed) rc = sbx_blob_partial_record(p);
 fail:
     sbx_blob_partial_close(p);
     free(chunks);

@@ -633,6 +633,25 @@ static void shuffle(uint32_t *a, size_t n, uint64_t seed)
 
 static size_t clen_of(size_t len, uint32_t i) { return len - (size_t)i * C < C ? len - (size_t)i * C : C; }
 
+/* Receives chunks idx[0..k) of `data` (every chunk, in order, when idx is
+ * NULL) as a transfer does: put through a handle, flushed and recorded.
+ * The first error, or 0. */
+static int recv_chunks(struct env *e, const uint8_t hash[32], const uint8_t *data, size_t len,
+                       const uint32_t *idx, size_t k)
+{
+    sbx_blob_partial *p = NULL;
+    int rc = sbx_blob_partial_open(e->bs, hash, &p);
+    if (!idx) k = (len + C - 1) / C;
+    for (size_t j = 0; j < k && rc == 0; j++) {
+        uint32_t i = idx ? idx[j] : (uint32_t)j;
+        rc = sbx_blob_partial_put(p, i, data + (size_t)i * C, clen_of(len, i));
+    }
+    if (rc == 0) rc = sbx_blob_partial_flush(p);
+    if (rc == 0) rc = sbx_blob_partial_record(p);
+    sbx_blob_partial_close(p);
+    return rc;
+}
+
 SBX_TEST(partial_transfer_resumes_after_restart)
 {
     struct env e;
@@ -665,24 +684,29 @@ SBX_TEST(partial_transfer_resumes_after_restart)
     /* Half the chunks, in random order. */
     uint32_t order[6] = {0, 1, 2, 3, 4, 5};
     shuffle(order, 6, 42);
+    sbx_blob_partial *p = NULL;
+    REQUIRE(sbx_blob_partial_open(e.bs, hash, &p) == 0);
     for (int k = 0; k < 3; k++) {
         uint32_t i = order[k];
-        CHECK_EQ_INT(sbx_blob_partial_write_chunk(e.bs, hash, i, data + (size_t)i * C, clen_of(len, i), 0), 0);
+        CHECK_EQ_INT(sbx_blob_partial_put(p, i, data + (size_t)i * C, clen_of(len, i)), 0);
     }
     /* A bad chunk is refused, and nothing of it is written. */
     uint32_t bad = order[3];
     uint8_t *evil = malloc(C);
     memcpy(evil, data + (size_t)bad * C, clen_of(len, bad));
     evil[100] ^= 1;
-    CHECK_EQ_INT(sbx_blob_partial_write_chunk(e.bs, hash, bad, evil, clen_of(len, bad), 0), SBX_ECRYPTO);
-    CHECK_EQ_INT(sbx_blob_partial_write_chunk(e.bs, hash, bad, evil, clen_of(len, bad) - 1, 0), SBX_EINVAL);
-    CHECK_EQ_INT(sbx_blob_partial_write_chunk(e.bs, hash, 6, evil, 123, 0), SBX_EINVAL);
+    CHECK_EQ_INT(sbx_blob_partial_put(p, bad, evil, clen_of(len, bad)), SBX_ECRYPTO);
+    CHECK_EQ_INT(sbx_blob_partial_put(p, bad, evil, clen_of(len, bad) - 1), SBX_EINVAL);
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 6, evil, 123), SBX_EINVAL);
     {
         int fd = open(part, O_RDONLY);
         uint8_t b = 1;
-        CHECK(pread(fd, &b, 1, (off_t)bad * C + 100) == 1 && b == 0);
+        CHECK(pread(fd, &b, 1, disk_off((size_t)bad * C + 100)) == 1 && b == 0);
         close(fd);
     }
+    CHECK_EQ_INT(sbx_blob_partial_flush(p), 0);
+    CHECK_EQ_INT(sbx_blob_partial_record(p), 0);
+    sbx_blob_partial_close(p);
     CHECK_EQ_INT(sbx_blob_partial_finish(e.bs, hash), SBX_ESTATE);
     /* A present chunk can be passed on before the blob is complete. */
     size_t got = 0;
@@ -724,29 +748,42 @@ SBX_TEST(partial_transfer_resumes_after_restart)
     other[5 * 32] ^= 1;
     CHECK_EQ_INT(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_ORIGINAL, other, n), SBX_ESTATE);
 
-    /* The rest: one synced write, two batched ones with a single sync. */
-    CHECK_EQ_INT(sbx_blob_partial_write_chunk(e.bs, hash, order[3], data + (size_t)order[3] * C,
-                                              clen_of(len, order[3]), 0), 0);
+    /* The rest: one chunk flushed on its own, then a batch of two with a
+     * single flush. What is put but not flushed is not marked present, so
+     * a crash (here a close) before the flush costs the batch being
+     * fetched again; what is flushed is marked by the next record. */
+    REQUIRE(sbx_blob_partial_open(e.bs, hash, &p) == 0);
+    CHECK_EQ_INT(sbx_blob_partial_put(p, order[3], data + (size_t)order[3] * C, clen_of(len, order[3])), 0);
+    CHECK_EQ_INT(sbx_blob_partial_flush(p), 0);
+    CHECK_EQ_INT(sbx_blob_partial_record(p), 0);
     for (int k = 4; k < 6; k++)
-        CHECK_EQ_INT(sbx_blob_partial_write_chunk(e.bs, hash, order[k], data + (size_t)order[k] * C,
-                                                  clen_of(len, order[k]), SBX_BLOB_NOSYNC), 0);
+        CHECK_EQ_INT(sbx_blob_partial_put(p, order[k], data + (size_t)order[k] * C, clen_of(len, order[k])), 0);
+    CHECK_EQ_INT(sbx_blob_partial_record(p), 0);
+    sbx_blob_partial_close(p);
     CHECK_EQ_INT(sbx_blob_partial_missing(e.bs, hash, missing, 16, &nm), 0);
-    CHECK_EQ_INT(nm, 2); /* not marked until synced */
+    CHECK_EQ_INT(nm, 2); /* not marked until flushed */
     CHECK_EQ_INT(sbx_blob_partial_finish(e.bs, hash), SBX_ESTATE);
-    uint32_t batch[2] = {order[4], order[5]};
-    CHECK_EQ_INT(sbx_blob_partial_sync(e.bs, hash, batch, 2), 0);
+    REQUIRE(sbx_blob_partial_open(e.bs, hash, &p) == 0);
+    for (int k = 4; k < 6; k++)
+        CHECK_EQ_INT(sbx_blob_partial_put(p, order[k], data + (size_t)order[k] * C, clen_of(len, order[k])), 0);
+    CHECK_EQ_INT(sbx_blob_partial_flush(p), 0);
+    CHECK_EQ_INT(sbx_blob_partial_missing(e.bs, hash, missing, 16, &nm), 0);
+    CHECK_EQ_INT(nm, 2); /* durable, not yet recorded */
+    CHECK_EQ_INT(sbx_blob_partial_record(p), 0);
     CHECK_EQ_INT(sbx_blob_partial_missing(e.bs, hash, missing, 16, &nm), 0);
     CHECK_EQ_INT(nm, 0);
-    /* A duplicate chunk from a second peer is harmless. */
-    CHECK_EQ_INT(sbx_blob_partial_write_chunk(e.bs, hash, order[0], data + (size_t)order[0] * C,
-                                              clen_of(len, order[0]), 0), 0);
+    /* A duplicate chunk from a second peer is harmless, whether it was
+     * recorded before the restart or put through this handle. */
+    CHECK_EQ_INT(sbx_blob_partial_put(p, order[0], data + (size_t)order[0] * C, clen_of(len, order[0])), 0);
+    CHECK_EQ_INT(sbx_blob_partial_put(p, order[5], data + (size_t)order[5] * C, clen_of(len, order[5])), 0);
+    sbx_blob_partial_close(p);
 
     CHECK_EQ_INT(sbx_blob_partial_finish(e.bs, hash), 0);
     CHECK(access(part, F_OK) != 0);
     check_blob(&e, hash, data, len);
     CHECK_EQ_INT(sbx_blob_partial_finish(e.bs, hash), 0);
     CHECK_EQ_INT(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_ORIGINAL, chunks, n), SBX_EEXIST);
-    CHECK_EQ_INT(sbx_blob_partial_write_chunk(e.bs, hash, 0, data, C, 0), SBX_ESTATE);
+    CHECK_EQ_INT(sbx_blob_partial_open(e.bs, hash, &p), SBX_ESTATE);
     CHECK_EQ_INT(count_dir(&e, "tmp"), 0);
     free(evil);
     free(data);
@@ -764,8 +801,7 @@ SBX_TEST(partial_damage_found_at_finish)
     sbx_blob_sha256(data, len, hash);
     chunk_hashes_of(data, len, chunks, &n);
     REQUIRE(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_THUMB, chunks, n) == 0);
-    for (uint32_t i = 0; i < n; i++)
-        CHECK_EQ_INT(sbx_blob_partial_write_chunk(e.bs, hash, i, data + (size_t)i * C, clen_of(len, i), 0), 0);
+    CHECK_EQ_INT(recv_chunks(&e, hash, data, len, NULL, 0), 0);
     /* The disk changes a byte of chunk 2 behind our back. */
     char part[256];
     partial_file(&e, hash, part, sizeof part);
@@ -776,7 +812,7 @@ SBX_TEST(partial_damage_found_at_finish)
     CHECK_EQ_INT(sbx_blob_partial_missing(e.bs, hash, missing, 8, &nm), 0);
     CHECK_EQ_INT(nm, 1);
     CHECK_EQ_INT(missing[0], 2);
-    CHECK_EQ_INT(sbx_blob_partial_write_chunk(e.bs, hash, 2, data + 2 * C, C, 0), 0);
+    CHECK_EQ_INT(recv_chunks(&e, hash, data, len, missing, 1), 0);
     CHECK_EQ_INT(sbx_blob_partial_finish(e.bs, hash), 0);
     check_blob(&e, hash, data, len);
     free(data);
@@ -797,8 +833,7 @@ SBX_TEST(partial_with_lying_chunk_list)
     sbx_blob_sha256(data, len, hash);
     chunk_hashes_of(fake, len, chunks, &n);
     REQUIRE(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_ORIGINAL, chunks, n) == 0);
-    for (uint32_t i = 0; i < n; i++)
-        CHECK_EQ_INT(sbx_blob_partial_write_chunk(e.bs, hash, i, fake + (size_t)i * C, clen_of(len, i), 0), 0);
+    CHECK_EQ_INT(recv_chunks(&e, hash, fake, len, NULL, 0), 0);
     /* Every chunk matches the list, the whole does not: the list lied. */
     CHECK_EQ_INT(sbx_blob_partial_finish(e.bs, hash), SBX_ECRYPTO);
     CHECK_EQ_INT(sbx_blob_has(e.bs, hash), SBX_ENOENT);
@@ -811,8 +846,9 @@ SBX_TEST(partial_with_lying_chunk_list)
     CHECK_EQ_INT(count_rows(&e, "blob_chunks"), 0);
     chunk_hashes_of(data, len, chunks, &n);
     REQUIRE(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_ORIGINAL, chunks, n) == 0);
-    for (uint32_t i = n; i-- > 0;)
-        CHECK_EQ_INT(sbx_blob_partial_write_chunk(e.bs, hash, i, data + (size_t)i * C, clen_of(len, i), 0), 0);
+    const uint32_t backwards[3] = {2, 1, 0};
+    REQUIRE(n == 3);
+    CHECK_EQ_INT(recv_chunks(&e, hash, data, len, backwards, 3), 0);
     CHECK_EQ_INT(sbx_blob_partial_finish(e.bs, hash), 0);
     check_blob(&e, hash, data, len);
     free(fake);
@@ -900,8 +936,8 @@ SBX_TEST(handle_resume_reads_back)
     chunk_hashes_of(data, len, chunks, &n);
     REQUIRE(n == 5);
     REQUIRE(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_ORIGINAL, chunks, n) == 0);
-    CHECK_EQ_INT(sbx_blob_partial_write_chunk(e.bs, hash, 1, data + C, C, 0), 0);
-    CHECK_EQ_INT(sbx_blob_partial_write_chunk(e.bs, hash, 2, data + 2 * C, C, 0), 0);
+    const uint32_t early[2] = {1, 2};
+    CHECK_EQ_INT(recv_chunks(&e, hash, data, len, early, 2), 0);
     close_handles(&e);
     REQUIRE(open_handles(&e) == 0);
     char part[256];
@@ -1032,6 +1068,53 @@ SBX_TEST(handle_lying_chunk_list)
     layout_path(&e, hash, path, sizeof path);
     CHECK(access(path, F_OK) != 0);
     free(fake);
+    free(data);
+    env_close(&e);
+}
+
+/* The chunk rows steer what is accepted and served: a list with a gap, a
+ * hash of the wrong size or a row too many is corrupt wherever it is read,
+ * and a partial whose list is damaged is not resumed but begun again. */
+SBX_TEST(damaged_chunk_list_refused)
+{
+    static const char *const damage[] = {
+        "DELETE FROM blob_chunks WHERE idx = 1",
+        "UPDATE blob_chunks SET chunk_hash = substr(chunk_hash, 1, 31) WHERE idx = 2",
+        "INSERT INTO blob_chunks(hash, idx, chunk_hash, have) SELECT hash, 3, chunk_hash, have "
+        "FROM blob_chunks WHERE idx = 0",
+    };
+    struct env e;
+    REQUIRE(env_open(&e) == 0);
+    size_t len = 2 * C + 9;
+    uint8_t *data = random_buf(len, 31);
+    uint8_t hash[32], chunks[3 * 32], got[3 * 32];
+    size_t n, n2 = 0;
+    sbx_blob_sha256(data, len, hash);
+    chunk_hashes_of(data, len, chunks, &n);
+    REQUIRE(n == 3);
+    sbx_blob_partial *p = NULL;
+    for (size_t k = 0; k < SBX_ARRAY_LEN(damage); k++) {
+        /* A complete blob's list, as offered to a peer. */
+        REQUIRE(sbx_blob_put_buf(e.bs, data, len, SBX_BLOB_ORIGINAL, hash, NULL) == 0);
+        CHECK_EQ_INT(sbx_blob_chunk_hashes(e.bs, hash, got, 3, &n2), 0);
+        CHECK(n2 == 3 && memcmp(got, chunks, sizeof chunks) == 0);
+        REQUIRE(sqlite3_exec(sbx_store_db(e.s), damage[k], NULL, NULL, NULL) == SQLITE_OK);
+        CHECK_EQ_INT(sbx_blob_chunk_hashes(e.bs, hash, got, 3, &n2), SBX_ECORRUPT);
+        CHECK_EQ_INT(sbx_blob_chunk_hashes(e.bs, hash, NULL, 0, &n2), SBX_ECORRUPT);
+        REQUIRE(sbx_blob_delete(e.bs, hash) == 0);
+        /* A partial's list, as a handle or a resume reads it. */
+        REQUIRE(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_ORIGINAL, chunks, n) == 0);
+        REQUIRE(sqlite3_exec(sbx_store_db(e.s), damage[k], NULL, NULL, NULL) == SQLITE_OK);
+        CHECK_EQ_INT(sbx_blob_partial_open(e.bs, hash, &p), SBX_ECORRUPT);
+        CHECK(p == NULL);
+        CHECK_EQ_INT(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_ORIGINAL, chunks, n), SBX_ESTATE);
+        REQUIRE(sbx_blob_delete(e.bs, hash) == 0);
+        REQUIRE(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_ORIGINAL, chunks, n) == 0);
+        CHECK_EQ_INT(recv_chunks(&e, hash, data, len, NULL, 0), 0);
+        CHECK_EQ_INT(sbx_blob_partial_finish(e.bs, hash), 0);
+        check_blob(&e, hash, data, len);
+        REQUIRE(sbx_blob_delete(e.bs, hash) == 0);
+    }
     free(data);
     env_close(&e);
 }
@@ -1221,13 +1304,15 @@ SBX_TEST(delete_removes_partials)
     sbx_blob_sha256(data, len, hash);
     chunk_hashes_of(data, len, chunks, &n);
     REQUIRE(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_ORIGINAL, chunks, n) == 0);
-    CHECK_EQ_INT(sbx_blob_partial_write_chunk(e.bs, hash, 1, data + C, 1, 0), 0);
+    const uint32_t last = 1;
+    CHECK_EQ_INT(recv_chunks(&e, hash, data, len, &last, 1), 0);
     CHECK_EQ_INT(count_dir(&e, "partial"), 1);
     CHECK_EQ_INT(sbx_blob_delete(e.bs, hash), 0);
     CHECK_EQ_INT(count_dir(&e, "partial"), 0);
     CHECK_EQ_INT(count_rows(&e, "blobs"), 0);
     CHECK_EQ_INT(count_rows(&e, "blob_chunks"), 0);
-    CHECK_EQ_INT(sbx_blob_partial_write_chunk(e.bs, hash, 1, data + C, 1, 0), SBX_ENOENT);
+    sbx_blob_partial *p = NULL;
+    CHECK_EQ_INT(sbx_blob_partial_open(e.bs, hash, &p), SBX_ENOENT);
 
     /* A local put completes a transfer under way for the same bytes. */
     REQUIRE(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_ORIGINAL, chunks, n) == 0);
@@ -1331,7 +1416,7 @@ SBX_TEST_MAIN(SBX_CASE(round_trip_sizes), SBX_CASE(kinds_are_recorded),
               SBX_CASE(partial_damage_found_at_finish), SBX_CASE(partial_with_lying_chunk_list),
               SBX_CASE(handle_pipeline_any_order), SBX_CASE(handle_resume_reads_back),
               SBX_CASE(begin_records_an_installed_blob),
-              SBX_CASE(handle_lying_chunk_list),
+              SBX_CASE(handle_lying_chunk_list), SBX_CASE(damaged_chunk_list_refused),
               SBX_CASE(empty_partial_blob), SBX_CASE(flipped_byte_detected_by_verify),
               SBX_CASE(range_reads), SBX_CASE(joins_the_callers_transaction),
               SBX_CASE(touch_updates_last_access), SBX_CASE(open_sweeps_crash_debris),

@@ -59,13 +59,19 @@ static void fill(uint8_t *p, size_t n, uint32_t seed)
     }
 }
 
-static void path_of(const struct env *e, const uint8_t hash[32], char out[256])
+/* The file name of a blob: a keyed hash of its hash, in hex. */
+static void name_of(const uint8_t hash[32], char hex[65])
 {
     uint8_t k[32], name[32];
-    char hex[65];
     sbx_subkey_derive(k, key, SBX_SUBKEY_BLOB_NAME);
     crypto_generichash(name, 32, hash, 32, k, 32);
     sbx_hex_encode(hex, name, 32);
+}
+
+static void path_of(const struct env *e, const uint8_t hash[32], char out[256])
+{
+    char hex[65];
+    name_of(hash, hex);
     snprintf(out, 256, "%s/blobs/%.2s/%.2s/%s", e->dir, hex, hex + 2, hex);
 }
 
@@ -316,14 +322,16 @@ SBX_TEST(partial_transfer_heals_a_damaged_header)
     sbx_blob_sha256(data, len, hash);
     for (size_t i = 0; i < 3; i++) sbx_blob_sha256(data + i * C, i < 2 ? C : 3, chunks + i * 32);
     REQUIRE(sbx_blob_partial_begin(e.bs, hash, len, SBX_BLOB_ORIGINAL, chunks, 3) == 0);
-    REQUIRE(sbx_blob_partial_write_chunk(e.bs, hash, 0, data, C, 0) == 0);
+    sbx_blob_partial *p = NULL;
+    REQUIRE(sbx_blob_partial_open(e.bs, hash, &p) == 0);
+    REQUIRE(sbx_blob_partial_put(p, 0, data, C) == 0);
+    REQUIRE(sbx_blob_partial_flush(p) == 0 && sbx_blob_partial_record(p) == 0);
+    sbx_blob_partial_close(p);
     /* The partial file's header is damaged: chunk 0 can no longer be read,
-     * so the next write starts the file over and chunk 0 is missing again. */
-    uint8_t k[32], name[32];
+     * so the next handle starts the file over and chunk 0 is missing
+     * again. */
     char hex[65], part[256];
-    sbx_subkey_derive(k, key, SBX_SUBKEY_BLOB_NAME);
-    crypto_generichash(name, 32, hash, 32, k, 32);
-    sbx_hex_encode(hex, name, 32);
+    name_of(hash, hex);
     snprintf(part, sizeof part, "%s/blobs/partial/%s", e.dir, hex);
     int fd = open(part, O_RDWR);
     uint8_t x = 0xFF;
@@ -333,14 +341,20 @@ SBX_TEST(partial_transfer_heals_a_damaged_header)
     size_t clen;
     CHECK_EQ_INT(sbx_blob_read_chunk(e.bs, hash, 0, back, C, &clen), SBX_ECORRUPT);
     free(back);
-    CHECK_EQ_INT(sbx_blob_partial_write_chunk(e.bs, hash, 2, data + 2 * C, 3, 0), 0);
+    REQUIRE(sbx_blob_partial_open(e.bs, hash, &p) == 0);
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 2, data + 2 * C, 3), 0);
+    CHECK_EQ_INT(sbx_blob_partial_flush(p), 0);
+    CHECK_EQ_INT(sbx_blob_partial_record(p), 0);
     uint32_t missing[4];
     size_t nm = 0;
     CHECK_EQ_INT(sbx_blob_partial_missing(e.bs, hash, missing, 4, &nm), 0);
     CHECK_EQ_INT(nm, 2);
     CHECK(nm == 2 && missing[0] == 0 && missing[1] == 1);
-    CHECK_EQ_INT(sbx_blob_partial_write_chunk(e.bs, hash, 0, data, C, 0), 0);
-    CHECK_EQ_INT(sbx_blob_partial_write_chunk(e.bs, hash, 1, data + C, C, 0), 0);
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 0, data, C), 0);
+    CHECK_EQ_INT(sbx_blob_partial_put(p, 1, data + C, C), 0);
+    CHECK_EQ_INT(sbx_blob_partial_install(p), 0);
+    CHECK_EQ_INT(sbx_blob_partial_record(p), 0);
+    sbx_blob_partial_close(p);
     CHECK_EQ_INT(sbx_blob_partial_finish(e.bs, hash), 0);
     CHECK_EQ_INT(sbx_blob_verify(e.bs, hash), 0);
     free(data);
