@@ -1603,7 +1603,9 @@ int sbx_blob_partial_finish(sbx_blobstore *bs, const uint8_t hash[SBX_BLOB_HASH_
         if (rc == 0) rc = hash_fd(bs, fd, bs->enc ? file_id : NULL, r.size, r.chunk_size, got);
         if (fd >= 0) close(fd);
         if (rc == 0 && memcmp(got, hash, HASH) != 0) rc = SBX_ECORRUPT;
-        if (rc == 0) return mark_complete(bs, hash);
+        /* The failed step may have been the directory sync after the
+         * rename: synced again before the row says held. */
+        if (rc == 0 && (rc = fsync_parent(dst)) == 0) return mark_complete(bs, hash);
         if (rc != SBX_ECORRUPT) return rc;
         unlink(dst);
         rc = partial_reset(bs, hash, &r);
@@ -1786,7 +1788,7 @@ int sbx_blob_partial_put(sbx_blob_partial *p, uint32_t idx, const void *data, si
     /* A chunk that continues the whole-blob hash (the usual case: chunks
      * arrive in order) feeds both states in one two-stream pass. The state
      * is plain data: a copy puts it back if the chunk is refused. */
-    bool fed = idx == p->hashed;
+    bool fed = idx == p->hashed && p->whole.len % 64 == 0; /* (chunk sizes are whole blocks, but rows are input) */
     sbx_sha256_ctx before = p->whole;
     if (fed) {
         sbx_sha256_ctx c;

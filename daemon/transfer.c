@@ -572,9 +572,30 @@ static void job_done(uv_work_t *req, int status)
         request_all(d);
         return;
     }
-    if (install_rc == SBX_ECORRUPT) finish_slow(d, t);
-    else if (install_rc != 0 && install_rc != SBX_ESTATE) transfer_defer(d, t, sbx_strerror(install_rc));
-    else kick(d, t);
+    if (install_rc == SBX_ECORRUPT) {
+        finish_slow(d, t);
+    } else if (install_rc == SBX_ESTATE) {
+        /* The handle found chunks missing that the loop counted as written
+         * (an encrypted partial whose damaged header was reset when the
+         * handle opened): the store's view wins, and those are asked for
+         * again. Kicking on the loop's view would install again, forever. */
+        pipeline_drop(d, t);
+        if (state_from_store(d, t) == UINT32_MAX) {
+            transfer_restart(d, t);
+            transfer_defer(d, t, "cannot read the partial blob's chunks");
+        } else {
+            request_chunks(d, t);
+        }
+    } else if (install_rc != 0) {
+        /* Begun afresh when retried: begin resumes the partial's verified
+         * chunks, or checks and records a file the install did put in
+         * place. Kept as it was, an on-demand transfer would wait forever
+         * with every chunk written and nothing to kick it. */
+        transfer_restart(d, t);
+        transfer_defer(d, t, sbx_strerror(install_rc));
+    } else {
+        kick(d, t);
+    }
     request_all(d);
 }
 
