@@ -653,6 +653,14 @@ void h_upload_chunk(struct api_req *r)
         if (uv_mutex_init(&api->map_lock) != 0) return api_error(r, 500, "cannot set up the chunk writer");
         api->map_lock_on = true;
     }
+    /* The waiting list is bounded: each job holds two paths and its
+     * request, and the loop walks the list. A client past it retries. */
+    size_t n_waiting = 0;
+    for (struct chunk_job *w = api->chunks_waiting; w; w = w->next) n_waiting++;
+    if (n_waiting >= SBX_MAX_UPLOAD_CHUNK_WAITING) {
+        api_header(r, H2O_TOKEN_RETRY_AFTER, "1");
+        return api_error(r, 503, "%zu chunk writes are waiting already; send chunk %ld again shortly", n_waiting, idx);
+    }
     struct chunk_job *j = calloc(1, sizeof *j);
     if (!j) return api_error(r, 500, "out of memory");
     j->api = api;

@@ -171,8 +171,7 @@ int sbx_api_status_for_error(int err)
     switch (err) {
     case SBX_ENOENT: return 404;
     case SBX_EEXIST:
-    case SBX_ESTATE:
-    case SBX_EBUSY: return 409;
+    case SBX_ESTATE: return 409;
     case SBX_EINVAL:
     case SBX_EMALFORMED:
     case SBX_EAMBIGUOUS:
@@ -182,6 +181,9 @@ int sbx_api_status_for_error(int err)
     case SBX_EREFUSED:
     case SBX_ECRYPTO: return 403;
     case SBX_EEXPIRED: return 410;
+    /* Busy: the database stayed locked past its timeout (an import's or
+     * the renderer's writes), which passes; a retry later succeeds. */
+    case SBX_EBUSY:
     case SBX_ELOCKED:
     case SBX_EAGAIN: return 503;
     case SBX_ENOSPC: return 507;

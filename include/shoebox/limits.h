@@ -234,5 +234,9 @@
  * wait, their bodies in h2o's buffers, for a slot; the pool's other
  * threads stay free for a completion and the transfers. */
 #define SBX_MAX_UPLOAD_CHUNK_WRITES 2u
+/* Chunk writes that may wait behind those; more get 503 with Retry-After
+ * (a client streams a few chunks at a time; tens of thousands of parked
+ * requests would only cost memory and loop time). */
+#define SBX_MAX_UPLOAD_CHUNK_WAITING 64u
 
 #endif

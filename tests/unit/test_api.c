@@ -437,7 +437,7 @@ SBX_TEST(error_codes_map_to_statuses)
     static const struct {
         int err, status;
     } want[] = {
-        {SBX_ENOENT, 404},    {SBX_EEXIST, 409},    {SBX_ESTATE, 409},    {SBX_EBUSY, 409},     {SBX_EINVAL, 400},
+        {SBX_ENOENT, 404},    {SBX_EEXIST, 409},    {SBX_ESTATE, 409},    {SBX_EBUSY, 503},     {SBX_EINVAL, 400},
         {SBX_EMALFORMED, 400}, {SBX_EAMBIGUOUS, 400}, {SBX_ETOOBIG, 400},  {SBX_EUNSUPPORTED, 400},
         {SBX_EPERM, 403},     {SBX_EREFUSED, 403},  {SBX_ECRYPTO, 403},   {SBX_EEXPIRED, 410},  {SBX_ELOCKED, 503},
         {SBX_EAGAIN, 503},    {SBX_ENOSPC, 507},    {SBX_ENOMEM, 500},    {SBX_EIO, 500},       {SBX_EDB, 500},
