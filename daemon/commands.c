@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
+#include <sys/stat.h>
 
 struct cmd_ctx {
     struct sbx_daemon *d;
@@ -565,14 +566,24 @@ static int export_copy(sbx_blob_file *f, const char *out)
 {
     /* Test hook: holds the copy (tests/integration/get.sh). */
     sbx_test_gate("SHOEBOX_TEST_EXPORT_GATE");
+    /* A temp name of its own (mkstemp): two copies to one path may run at
+     * once on the pool, and neither may write into the other's file. */
     char tmp[PATH_MAX + 16];
-    snprintf(tmp, sizeof tmp, "%s.shoebox-tmp", out);
+    snprintf(tmp, sizeof tmp, "%s.shoebox-XXXXXX", out);
     uint8_t *buf = malloc(1 << 20);
-    FILE *w = buf ? fopen(tmp, "wb") : NULL;
+    int fd = buf ? mkstemp(tmp) : -1;
+    FILE *w = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (!w) {
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
+        }
         free(buf);
         return buf ? SBX_EIO : SBX_ENOMEM;
     }
+    /* mkstemp makes it 0600; an exported photo is an ordinary file. (Not
+     * from the umask: reading it means setting it, process-wide.) */
+    (void)fchmod(fd, 0644);
     int rc = 0;
     uint64_t off = 0, size = sbx_blob_file_size(f);
     while (rc == 0 && off < size) {
@@ -666,7 +677,7 @@ static json_t *cmd_get(struct cmd_ctx *c)
         json_decref(result);
         if (out[0] != '/') return fail(c, SBX_EINVAL, "--out must be an absolute path%s", "");
         /* Room for the temp file's suffix. */
-        if (strlen(out) + sizeof ".shoebox-tmp" > PATH_MAX) return fail(c, SBX_ETOOBIG, "the --out path is too long%s", "");
+        if (strlen(out) + sizeof ".shoebox-XXXXXX" > PATH_MAX) return fail(c, SBX_ETOOBIG, "the --out path is too long%s", "");
         /* Answered when the copy ends: only a control client can wait. */
         if (!c->d->control_current) return fail(c, SBX_EINVAL, "--out is for the control socket%s", "");
         result = json_pack("{s:b, s:I, s:I, s:s}", "held", 1, "done", (json_int_t)info.size, "size",

@@ -58,6 +58,11 @@ int main(int argc, char **argv)
      * up to 32 MiB; the peak (what RSS limits are about) does not change. */
     mallopt(M_MMAP_THRESHOLD, 4 << 20);
     mallopt(M_TRIM_THRESHOLD, 32 << 20);
+    /* libuv's thread pool (4 threads by default) runs transfer jobs,
+     * store jobs, upload chunk writes and completions, and `get --out`
+     * copies: a few long copies of videos must not hold all of it. 8
+     * threads leave room; the user's own setting wins. */
+    setenv("UV_THREADPOOL_SIZE", "8", 0);
     /* An import holds a batch of temp files open per thread (up to
      * SBX_MAX_BLOB_BATCH x SBX_MAX_IMPORT_THREADS = 512) beside peer and API
      * connections; the usual soft limit of 1024 descriptors is too close.

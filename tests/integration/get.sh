@@ -24,7 +24,7 @@ touch "$GATE"
 check "get ends well" 'wait $GET'
 check "it says what it wrote" 'grep -q "^wrote $T_TMP/out.jpg ($(stat -c %s "$FIX/Canon_40D.jpg") bytes)$" "$T_TMP/get.out"'
 check "the copy is byte-identical" 'cmp -s "$T_TMP/out.jpg" "$FIX/Canon_40D.jpg"'
-check "no temp file is left" '[ ! -e "$T_TMP/out.jpg.shoebox-tmp" ]'
+check "no temp file is left" '! ls "$T_TMP"/out.jpg.shoebox-* >/dev/null 2>&1'
 ok "get --json" bash -c "'$SB' --data '$A' --json get '$ID' --out '$T_TMP/out2.jpg' >'$T_TMP/get.json'"
 check "--json gives held, size and the file name" \
   '[ "$(jq -c "[.held, .size == .done, .file_name]" "$T_TMP/get.json")" = "[true,true,\"Canon_40D.jpg\"]" ] && cmp -s "$T_TMP/out2.jpg" "$FIX/Canon_40D.jpg"'
