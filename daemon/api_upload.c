@@ -375,14 +375,45 @@ void h_upload_get(struct api_req *r)
  * updated on the loop. Several workers may set bits in one byte of a map:
  * they do it under api->map_lock, reading the byte back first. */
 
-struct chunk_ref;
+/* Lives in a request's pool, for a job that answers the request when it
+ * ends: when the request goes first (the client went away), its dispose
+ * callback clears the job's pointers, and the job knows there is nobody
+ * to answer. A job that ends first clears `req` here (req_ref_forget). */
+struct req_ref {
+    h2o_req_t **req;       /* the job's request pointer */
+    struct req_ref **self; /* the job's pointer to this */
+};
+
+static void req_ref_dispose(void *p)
+{
+    struct req_ref *ref = p;
+    if (!ref->req) return;
+    *ref->req = NULL;
+    *ref->self = NULL;
+}
+
+/* Ties a job's request to it (see struct req_ref). */
+static void req_ref_make(h2o_req_t *req, h2o_req_t **job_req, struct req_ref **job_ref)
+{
+    struct req_ref *ref = h2o_mem_alloc_shared(&req->pool, sizeof *ref, req_ref_dispose);
+    ref->req = job_req;
+    ref->self = job_ref;
+    *job_req = req;
+    *job_ref = ref;
+}
+
+static void req_ref_forget(struct req_ref *ref)
+{
+    if (ref) ref->req = NULL;
+}
+
 
 struct chunk_job {
     uv_work_t work;
     struct sbx_api *api;
     struct chunk_job *next; /* on the waiting or the running list */
     h2o_req_t *req;         /* NULL once the client is gone */
-    struct chunk_ref *ref;  /* in req's pool; NULL with req */
+    struct req_ref *ref;    /* in req's pool; NULL with req */
     uint8_t id[16];
     uint32_t idx, n_chunks;
     uint64_t off;
@@ -400,23 +431,9 @@ struct chunk_job {
     bool bad_hash, dup;
 };
 
-/* Lives in the request's pool: when the request goes first, the job learns
- * there is nobody to answer. */
-struct chunk_ref {
-    struct chunk_job *job;
-};
-
-static void chunk_ref_dispose(void *p)
-{
-    struct chunk_ref *ref = p;
-    if (!ref->job) return;
-    ref->job->req = NULL;
-    ref->job->ref = NULL;
-}
-
 static void chunk_free(struct chunk_job *j)
 {
-    if (j->ref) j->ref->job = NULL;
+    req_ref_forget(j->ref);
     free(j->bytes);
     free(j);
 }
@@ -676,9 +693,7 @@ void h_upload_chunk(struct api_req *r)
         chunk_free(j);
         return api_error(r, 500, "cannot store chunk %ld: %s", idx, sbx_strerror(rc));
     }
-    j->req = r->req;
-    j->ref = h2o_mem_alloc_shared(&r->req->pool, sizeof *j->ref, chunk_ref_dispose);
-    j->ref->job = j;
+    req_ref_make(r->req, &j->req, &j->ref);
     /* Last on the waiting list: writes start in the order they came. */
     struct chunk_job **pp = &api->chunks_waiting;
     while (*pp) pp = &(*pp)->next;
@@ -700,14 +715,13 @@ void h_upload_chunk(struct api_req *r)
 
 enum job_outcome { JOB_STORED = 0, JOB_REFUSED, JOB_ERROR };
 
-struct job_ref;
 
 struct complete_job {
     uv_work_t work;
     struct sbx_api *api;
     struct complete_job *next; /* the queue */
     h2o_req_t *req;            /* NULL once the client is gone */
-    struct job_ref *ref;       /* in req's pool; NULL with req */
+    struct req_ref *ref;       /* in req's pool; NULL with req */
     struct session s;
     json_t *meta;
     char data_path[4200];
@@ -720,24 +734,9 @@ struct complete_job {
     uint8_t thumb[32], medium[32];
 };
 
-/* Lives in the request's pool: when the request goes first (the client
- * went away), its dispose callback tells the job there is nobody to
- * answer. */
-struct job_ref {
-    struct complete_job *job;
-};
-
-static void job_ref_dispose(void *p)
-{
-    struct job_ref *ref = p;
-    if (!ref->job) return;
-    ref->job->req = NULL;
-    ref->job->ref = NULL;
-}
-
 static void job_free(struct complete_job *j)
 {
-    if (j->ref) j->ref->job = NULL;
+    req_ref_forget(j->ref);
     json_decref(j->meta);
     free(j);
 }
@@ -1004,9 +1003,7 @@ void h_upload_complete(struct api_req *r)
         job_free(j);
         return api_error(r, 500, "cannot read the staged upload: %s", sbx_strerror(rc));
     }
-    j->req = r->req;
-    j->ref = h2o_mem_alloc_shared(&r->req->pool, sizeof *j->ref, job_ref_dispose);
-    j->ref->job = j;
+    req_ref_make(r->req, &j->req, &j->ref);
     if (api->jobs_tail) api->jobs_tail->next = j;
     else api->jobs_head = j;
     api->jobs_tail = j;

@@ -270,20 +270,13 @@ void sbx_daemon_stop(struct sbx_daemon *d)
 
 void sbx_daemon_close(struct sbx_daemon *d)
 {
-    sbx_transfer_free(d);
     free(d->dialers);
     d->dialers = NULL;
-    sbx_import_close(d);
-    sbx_render_stop(d); /* a daemon that failed to open was never stopped */
-    sbx_render_close(d);
+    /* The API first: it reads blobs and the store. Then the library, as a
+     * failed unlock undoes it (a daemon that failed to open was never
+     * stopped: close_library stops the renderer too). */
     sbx_api_close(d);
-    sbx_blobstore_close(d->blobs);
-    d->blobs = NULL;
-    sbx_engine_close(d->engine);
-    d->engine = NULL;
-    sbx_store_close(d->store);
-    d->store = NULL;
-    sbx_identity_wipe(&d->id);
+    close_library(d);
     if (d->lock_fd >= 0) close(d->lock_fd);
     d->lock_fd = -1;
 }
